@@ -17,6 +17,7 @@ import httpx
 from pydantic import SecretStr
 
 from imsflow.models import IamToken, TokenRequest
+from imsflow.redact import register_secret
 
 __all__ = [
     "ALGORITHM",
@@ -48,9 +49,9 @@ Refresh = Callable[[], Awaitable[IamToken]]
 def token_request_body(request: TokenRequest) -> dict[str, Any]:
     """The JSON body of ``POST /v3/auth/tokens`` with the real password (never log it)."""
     body = request.to_body()
-    body["auth"]["identity"]["password"]["user"]["password"] = (
-        request.auth.identity.password.user.password.get_secret_value()
-    )
+    password = request.auth.identity.password.user.password.get_secret_value()
+    register_secret(password)
+    body["auth"]["identity"]["password"]["user"]["password"] = password
     return body
 
 
@@ -65,6 +66,7 @@ class TokenAuth(httpx.Auth):
         self, token: IamToken, *, refresh: Refresh | None = None, refresh_margin: float = 60
     ) -> None:
         self._token = token
+        register_secret(token.value.get_secret_value())
         self._refresh = refresh
         self._refresh_margin = refresh_margin
         self._lock: asyncio.Lock | None = None
@@ -88,6 +90,7 @@ class TokenAuth(httpx.Auth):
             # Another request may have refreshed while we waited for the lock.
             if self._token is stale:
                 self._token = await self._refresh()
+                register_secret(self._token.value.get_secret_value())
             return self._token
 
     def _apply(self, request: httpx.Request, token: IamToken) -> None:
@@ -177,6 +180,9 @@ class AkSkAuth(httpx.Auth):
         self.domain_id = domain_id
         self._security_token = security_token
         self._clock = clock
+        register_secret(secret_key.get_secret_value())
+        if security_token is not None:
+            register_secret(security_token.get_secret_value())
 
     def __repr__(self) -> str:
         return f"AkSkAuth(access_key={self.access_key!r}, project_id={self.project_id!r})"

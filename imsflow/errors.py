@@ -32,7 +32,8 @@ Classes are grouped by what a caller does about them, not by which service raise
         │   └── ImageProtectedError
         ├── QuotaExceededError         free quota or ask for more
         ├── ThrottledError             retryable: flow control (429, IMG.0060, Common.0024 on 202, ...)
-        └── ServerError                retryable: 5xx and server-side failures reported as 400
+        ├── ServerError                retryable: 5xx and server-side failures reported as 400
+        └── UnexpectedResponseError    a success answer we cannot read (wrong shape, not JSON)
 
 ``ERROR_CODES`` maps every documented code the flow can meet to its class; ``error_for`` picks the
 class by code, else by HTTP status. ``parse_error_response`` is the only place that reads error bodies.
@@ -79,6 +80,7 @@ __all__ = [
     "TokenExpiredError",
     "TokenInvalidError",
     "TransportError",
+    "UnexpectedResponseError",
     "UnsupportedOperationError",
     "error_for",
     "parse_error_response",
@@ -306,6 +308,10 @@ class ThrottledError(ApiError):
 class ServerError(ApiError):
     retryable = True
     hint = "The cloud had an internal problem; retry later."
+
+
+class UnexpectedResponseError(ApiError):
+    hint = "The endpoint answered in an unexpected shape; check the endpoint URL (a proxy or wrong service?)."
 
 
 def _codes(cls: type[ApiError], prefix: str, numbers: str) -> dict[str, type[ApiError]]:

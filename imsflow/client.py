@@ -1,0 +1,456 @@
+"""The async cloud client: ``CloudClient`` with ``.iam``, ``.ecs`` and ``.ims`` service APIs.
+
+The transport is injected (``httpx.ASGITransport(app)``, ``httpx.MockTransport`` in tests). This is the
+only module that catches httpx exceptions: transport failures become ``TransportError``, error answers
+become the ``ApiError`` subclasses of ``imsflow.errors``. There are no retries here; the Prefect tasks
+own the retry policy, and two stacked retry layers would multiply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from imsflow import __version__
+from imsflow.auth import AkSkAuth, TokenAuth, token_request_body
+from imsflow.errors import (
+    ConfigError,
+    TransportError,
+    UnexpectedResponseError,
+    parse_error_response,
+)
+from imsflow.models import (
+    CreateImageFromEcsRequest,
+    DeleteImageRequest,
+    EcsJob,
+    ExportImageRequest,
+    IamToken,
+    Image,
+    ImageList,
+    ImageListQuery,
+    ImsJob,
+    JobIdResponse,
+    Project,
+    ProjectList,
+    Quota,
+    QuotaResponse,
+    Server,
+    ServerActionRequest,
+    ServerDetail,
+    ServerPage,
+    TokenRequest,
+    TokenResponse,
+)
+from imsflow.settings import ImsflowSettings, Service
+
+__all__ = ["USER_AGENT", "CloudClient", "EcsApi", "IamApi", "ImsApi", "login", "parse_model"]
+
+logger = logging.getLogger("imsflow.client")
+
+USER_AGENT = f"imsflow/{__version__}"
+M = TypeVar("M", bound=BaseModel)
+Refresh = Callable[[], Awaitable[IamToken]]
+_NO_AUTH: None = None  # httpx: ``auth=None`` on a request means "no auth", not "client default"
+
+
+def _segment(value: str) -> str:
+    # Ids go into the path; quoting keeps a stray "/" or "?" from changing which resource is addressed.
+    return quote(value, safe="")
+
+
+class CloudClient:
+    """Async client for IAM, ECS and IMS; use as ``async with CloudClient(settings, auth=...) as c:``."""
+
+    def __init__(
+        self,
+        settings: ImsflowSettings,
+        *,
+        auth: httpx.Auth | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        project_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.auth = auth
+        self._http = httpx.AsyncClient(
+            auth=auth,
+            transport=transport,
+            verify=settings.verify_tls,
+            timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            follow_redirects=False,
+        )
+        self._project_id = project_id or settings.project_id
+        if self._project_id is None and isinstance(auth, TokenAuth):
+            self._project_id = auth.token.project_id
+        if isinstance(auth, AkSkAuth) and self._project_id and auth.project_id is None:
+            auth.project_id = self._project_id
+        self.iam = IamApi(self)
+        self.ecs = EcsApi(self)
+        self.ims = ImsApi(self)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: ImsflowSettings,
+        token: IamToken | None = None,
+        refresh: Refresh | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> CloudClient:
+        """A client with AK/SK signing when the settings hold an AK/SK pair, else token auth."""
+        auth: httpx.Auth
+        # Same test as settings.auth_mode == "aksk", spelled out so the types narrow.
+        if settings.access_key and settings.secret_key:
+            auth = AkSkAuth(
+                settings.access_key,
+                settings.secret_key,
+                project_id=settings.project_id,
+                security_token=settings.security_token,
+            )
+        elif token is not None:
+            auth = TokenAuth(token, refresh=refresh)
+        else:
+            raise ConfigError(
+                "password login needs a token before calling ECS or IMS",
+                hint="Call imsflow.client.login(settings) first and pass the token.",
+            )
+        return cls(settings, auth=auth, transport=transport)
+
+    async def __aenter__(self) -> Self:
+        await self._http.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._http.__aexit__(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"CloudClient(profile={self.settings.profile.value!r}, region={self.settings.region!r})"
+
+    # ------------------------------------------------------------------------------------ project
+
+    @property
+    def project_id(self) -> str | None:
+        return self._project_id
+
+    @project_id.setter
+    def project_id(self, value: str | None) -> None:
+        self._project_id = value
+        if isinstance(self.auth, AkSkAuth):
+            self.auth.project_id = value
+
+    async def resolve_project_id(self) -> str:
+        """The project id: set explicitly, from the settings, from the token, else IAM by region name."""
+        if self._project_id:
+            return self._project_id
+        projects = await self.iam.list_projects(name=self.settings.region)
+        matches = [p for p in projects if p.name == self.settings.region]
+        if not matches:
+            raise ConfigError(
+                f"no IAM project named {self.settings.region!r} is visible to this account",
+                hint="Set IMSFLOW_PROJECT_ID, or IMSFLOW_REGION to a region the account can use.",
+            )
+        self.project_id = matches[0].id
+        return matches[0].id
+
+    async def _project_path(self) -> str:
+        return f"/v1/{_segment(await self.resolve_project_id())}"
+
+    async def _ensure_signing_project(self) -> None:
+        # IMS URIs without a project id take the project from X-Project-Id when signing with AK/SK.
+        if isinstance(self.auth, AkSkAuth) and not self.auth.project_id:
+            await self.resolve_project_id()
+
+    # ------------------------------------------------------------------------------------ transport
+
+    async def request(
+        self,
+        method: str,
+        service: Service,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: Any = None,
+        no_auth: bool = False,
+    ) -> httpx.Response:
+        """Send one request; return a 2xx response or raise the matching ``ImsflowError``."""
+        url = f"{self.settings.endpoint(service)}{path}"
+        extra: dict[str, Any] = {"auth": _NO_AUTH} if no_auth else {}
+        try:
+            response = await self._http.request(method, url, params=params, json=json_body, **extra)
+        except httpx.TimeoutException as exc:
+            raise TransportError(f"{method} timed out ({type(exc).__name__})", url=url) from exc
+        except httpx.RequestError as exc:
+            raise TransportError(f"{method} failed: {type(exc).__name__}: {exc}", url=url) from exc
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"invalid URL {url!r}: {exc}") from exc
+        # Bodies are never logged: IAM answers carry tokens, and bodies can be large.
+        logger.debug("%s %s -> %s", method, response.request.url, response.status_code)
+        if not response.is_success:
+            raise parse_error_response(response)
+        if _is_error_body(response):
+            # ECS answers flow control with HTTP 202 and an error body (Common.0024).
+            raise parse_error_response(response)
+        return response
+
+    async def request_model(
+        self,
+        model: type[M],
+        method: str,
+        service: Service,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: Any = None,
+    ) -> M:
+        response = await self.request(method, service, path, params=params, json_body=json_body)
+        return parse_model(model, response)
+
+
+def _json(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _is_error_body(response: httpx.Response) -> bool:
+    content_type = response.headers.get("Content-Type", "")
+    if not response.content or "json" not in content_type:
+        return False
+    body = _json(response)
+    return isinstance(body, dict) and (isinstance(body.get("error"), dict) or "error_code" in body)
+
+
+def parse_model(model: type[M], response: httpx.Response) -> M:
+    """Validate a success body; a body that does not fit raises ``UnexpectedResponseError``."""
+    body = _json(response)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "body"
+        raise UnexpectedResponseError(
+            status=response.status_code,
+            code=None,
+            message=f"unexpected {model.__name__} body: {where}: {problem['msg']}",
+            url=str(response.request.url),
+        ) from None
+
+
+class IamApi:
+    """Identity: tokens and projects."""
+
+    def __init__(self, client: CloudClient) -> None:
+        self._c = client
+
+    async def create_token(
+        self,
+        *,
+        domain: str,
+        username: str,
+        password: SecretStr,
+        project_id: str | None = None,
+        project_name: str | None = None,
+    ) -> IamToken:
+        """``POST /v3/auth/tokens`` (password method); the token comes in ``X-Subject-Token``."""
+        request = TokenRequest.password(
+            domain=domain,
+            username=username,
+            password=password,
+            project_id=project_id,
+            project_name=project_name,
+        )
+        response = await self._c.request(
+            "POST",
+            "iam",
+            "/v3/auth/tokens",
+            params={"nocatalog": "true"},
+            json_body=token_request_body(request),
+            no_auth=True,
+        )
+        subject_token = response.headers.get("X-Subject-Token")
+        if not subject_token:
+            raise UnexpectedResponseError(
+                status=response.status_code,
+                code=None,
+                message="IAM answered without an X-Subject-Token header",
+                url=str(response.request.url),
+            )
+        return IamToken.from_response(subject_token, parse_model(TokenResponse, response))
+
+    async def list_projects(self, name: str | None = None) -> list[Project]:
+        """``GET /v3/projects`` (optionally filtered by exact name, e.g. the region)."""
+        params = {"name": name} if name else None
+        page = await self._c.request_model(ProjectList, "GET", "iam", "/v3/projects", params=params)
+        return page.projects
+
+
+class EcsApi:
+    """Elastic Cloud Server: servers, batch stop/start, ECS jobs."""
+
+    def __init__(self, client: CloudClient) -> None:
+        self._c = client
+
+    async def get_server(self, server_id: str) -> Server:
+        """``GET /v1/{project_id}/cloudservers/{server_id}``."""
+        path = f"{await self._c._project_path()}/cloudservers/{_segment(server_id)}"
+        return (await self._c.request_model(ServerDetail, "GET", "ecs", path)).server
+
+    async def list_servers(
+        self,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        tags: str | None = None,
+        not_tags: str | None = None,
+        limit: int = 25,
+        offset: int = 1,
+    ) -> ServerPage:
+        """One page of ``GET /v1/{project_id}/cloudservers/detail``; ``offset`` is a page number from 1."""
+        params = {"limit": str(limit), "offset": str(offset)}
+        for key, value in (("name", name), ("status", status), ("tags", tags), ("not-tags", not_tags)):
+            if value is not None:
+                params[key] = value
+        path = f"{await self._c._project_path()}/cloudservers/detail"
+        return await self._c.request_model(ServerPage, "GET", "ecs", path, params=params)
+
+    async def iter_servers(
+        self,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        tags: str | None = None,
+        not_tags: str | None = None,
+        limit: int = 100,
+    ) -> AsyncIterator[Server]:
+        """Every matching server, page by page."""
+        offset, seen = 1, 0
+        while True:
+            page = await self.list_servers(
+                name=name, status=status, tags=tags, not_tags=not_tags, limit=limit, offset=offset
+            )
+            for server in page.servers:
+                yield server
+            seen += len(page.servers)
+            if not page.servers or len(page.servers) < limit or seen >= page.count:
+                return
+            offset += 1
+
+    async def _action(self, body: ServerActionRequest) -> str:
+        path = f"{await self._c._project_path()}/cloudservers/action"
+        response = await self._c.request_model(JobIdResponse, "POST", "ecs", path, json_body=body.to_body())
+        return response.job_id
+
+    async def stop_servers(self, ids: Sequence[str], type: Literal["SOFT", "HARD"] = "SOFT") -> str:
+        """Batch stop (``os-stop``); returns the ECS job id."""
+        return await self._action(ServerActionRequest.stop(list(ids), type=type))
+
+    async def start_servers(self, ids: Sequence[str]) -> str:
+        """Batch start (``os-start``); returns the ECS job id."""
+        return await self._action(ServerActionRequest.start(list(ids)))
+
+    async def get_job(self, job_id: str) -> EcsJob:
+        """``GET /v1/{project_id}/jobs/{job_id}`` on the ECS endpoint."""
+        path = f"{await self._c._project_path()}/jobs/{_segment(job_id)}"
+        response = await self._c.request("GET", "ecs", path)
+        body = _json(response)
+        if isinstance(body, dict) and isinstance(body.get("code"), str) and "status" not in body:
+            # The job query itself failed (e.g. Common.0011 for an unknown job id).
+            raise parse_error_response(response)
+        return parse_model(EcsJob, response)
+
+
+class ImsApi:
+    """Image Management Service: create, jobs, list, details, delete, export, quota."""
+
+    def __init__(self, client: CloudClient) -> None:
+        self._c = client
+
+    async def create_image_from_ecs(self, req: CreateImageFromEcsRequest) -> str:
+        """``POST /v2/cloudimages/action``; returns the IMS job id."""
+        await self._c._ensure_signing_project()
+        response = await self._c.request_model(
+            JobIdResponse, "POST", "ims", "/v2/cloudimages/action", json_body=req.to_body()
+        )
+        return response.job_id
+
+    async def get_job(self, job_id: str) -> ImsJob:
+        """``GET /v1/{project_id}/jobs/{job_id}`` on the IMS endpoint."""
+        path = f"{await self._c._project_path()}/jobs/{_segment(job_id)}"
+        return await self._c.request_model(ImsJob, "GET", "ims", path)
+
+    async def list_images(self, query: ImageListQuery | None = None) -> list[Image]:
+        """``GET /v2/cloudimages`` with the filters of ``query``."""
+        await self._c._ensure_signing_project()
+        params = query.to_params() if query is not None else None
+        page = await self._c.request_model(ImageList, "GET", "ims", "/v2/cloudimages", params=params)
+        return page.images
+
+    async def iter_images(self, query: ImageListQuery | None = None) -> AsyncIterator[Image]:
+        """Every matching image, following ``marker`` paging (page size ``query.limit``, default 500)."""
+        base = query or ImageListQuery()
+        limit = base.limit or 500
+        marker = base.marker
+        while True:
+            page = await self.list_images(base.model_copy(update={"marker": marker, "limit": limit}))
+            for image in page:
+                yield image
+            if len(page) < limit or page[-1].id == marker:
+                return
+            marker = page[-1].id
+
+    async def get_image(self, image_id: str) -> Image:
+        """``GET /v2/images/{image_id}``."""
+        await self._c._ensure_signing_project()
+        return await self._c.request_model(Image, "GET", "ims", f"/v2/images/{_segment(image_id)}")
+
+    async def delete_image(self, image_id: str, *, delete_backup: bool | None = None) -> None:
+        """``DELETE /v2/images/{image_id}`` (204)."""
+        await self._c._ensure_signing_project()
+        body = DeleteImageRequest(delete_backup=delete_backup).to_body() or None
+        await self._c.request("DELETE", "ims", f"/v2/images/{_segment(image_id)}", json_body=body)
+
+    async def export_image(self, image_id: str, req: ExportImageRequest) -> str:
+        """``POST /v1/cloudimages/{image_id}/file``; returns the IMS job id."""
+        await self._c._ensure_signing_project()
+        path = f"/v1/cloudimages/{_segment(image_id)}/file"
+        response = await self._c.request_model(JobIdResponse, "POST", "ims", path, json_body=req.to_body())
+        return response.job_id
+
+    async def get_quota(self) -> Quota:
+        """``GET /v1/cloudimages/quota``."""
+        await self._c._ensure_signing_project()
+        return (await self._c.request_model(QuotaResponse, "GET", "ims", "/v1/cloudimages/quota")).quotas
+
+
+async def login(settings: ImsflowSettings, transport: httpx.AsyncBaseTransport | None = None) -> IamToken:
+    """A project-scoped token for the settings' account (project id if set, else the region's project)."""
+    if not (settings.domain and settings.username and settings.password):
+        raise ConfigError(
+            "password login needs IMSFLOW_DOMAIN, IMSFLOW_USERNAME and IMSFLOW_PASSWORD",
+            hint="Set them, or use AK/SK (IMSFLOW_ACCESS_KEY, IMSFLOW_SECRET_KEY), which needs no login.",
+        )
+    async with CloudClient(settings, transport=transport) as client:
+        return await client.iam.create_token(
+            domain=settings.domain,
+            username=settings.username,
+            password=settings.password,
+            project_id=settings.project_id,
+            project_name=None if settings.project_id else settings.region,
+        )
