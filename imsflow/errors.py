@@ -436,8 +436,9 @@ _IAM_MESSAGES: dict[str, str] = {
 
 
 def _message_pattern(template: str) -> re.Pattern[str]:
-    parts = re.split(r"%\(\w+\)s|%[sd]", template)
-    return re.compile(".+".join(re.escape(p) for p in parts).rstrip(".") + r"\.?$", re.IGNORECASE)
+    # The trailing period is optional: gateways and emulators are not consistent about it.
+    parts = re.split(r"%\(\w+\)s|%[sd]", template.rstrip("."))
+    return re.compile(".+".join(re.escape(p) for p in parts) + r"\.?$", re.IGNORECASE)
 
 
 _IAM_PATTERNS = [(code, _message_pattern(text)) for code, text in _IAM_MESSAGES.items()]
