@@ -234,7 +234,10 @@ def _is_error_body(response: httpx.Response) -> bool:
     if not response.content or "json" not in content_type:
         return False
     body = _json(response)
-    return isinstance(body, dict) and (isinstance(body.get("error"), dict) or "error_code" in body)
+    if not isinstance(body, dict):
+        return False
+    # Job bodies carry "error_code": null on success; only an error object or a gateway body counts.
+    return isinstance(body.get("error"), dict) or ("error_msg" in body and bool(body.get("error_code")))
 
 
 def parse_model(model: type[M], response: httpx.Response) -> M:
