@@ -6,6 +6,7 @@ Classes are grouped by what a caller does about them, not by which service raise
     ├── ConfigError                    settings are incomplete or unsafe
     ├── InvalidRequestError            client-side validation (names the field and the IMS rule)
     ├── TransportError                 retryable: connect/read failures and timeouts (carries url)
+    ├── EcsNotReadyError               client-side check: the ECS is not in a state to be imaged
     ├── JobFailedError                 an IMS/ECS job ended in FAIL (raised by the polling code)
     ├── JobTimeoutError                a job did not finish in time (raised by the polling code)
     └── ApiError                       any non-2xx answer: status, code, message, url, request_id
@@ -58,6 +59,7 @@ __all__ = [
     "EcsBusyError",
     "EcsLockedError",
     "EcsNotFoundError",
+    "EcsNotReadyError",
     "EcsNotStoppedError",
     "ImageBeingCreatedError",
     "ImageBeingExportedError",
@@ -149,6 +151,13 @@ class TransportError(ImsflowError):
     def __init__(self, message: str, *, url: str, hint: str | None = None) -> None:
         self.url = url
         super().__init__(f"{message} ({url})", hint=hint)
+
+
+class EcsNotReadyError(ImsflowError):
+    """Checked before asking IMS: the ECS is not stopped (or cannot be stopped) now."""
+
+    retryable: ClassVar[bool] = False
+    hint = "Stop the ECS first, or let imsflow stop it (--stop-if-running)."
 
 
 class JobFailedError(ImsflowError):

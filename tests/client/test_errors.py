@@ -298,3 +298,10 @@ def test_errors_survive_pickling(error: ImsflowError) -> None:
     assert str(copy) == str(error)
     assert copy.hint == error.hint
     assert json.dumps(vars(copy), default=str)
+
+
+def test_ecs_not_ready_is_a_client_side_error() -> None:
+    error = errors.EcsNotReadyError("web-1 is ACTIVE", hint="stop it first")
+    assert not isinstance(error, ApiError)
+    assert error.hint == "stop it first"
+    assert str(error) == "web-1 is ACTIVE"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -159,3 +161,50 @@ def test_export_rules(values: dict[str, object], match: str) -> None:
 def test_quick_export_without_format() -> None:
     req = ExportImageRequest(bucket_url="b-1:f", is_quick_export=True)
     assert req.to_body() == {"bucket_url": "b-1:f", "is_quick_export": True}
+
+
+NAMES = [
+    "a",
+    "ims_test",
+    "web-1 2026.01.05",
+    "A" * 128,
+    "x y",
+    " lead",
+    "trail ",
+    "",
+    "A" * 129,
+    "a/b",
+    " ",
+    "a  b",
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_name_pattern_agrees_with_the_check(name: str) -> None:
+    # The pattern goes into JSON schemas (Prefect forms); it must accept exactly what the check accepts.
+    try:
+        validation.check_image_name(name)
+        accepted = True
+    except InvalidRequestError:
+        accepted = False
+    assert bool(re.fullmatch(validation.NAME_PATTERN, name)) is accepted
+
+
+def regex_without_lookaround(pattern: str) -> bool:
+    return "(?=" not in pattern and "(?!" not in pattern and "(?<" not in pattern
+
+
+@pytest.mark.parametrize(
+    ("pattern", "good", "bad"),
+    [
+        (validation.NAME_PATTERN, "web-1 golden", "web-1 "),
+        (validation.TAG_PATTERN, "env.prod", "env=prod"),
+        (validation.UUID_PATTERN, SERVER_ID, "web-1"),
+        (validation.BUCKET_URL_PATTERN, "my-images:web-1.qcow2", "my images:x"),
+        (validation.DESCRIPTION_PATTERN, "plain text", "<script>"),
+    ],
+)
+def test_exported_patterns(pattern: str, good: str, bad: str) -> None:
+    assert re.fullmatch(pattern, good)
+    assert not re.fullmatch(pattern, bad)
+    assert regex_without_lookaround(pattern)
