@@ -1,0 +1,314 @@
+"""What happens to an image after it exists: delete it, export it to OBS, prune the old ones.
+
+Run them with ``imsflow delete``, ``imsflow export`` and ``imsflow prune``, from the Prefect UI through the
+deployments in ``deployments/``, or directly::
+
+    python flows/lifecycle.py --keep 3 --dry-run
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from pydantic import BaseModel, Field, model_validator
+
+from imsflow.errors import ImsflowError
+from imsflow.models import ExportImageRequest, IamToken
+from imsflow.validation import BUCKET_URL_RULE
+from tasks import runtime
+from tasks.credentials import BLOCK_NAME_PATTERN, credentials_from_block
+from tasks.lifecycle import (
+    DeleteResult,
+    ExportResult,
+    RetentionDecision,
+    RetentionRule,
+    images_in_use,
+    list_imsflow_images,
+    now_utc,
+    plan_retention,
+    poll_export,
+    remove_image,
+    submit_export,
+)
+from tasks.token import CredentialScope, fresh_token
+
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+BUCKET_URL_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]:[^\s]+$"
+
+CredentialsBlock = Annotated[
+    str | None,
+    Field(
+        title="Credentials block",
+        description="Name of an imsflow-credentials block to use; empty: IMSFLOW_* settings of the runner.",
+        pattern=BLOCK_NAME_PATTERN,
+    ),
+]
+
+
+async def _token() -> IamToken | None:
+    settings = runtime.settings()
+    if settings.auth_mode == "password":
+        return await fresh_token(CredentialScope.from_settings(settings))
+    return None  # AK/SK signs each request; no token
+
+
+# ---------------------------------------------------------------------------------------------- delete
+
+
+class DeleteImageParams(BaseModel):
+    """Which image to delete."""
+
+    image_id: Annotated[
+        str,
+        Field(
+            title="Image ID", description="ID (UUID) of the private image to delete.", pattern=UUID_PATTERN
+        ),
+    ]
+    timeout_minutes: Annotated[
+        int,
+        Field(
+            title="Timeout (minutes)", description="Give up waiting for the image to be gone.", ge=1, le=240
+        ),
+    ] = 10
+
+
+@flow(name="delete-image", flow_run_name="delete-image-{params.image_id}")
+async def delete_image(params: DeleteImageParams, credentials_block: CredentialsBlock = None) -> DeleteResult:
+    """Delete a private image and wait until it is gone.
+
+    An image that is already gone counts as done. An image still being created is refused (IMG.0090).
+    """
+    async with credentials_from_block(credentials_block):
+        token = await _token()
+        result = await remove_image(params.image_id, token, timeout_seconds=params.timeout_minutes * 60.0)
+    get_run_logger().info("image %s: %s", result.image_id, result.outcome)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+
+class ExportImageParams(BaseModel):
+    """Which image to export, where to, and in which format."""
+
+    image_id: Annotated[
+        str,
+        Field(
+            title="Image ID",
+            description="ID (UUID) of the private image to export.",
+            pattern=UUID_PATTERN,
+            json_schema_extra={"position": 0},
+        ),
+    ]
+    bucket_url: Annotated[
+        str,
+        Field(
+            title="OBS target",
+            description=f"bucket:file, e.g. my-images:web-1.qcow2 — {BUCKET_URL_RULE}. "
+            "A Standard bucket in the same region.",
+            pattern=BUCKET_URL_PATTERN,
+            json_schema_extra={"position": 1},
+        ),
+    ]
+    file_format: Annotated[
+        Literal["qcow2", "vhd", "zvhd", "vmdk"],
+        Field(
+            title="File format",
+            description="Format of the exported file (ignored with quick export).",
+            json_schema_extra={"position": 2},
+        ),
+    ] = "qcow2"
+    quick: Annotated[
+        bool,
+        Field(
+            title="Quick export",
+            description="Export fast, as ZVHD2, without conversion (needed above 128 GB).",
+            json_schema_extra={"position": 3},
+        ),
+    ] = False
+    timeout_minutes: Annotated[
+        int,
+        Field(
+            title="Timeout (minutes)",
+            description="Give up waiting for the export job after this long.",
+            ge=1,
+            le=24 * 60,
+            json_schema_extra={"position": 4},
+        ),
+    ] = 120
+
+    def to_request(self) -> ExportImageRequest:
+        if self.quick:
+            return ExportImageRequest(bucket_url=self.bucket_url, is_quick_export=True)
+        return ExportImageRequest(bucket_url=self.bucket_url, file_format=self.file_format)
+
+
+@flow(name="export-image", flow_run_name="export-image-{params.image_id}")
+async def export_image(params: ExportImageParams, credentials_block: CredentialsBlock = None) -> ExportResult:
+    """Export a private image to an OBS bucket and wait for the export job to finish."""
+    request = params.to_request()  # the IMS rules, before any call
+    async with credentials_from_block(credentials_block):
+        token = await _token()
+        job_id = await submit_export(params.image_id, request, token)
+        await poll_export(job_id, token, timeout_seconds=params.timeout_minutes * 60.0)
+    result = ExportResult(
+        image_id=params.image_id,
+        job_id=job_id,
+        bucket_url=params.bucket_url,
+        file_format="zvhd2 (quick)" if params.quick else params.file_format,
+    )
+    await acreate_markdown_artifact(
+        markdown=f"# Export of `{result.image_id}`\n\n| | |\n|---|---|\n| target | `{result.bucket_url}` |\n"
+        f"| format | {result.file_format} |\n| job ID | `{result.job_id}` |\n",
+        key="image-export",
+        description=f"export of {result.image_id}",
+    )
+    get_run_logger().info("image %s exported to %s", result.image_id, result.bucket_url)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- prune
+
+
+class PruneParams(BaseModel):
+    """Retention of the images imsflow made, per ECS. Images imsflow did not make are never touched."""
+
+    instance_ids: Annotated[
+        list[Annotated[str, Field(pattern=UUID_PATTERN)]],
+        Field(
+            title="ECS IDs",
+            description="Prune the images of these ECSs only; empty: of every ECS imsflow imaged.",
+            json_schema_extra={"position": 0},
+        ),
+    ] = []
+    keep: Annotated[
+        int | None,
+        Field(
+            title="Keep newest",
+            description="Keep this many newest active images per ECS (empty: no count rule).",
+            ge=1,
+            le=1000,
+            json_schema_extra={"position": 1},
+        ),
+    ] = 7
+    max_age_days: Annotated[
+        float | None,
+        Field(
+            title="Keep younger than (days)",
+            description="Keep every image younger than this many days (empty: no age rule). "
+            "With both rules, an image goes only when both let it go.",
+            gt=0,
+            json_schema_extra={"position": 2},
+        ),
+    ] = None
+    dry_run: Annotated[
+        bool,
+        Field(
+            title="Dry run", description="Only list what would be deleted.", json_schema_extra={"position": 3}
+        ),
+    ] = False
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> PruneParams:
+        if self.keep is None and self.max_age_days is None:
+            raise ValueError("give keep, max_age_days or both: with no rule every image would go")
+        return self
+
+    def rule(self) -> RetentionRule:
+        max_age = timedelta(days=self.max_age_days) if self.max_age_days is not None else None
+        return RetentionRule(keep=self.keep, max_age=max_age)
+
+
+class PruneResult(BaseModel):
+    dry_run: bool
+    kept: list[RetentionDecision]
+    deleted: list[RetentionDecision]
+    failed: dict[str, str] = {}
+
+    @property
+    def summary(self) -> str:
+        verb = "would delete" if self.dry_run else "deleted"
+        text = f"kept {len(self.kept)}, {verb} {len(self.deleted)}"
+        return text + (f", {len(self.failed)} failed" if self.failed else "")
+
+
+def _table(result: PruneResult) -> list[dict[str, str]]:
+    rows = []
+    for decision in sorted(result.kept + result.deleted, key=lambda d: (d.instance_id, d.image_id)):
+        if decision.action == "keep":
+            action = "keep"
+        elif decision.image_id in result.failed:
+            action = "delete failed"
+        else:
+            action = "would delete" if result.dry_run else "deleted"
+        rows.append(
+            {
+                "ECS": decision.instance_id,
+                "image": decision.name,
+                "image ID": decision.image_id,
+                "created": decision.created_at.strftime("%Y-%m-%d %H:%M") if decision.created_at else "-",
+                "status": decision.status,
+                "action": action,
+                "why": result.failed.get(decision.image_id, decision.reason),
+            }
+        )
+    return rows
+
+
+@flow(name="prune-images", flow_run_name="prune-images")
+async def prune_images(params: PruneParams, credentials_block: CredentialsBlock = None) -> PruneResult:
+    """Delete imsflow's old images per ECS: keep the N newest and/or the young ones.
+
+    Never touches an image imsflow did not make, an image an ECS runs from, a protected image, or one still
+    being created. A dry run only lists what would go. The kept/deleted table is the run's artifact.
+    """
+    logger = get_run_logger()
+    rule = params.rule()
+    async with credentials_from_block(credentials_block):
+        token = await _token()
+        images = await list_imsflow_images(params.instance_ids, token)
+        in_use = await images_in_use(token)
+        decisions = plan_retention(images, rule, now=now_utc(), in_use=in_use)
+        doomed = [d for d in decisions if d.action == "delete"]
+        failed: dict[str, str] = {}
+        if not params.dry_run:
+            for decision in doomed:
+                try:
+                    await remove_image(decision.image_id, token)
+                except ImsflowError as exc:
+                    # One image that cannot go (it changed state meanwhile) must not keep the rest.
+                    failed[decision.image_id] = str(exc)
+                    logger.warning("could not delete %s: %s", decision.image_id, exc)
+    result = PruneResult(
+        dry_run=params.dry_run,
+        kept=[d for d in decisions if d.action == "keep"],
+        deleted=doomed,
+        failed=failed,
+    )
+    await acreate_table_artifact(
+        table=_table(result),
+        key="image-retention",
+        description=f"{rule.describe()}: {result.summary}" + (" (dry run)" if params.dry_run else ""),
+    )
+    logger.info("%s: %s", rule.describe(), result.summary)
+    if failed:
+        raise ImsflowError(
+            f"{len(failed)} of {len(doomed)} images could not be deleted: " + "; ".join(failed.values()),
+            hint="see the image-retention artifact of the run; the next run tries them again",
+        )
+    return result
+
+
+if __name__ == "__main__":
+    import asyncio
+
+    import typer
+
+    def main(keep: int = 7, max_age_days: float | None = None, dry_run: bool = False) -> None:
+        params = PruneParams(keep=keep, max_age_days=max_age_days, dry_run=dry_run)
+        print(asyncio.run(prune_images(params)).summary)
+
+    typer.run(main)

@@ -1,0 +1,235 @@
+"""Operating imsflow: delete, export, prune; serve the deployments; register blocks; failure notifications.
+
+Like the rest of the CLI, Prefect and the flows are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from typing import Annotated, Literal
+
+import typer
+
+from imsflow.cli import (
+    app,
+    console,
+    err,
+    fail,
+    friendly_errors,
+    quiet_prefect,
+    result_or_raise,
+    run_flow,
+    step_printer,
+)
+
+CredentialsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--credentials-block",
+        help="Name of an imsflow-credentials block to use instead of IMSFLOW_* (needs PREFECT_API_URL).",
+    ),
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([hdw]?)\s*$")
+_AGE_UNIT_DAYS = {"h": 1 / 24, "d": 1.0, "": 1.0, "w": 7.0}
+
+
+def parse_age_days(text: str) -> float:
+    """``30d``, ``12h``, ``2w`` or a plain number of days, as days."""
+    match = _AGE.match(text)
+    if match is None or float(match.group(1)) <= 0:
+        fail(f"--max-age {text!r} is not an age such as 30d, 12h or 2w", code=2)
+    return float(match.group(1)) * _AGE_UNIT_DAYS[match.group(2)]
+
+
+def _check_settings() -> None:
+    from tasks import runtime
+
+    runtime.settings().check_transport()
+
+
+@app.command()
+def delete(
+    image_id: Annotated[str, typer.Argument(help="ID of the private image to delete.")],
+    timeout: Annotated[int, typer.Option(help="Minutes to wait until the image is gone.")] = 10,
+    credentials_block: CredentialsOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Delete a private image and wait until it is gone (an image already gone is fine)."""
+    quiet_prefect(verbose)
+    with friendly_errors():
+        from flows.lifecycle import DeleteImageParams, delete_image
+        from tasks import runtime
+
+        params = DeleteImageParams(image_id=image_id, timeout_minutes=timeout)
+        if credentials_block is None:
+            _check_settings()
+        with runtime.use_runtime(reporters=(step_printer(),)):
+            state = run_flow(delete_image(params, credentials_block, return_state=True))
+        result = result_or_raise(state)
+    console.print(f"{result.image_id} {result.outcome}")
+
+
+@app.command()
+def export(
+    image_id: Annotated[str, typer.Argument(help="ID of the private image to export.")],
+    bucket_url: Annotated[str, typer.Option("--bucket-url", help="OBS target as BUCKET:FILE.")],
+    file_format: Annotated[
+        Literal["qcow2", "vhd", "zvhd", "vmdk"] | None,
+        typer.Option("--format", help="File format: qcow2, vhd, zvhd or vmdk."),
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Quick export (ZVHD2, no conversion).")] = False,
+    timeout: Annotated[int, typer.Option(help="Minutes to wait for the export job.")] = 120,
+    credentials_block: CredentialsOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Export a private image to OBS and wait for the export job."""
+    if quick and file_format is not None:
+        fail("--quick and --format exclude each other (a quick export is always ZVHD2)", code=2)
+    if not quick and file_format is None:
+        fail("give --format qcow2|vhd|zvhd|vmdk, or --quick", code=2)
+    quiet_prefect(verbose)
+    with friendly_errors():
+        from flows.lifecycle import ExportImageParams, export_image
+        from tasks import runtime
+
+        params = ExportImageParams(
+            image_id=image_id,
+            bucket_url=bucket_url,
+            file_format=file_format or "qcow2",
+            quick=quick,
+            timeout_minutes=timeout,
+        )
+        params.to_request()
+        if credentials_block is None:
+            _check_settings()
+        with runtime.use_runtime(reporters=(step_printer(),)):
+            state = run_flow(export_image(params, credentials_block, return_state=True))
+        result = result_or_raise(state)
+    console.print(
+        f"{result.image_id} exported to {result.bucket_url} ({result.file_format}), job {result.job_id}"
+    )
+
+
+@app.command()
+def prune(
+    instance_id: Annotated[
+        list[str] | None, typer.Option("--instance-id", "-i", help="Only images of this ECS (repeatable).")
+    ] = None,
+    keep: Annotated[int | None, typer.Option(help="Keep this many newest images per ECS.")] = None,
+    max_age: Annotated[
+        str | None, typer.Option("--max-age", help="Keep images younger than this (30d, 12h, 2w).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
+    credentials_block: CredentialsOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Delete old images imsflow made, per ECS; never images it did not make, in use, or being created."""
+    if keep is None and max_age is None:
+        fail("give --keep N, --max-age AGE or both", code=2)
+    max_age_days = parse_age_days(max_age) if max_age is not None else None
+    quiet_prefect(verbose)
+    with friendly_errors():
+        from rich.table import Table
+
+        from flows.lifecycle import PruneParams, prune_images
+        from tasks import runtime
+
+        params = PruneParams(
+            instance_ids=instance_id or [], keep=keep, max_age_days=max_age_days, dry_run=dry_run
+        )
+        if credentials_block is None:
+            _check_settings()
+        with runtime.use_runtime(reporters=(step_printer(),)):
+            state = run_flow(prune_images(params, credentials_block, return_state=True))
+        result = result_or_raise(state)
+    table = Table("ECS", "image", "image ID", "created", "action", "why")
+    verb = "would delete" if result.dry_run else "deleted"
+    for decision in sorted(result.kept + result.deleted, key=lambda d: (d.instance_id, d.image_id)):
+        created = decision.created_at.strftime("%Y-%m-%d %H:%M") if decision.created_at else "-"
+        action = "keep" if decision.action == "keep" else verb
+        table.add_row(
+            decision.instance_id, decision.name, decision.image_id, created, action, decision.reason
+        )
+    console.print(table)
+    console.print(result.summary + (" (dry run)" if result.dry_run else ""))
+
+
+def _require_api_url() -> str:
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        fail(
+            "no Prefect server: PREFECT_API_URL is not set",
+            hint="start one with `prefect server start`, then export PREFECT_API_URL=http://127.0.0.1:4200/api",
+        )
+    return str(url)
+
+
+@app.command()
+def serve(
+    limit: Annotated[int | None, typer.Option(help="At most this many flow runs at once.")] = None,
+    deployment: Annotated[
+        list[str] | None, typer.Option("--deployment", "-d", help="Serve only this deployment (repeatable).")
+    ] = None,
+) -> None:
+    """Serve the deployments of deployments/prefect.yaml, schedules included, until interrupted."""
+    import logging
+
+    api_url = _require_api_url()
+    from deployments.serve import build_deployments
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    deployments, skipped = build_deployments(only=set(deployment) if deployment else None)
+    for skip in skipped:
+        err.print(f"[yellow]not serving {skip.name}:[/] {skip.reason}")
+    if not deployments:
+        fail("no deployment to serve")
+    err.print(f"serving {', '.join(d.name for d in deployments)} on {api_url}")
+    from prefect import serve as prefect_serve
+
+    prefect_serve(*deployments, limit=limit)
+
+
+blocks = typer.Typer(help="Prefect blocks imsflow provides.", no_args_is_help=True)
+app.add_typer(blocks, name="blocks")
+
+
+@blocks.command("register")
+def blocks_register() -> None:
+    """Register the imsflow-credentials block type with the Prefect server (idempotent)."""
+    quiet_prefect(False)
+    api_url = _require_api_url()
+    from tasks.credentials import register_blocks
+
+    slugs = asyncio.run(register_blocks())
+    console.print(f"registered {', '.join(slugs)} on {api_url}")
+
+
+@app.command()
+def notify(
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-url",
+            envvar="IMSFLOW_FAILURE_WEBHOOK_URL",
+            help="URL to POST to when an image could not be made (or set IMSFLOW_FAILURE_WEBHOOK_URL).",
+        ),
+    ] = None,
+) -> None:
+    """Create the automation that calls a webhook on every imsflow.image.failed event."""
+    api_url = _require_api_url()
+    url = webhook_url or os.environ.get("IMSFLOW_FAILURE_WEBHOOK_URL")
+    if not url:
+        fail("give --webhook-url (or IMSFLOW_FAILURE_WEBHOOK_URL)", code=2)
+    from deployments.notifications import AUTOMATION, ensure_failure_webhook
+
+    automation_id = asyncio.run(ensure_failure_webhook(url))
+    # The URL is not printed: chat webhooks carry their token in it.
+    console.print(
+        f"automation {AUTOMATION!r} ({automation_id}) on {api_url} posts failures to the webhook block"
+    )

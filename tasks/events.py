@@ -1,0 +1,88 @@
+"""Prefect events for what imsflow did: ``imsflow.image.created`` and ``imsflow.image.failed``.
+
+They are emitted by flow state hooks of the create-image flow, so they fire once per flow run on its final
+state (a flow retry in between emits nothing). The ECS is the event's resource and the image a related
+resource, which is what automations match on: ``imsflow notify`` sets up a webhook call on failures.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.events import emit_event
+from prefect.flows import Flow
+
+IMAGE_CREATED = "imsflow.image.created"
+IMAGE_FAILED = "imsflow.image.failed"
+
+logger = logging.getLogger("imsflow.events")
+
+
+def ecs_resource(instance_id: str) -> dict[str, str]:
+    return {"prefect.resource.id": f"imsflow.ecs.{instance_id}", "prefect.resource.name": instance_id}
+
+
+def image_resource(image_id: str, name: str | None) -> dict[str, str]:
+    resource = {"prefect.resource.id": f"imsflow.image.{image_id}", "prefect.resource.role": "image"}
+    if name:
+        resource["prefect.resource.name"] = name
+    return resource
+
+
+def _flow_run_resource(flow_run: FlowRun) -> dict[str, str]:
+    return {
+        "prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
+        "prefect.resource.role": "flow-run",
+        "prefect.resource.name": flow_run.name,
+    }
+
+
+def _requested(flow_run: FlowRun) -> dict[str, Any]:
+    params = flow_run.parameters.get("params") or {}
+    if hasattr(params, "model_dump"):
+        params = params.model_dump()
+    return params if isinstance(params, dict) else {}
+
+
+async def emit_image_created(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """on_completion hook: the image exists (submitted now, resumed or adopted)."""
+    result = await state.aresult(raise_on_failure=False)
+    image_id = getattr(result, "image_id", None)
+    if image_id is None:
+        logger.warning("flow run %s completed without an image id; no event", flow_run.name)
+        return
+    instance_id = getattr(result, "instance_id", None) or _requested(flow_run).get("instance_id", "unknown")
+    emit_event(
+        event=IMAGE_CREATED,
+        resource=ecs_resource(instance_id),
+        related=[image_resource(image_id, getattr(result, "name", None)), _flow_run_resource(flow_run)],
+        payload={
+            "image_id": image_id,
+            "image_name": getattr(result, "name", None),
+            "job_id": getattr(result, "job_id", None),
+            "how": getattr(result, "how", None),
+        },
+    )
+
+
+def emit_image_failed(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """on_failure / on_crashed hook: the run ended without an image."""
+    requested = _requested(flow_run)
+    instance_id = str(requested.get("instance_id") or "unknown")
+    related = [_flow_run_resource(flow_run)]
+    emit_event(
+        event=IMAGE_FAILED,
+        resource=ecs_resource(instance_id),
+        related=related,
+        payload={
+            "image_name": requested.get("name"),
+            "state": state.name,
+            # The state message is the exception's one line (the client redacts secrets from its errors).
+            "reason": (state.message or "")[:1000],
+        },
+    )
+
+
+__all__ = ["IMAGE_CREATED", "IMAGE_FAILED", "ecs_resource", "emit_image_created", "emit_image_failed"]

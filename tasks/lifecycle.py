@@ -1,0 +1,351 @@
+"""Steps for what happens to an image after it exists: delete it, export it to OBS, prune old ones.
+
+Retention only ever looks at images imsflow made: those carrying both of its tags (``imsflow-request`` and
+``imsflow-instance``, written by ``tasks.image``). Which of those go is decided by :func:`plan_retention`, a
+pure function, so the rules are tested without a cloud.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from prefect import task
+from pydantic import BaseModel
+
+from imsflow.errors import ImageBeingCreatedError, ImageNotFoundError, ImsflowError
+from imsflow.models import ExportImageRequest, IamToken, Image, ImageListQuery, ImsJob
+from imsflow.polling import PollPolicy, wait_for_job, wait_until
+from tasks import runtime
+from tasks.auth import client_for
+from tasks.image import INSTANCE_TAG, REQUEST_TAG
+from tasks.retry import BACKOFF, JITTER, RETRIES, retry_if_transient
+
+#: Image states in which IMS is still writing the image: deleting it is refused (IMG.0090).
+BEING_CREATED = frozenset({"queued", "saving"})
+#: Glance reports a deleted image as 404 or, for a while, with this status.
+GONE = frozenset({"deleted"})
+
+
+def image_tags(image: Image) -> dict[str, str]:
+    """The image's tags as a mapping. IMS lists them as ``key.value``; the keys never hold ``.`` or ``=``."""
+    tags: dict[str, str] = {}
+    for tag in image.tags:
+        cut = min((i for i in (tag.find("."), tag.find("=")) if i >= 0), default=-1)
+        if cut > 0:
+            tags[tag[:cut]] = tag[cut + 1 :]
+    return tags
+
+
+def made_by_imsflow(image: Image) -> str | None:
+    """The ECS the image was made from, when imsflow made it (both of its tags present), else None."""
+    tags = image_tags(image)
+    if not tags.get(REQUEST_TAG) or not tags.get(INSTANCE_TAG):
+        return None
+    return tags[INSTANCE_TAG]
+
+
+# ------------------------------------------------------------------------------------------- retention
+
+
+class RetentionRule(BaseModel):
+    """Keep the ``keep`` newest images per ECS and every image younger than ``max_age``.
+
+    An image goes only when *every* rule given lets it go: with both rules, the N newest stay however old
+    they are, and young images stay however many there are.
+    """
+
+    keep: int | None = None
+    max_age: timedelta | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.keep is not None:
+            parts.append(f"the {self.keep} newest")
+        if self.max_age is not None:
+            parts.append(f"those younger than {_age(self.max_age)}")
+        return "keep " + " and ".join(parts) + " per ECS"
+
+
+class RetentionDecision(BaseModel):
+    image_id: str
+    name: str
+    instance_id: str
+    status: str
+    created_at: datetime | None
+    action: Literal["keep", "delete"]
+    reason: str
+
+
+def _age(delta: timedelta) -> str:
+    days = delta.total_seconds() / 86400
+    if days >= 1:
+        return f"{days:.0f} d" if days == int(days) else f"{days:.1f} d"
+    return f"{delta.total_seconds() / 3600:.0f} h"
+
+
+def plan_retention(
+    images: Iterable[Image],
+    rule: RetentionRule,
+    *,
+    now: datetime,
+    in_use: frozenset[str] = frozenset(),
+) -> list[RetentionDecision]:
+    """Decide, per ECS, which of imsflow's images to keep and which to delete.
+
+    Images imsflow did not make are not in the result at all. Of imsflow's, only an ``active`` image that is
+    neither protected nor used by an ECS can be deleted; the others are kept with the reason. The ``keep``
+    newest are counted among the active images, so a half-made image never pushes a good one out.
+    """
+    if rule.keep is None and rule.max_age is None:
+        raise ValueError("a retention rule needs keep, max_age or both")
+    per_ecs: dict[str, list[Image]] = defaultdict(list)
+    for image in images:
+        instance = made_by_imsflow(image)
+        if instance is not None:
+            per_ecs[instance].append(image)
+
+    decisions: list[RetentionDecision] = []
+    oldest = datetime.min.replace(tzinfo=UTC)
+    for instance, group in sorted(per_ecs.items()):
+        group.sort(key=lambda i: (i.created_at or oldest, i.id), reverse=True)
+        rank = 0
+        for image in group:
+            status = image.status or "unknown"
+
+            def decide(
+                action: Literal["keep", "delete"],
+                reason: str,
+                image: Image = image,
+                instance: str = instance,
+                status: str = status,
+            ) -> None:
+                decisions.append(
+                    RetentionDecision(
+                        image_id=image.id,
+                        name=image.name or "",
+                        instance_id=instance,
+                        status=status,
+                        created_at=image.created_at,
+                        action=action,
+                        reason=reason,
+                    )
+                )
+
+            if status != "active":
+                decide("keep", "still being created" if status in BEING_CREATED else f"not active ({status})")
+                continue
+            rank += 1
+            if image.id in in_use:
+                decide("keep", "in use by an ECS")
+                continue
+            if image.protected:
+                decide("keep", "protected")
+                continue
+            if rule.keep is not None and rank <= rule.keep:
+                decide("keep", f"newest #{rank}")
+                continue
+            age = now - image.created_at if image.created_at is not None else None
+            if rule.max_age is not None and (age is None or age < rule.max_age):
+                decide("keep", f"younger than {_age(rule.max_age)}" if age is not None else "age unknown")
+                continue
+            reason = f"older than {_age(rule.max_age)}" if rule.max_age is not None else ""
+            if rule.keep is not None:
+                reason = f"beyond the {rule.keep} newest" + (f", {reason}" if reason else "")
+            decide("delete", reason)
+    return decisions
+
+
+# ---------------------------------------------------------------------------------------------- listing
+
+
+@task(
+    name="list-imsflow-images",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF(RETRIES),
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+async def list_imsflow_images(instance_ids: list[str], token: IamToken | None) -> list[Image]:
+    """The private images imsflow made, of the given ECSs (of every ECS when the list is empty)."""
+    async with client_for(token) as client:
+        if instance_ids:
+            images: list[Image] = []
+            for instance_id in instance_ids:
+                query = ImageListQuery(imagetype="private", tag=f"{INSTANCE_TAG}.{instance_id}")
+                images += [i async for i in client.ims.iter_images(query)]
+        else:
+            images = [i async for i in client.ims.iter_images(ImageListQuery(imagetype="private"))]
+    ours = [i for i in images if made_by_imsflow(i) is not None]
+    # Filter again on our side: the tag query is a convenience, the tags are the rule.
+    if instance_ids:
+        ours = [i for i in ours if made_by_imsflow(i) in instance_ids]
+    runtime.report("list-imsflow-images", f"{len(ours)} images made by imsflow")
+    return list({i.id: i for i in ours}.values())
+
+
+@task(
+    name="images-in-use",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF(RETRIES),
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+async def images_in_use(token: IamToken | None) -> frozenset[str]:
+    """IDs of the images some ECS runs from (its system disk was made from them)."""
+    async with client_for(token) as client:
+        servers = [s async for s in client.ecs.iter_servers()]
+    used = frozenset(s.image.id for s in servers if s.image is not None and s.image.id)
+    runtime.report("images-in-use", f"{len(used)} images in use by {len(servers)} ECSs")
+    return used
+
+
+# ---------------------------------------------------------------------------------------------- delete
+
+
+class DeleteResult(BaseModel):
+    image_id: str
+    name: str | None
+    outcome: Literal["deleted", "already-gone"]
+
+
+def _being_created(image: Image) -> ImageBeingCreatedError:
+    # Refuse before asking, with the cloud's own code, so the message is the same either way.
+    return ImageBeingCreatedError(
+        status=400,
+        code="IMG.0090",
+        message=f"image {image.id} ({image.name}) is still being created ({image.status}); "
+        "an image being created cannot be deleted",
+        url=f"/v2/images/{image.id}",
+    )
+
+
+@task(
+    name="delete-image",
+    task_run_name="delete-image[{image_id}]",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF(RETRIES),
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+async def remove_image(image_id: str, token: IamToken | None, timeout_seconds: float = 600) -> DeleteResult:
+    """Delete the image and wait until it is gone. Safe to retry: an image already gone is the goal."""
+    rt = runtime.current()
+    async with client_for(token) as client:
+        try:
+            image = await client.ims.get_image(image_id)
+        except ImageNotFoundError:
+            runtime.report("delete-image", f"{image_id} is already gone")
+            return DeleteResult(image_id=image_id, name=None, outcome="already-gone")
+        if image.status in GONE:
+            return DeleteResult(image_id=image_id, name=image.name, outcome="already-gone")
+        if image.status in BEING_CREATED:
+            raise _being_created(image)
+        try:
+            await client.ims.delete_image(image_id)
+        except ImageNotFoundError:
+            return DeleteResult(image_id=image_id, name=image.name, outcome="already-gone")
+
+        async def gone() -> bool:
+            try:
+                current = await client.ims.get_image(image_id)
+            except ImageNotFoundError:
+                return True
+            return current.status in GONE
+
+        try:
+            await wait_until(gone, timeout=timeout_seconds, interval=2.0, clock=rt.clock, sleep=rt.sleep)
+        except TimeoutError:
+            raise ImsflowError(
+                f"image {image_id} still exists {timeout_seconds:.0f} s after it was deleted",
+                hint="check the image in the console; the deletion may still finish",
+            ) from None
+    runtime.report("delete-image", f"deleted {image.name} ({image_id})")
+    return DeleteResult(image_id=image_id, name=image.name, outcome="deleted")
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+
+class ExportResult(BaseModel):
+    image_id: str
+    job_id: str
+    bucket_url: str
+    file_format: str
+
+
+@task(
+    name="submit-export",
+    task_run_name="submit-export[{image_id}]",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF(RETRIES),
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+async def submit_export(image_id: str, request: ExportImageRequest, token: IamToken | None) -> str:
+    """``POST /v1/cloudimages/{image_id}/file``; returns the export job ID.
+
+    Retried only on throttling, 5xx and transport errors. A retried POST that the cloud had already applied
+    meets IMG.0148 (image being exported), which is not retried: the first export carries on.
+    """
+    async with client_for(token) as client:
+        job_id = await client.ims.export_image(image_id, request)
+    runtime.report("submit-export", f"export job {job_id} to {request.bucket_url}")
+    return job_id
+
+
+@task(
+    name="poll-export",
+    task_run_name="poll-export[{job_id}]",
+    retries=2,
+    retry_delay_seconds=BACKOFF(2),
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+async def poll_export(job_id: str, token: IamToken | None, timeout_seconds: float) -> ImsJob:
+    """Wait for the export job to end; a FAIL is a ``JobFailedError`` with the cloud's reason."""
+    rt = runtime.current()
+    settings = runtime.settings()
+    policy = PollPolicy(initial_delay=settings.poll_initial_delay, max_interval=settings.poll_max_interval)
+    async with client_for(token) as client:
+
+        async def fetch() -> ImsJob:
+            return await client.ims.get_job(job_id)
+
+        async def show(job: ImsJob, elapsed: float) -> None:
+            runtime.report("poll-export", f"{job.status} after {elapsed:.0f} s")
+
+        job = await wait_for_job(
+            fetch,
+            job_id=job_id,
+            timeout=timeout_seconds,
+            policy=policy,
+            clock=rt.clock,
+            sleep=rt.sleep,
+            on_update=show,
+        )
+    return job
+
+
+def now_utc() -> datetime:
+    """Wall-clock now for age rules; tests on virtual time pass ``now`` explicitly instead."""
+    return datetime.now(UTC)
+
+
+__all__ = [
+    "BEING_CREATED",
+    "DeleteResult",
+    "ExportResult",
+    "RetentionDecision",
+    "RetentionRule",
+    "image_tags",
+    "images_in_use",
+    "list_imsflow_images",
+    "made_by_imsflow",
+    "plan_retention",
+    "poll_export",
+    "remove_image",
+    "submit_export",
+]

@@ -1,0 +1,100 @@
+"""The retention rules as a pure function: which of imsflow's images go, and why the others stay."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from imsflow.models import Image
+from tasks.image import INSTANCE_TAG, REQUEST_TAG
+from tasks.lifecycle import RetentionRule, image_tags, made_by_imsflow, plan_retention
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+WEB = "6f1c2d7e-0000-4000-8000-000000000001"
+DB = "6f1c2d7e-0000-4000-8000-000000000002"
+
+
+def ours(n: int, instance: str = WEB, *, days_old: float, status: str = "active", **extra: object) -> Image:
+    return Image.model_validate(
+        {
+            "id": f"00000000-0000-4000-8000-{instance[-4:]}{n:08d}",
+            "name": f"img-{instance[-1]}-{n}",
+            "status": status,
+            "created_at": (NOW - timedelta(days=days_old)).isoformat(),
+            "tags": [f"{REQUEST_TAG}.key{n}", f"{INSTANCE_TAG}.{instance}", "env.prod"],
+            **extra,
+        }
+    )
+
+
+def decided(decisions: list, action: str) -> set[str]:  # type: ignore[type-arg]
+    return {d.name for d in decisions if d.action == action}
+
+
+def test_tags_parse_both_spellings() -> None:
+    image = Image.model_validate(
+        {"id": "x", "tags": ["imsflow-request.abc", "imsflow-instance=srv", "lonely"]}
+    )
+    assert image_tags(image) == {"imsflow-request": "abc", "imsflow-instance": "srv"}
+    assert made_by_imsflow(image) == "srv"
+
+
+def test_keep_newest_per_ecs() -> None:
+    images = [ours(n, days_old=n) for n in range(1, 6)] + [ours(n, DB, days_old=n) for n in range(1, 3)]
+    plan = plan_retention(images, RetentionRule(keep=2), now=NOW)
+    assert decided(plan, "delete") == {"img-1-3", "img-1-4", "img-1-5"}
+    assert decided(plan, "keep") == {"img-1-1", "img-1-2", "img-2-1", "img-2-2"}
+
+
+def test_max_age_alone() -> None:
+    images = [ours(n, days_old=d) for n, d in enumerate([1, 10, 29.9, 30.1, 90])]
+    plan = plan_retention(images, RetentionRule(max_age=timedelta(days=30)), now=NOW)
+    assert decided(plan, "delete") == {"img-1-3", "img-1-4"}
+
+
+def test_both_rules_delete_only_what_both_let_go() -> None:
+    # Newest two are old, but kept by count; the young ones are kept by age whatever their rank.
+    images = [ours(1, days_old=40), ours(2, days_old=50), ours(3, days_old=60), ours(4, days_old=70)]
+    plan = plan_retention(images, RetentionRule(keep=2, max_age=timedelta(days=30)), now=NOW)
+    assert decided(plan, "delete") == {"img-1-3", "img-1-4"}
+    young = [ours(n, days_old=n) for n in range(1, 6)]
+    plan = plan_retention(young, RetentionRule(keep=2, max_age=timedelta(days=30)), now=NOW)
+    assert decided(plan, "delete") == set()
+
+
+def test_never_images_it_did_not_make() -> None:
+    foreign = Image.model_validate(
+        {"id": "f", "name": "golden", "status": "active", "created_at": "2020-01-01T00:00:00Z", "tags": []}
+    )
+    half_tagged = Image.model_validate(
+        {"id": "h", "name": "half", "status": "active", "tags": [f"{INSTANCE_TAG}.{WEB}"]}
+    )
+    plan = plan_retention([foreign, half_tagged, ours(1, days_old=100)], RetentionRule(keep=1), now=NOW)
+    assert [d.name for d in plan] == ["img-1-1"]
+
+
+def test_never_in_use_protected_or_being_created() -> None:
+    images = [
+        ours(1, days_old=1),
+        ours(2, days_old=2, status="saving"),  # being created: not counted among the newest either
+        ours(3, days_old=3, status="queued"),
+        ours(4, days_old=4),
+        ours(5, days_old=5, protected=True),
+        ours(6, days_old=6, status="killed"),
+    ]
+    in_use = frozenset({images[3].id})
+    plan = plan_retention(images, RetentionRule(keep=1), now=NOW, in_use=in_use)
+    reasons = {d.name: (d.action, d.reason) for d in plan}
+    assert reasons["img-1-1"] == ("keep", "newest #1")
+    assert reasons["img-1-2"] == ("keep", "still being created")
+    assert reasons["img-1-3"] == ("keep", "still being created")
+    assert reasons["img-1-4"] == ("keep", "in use by an ECS")
+    assert reasons["img-1-5"] == ("keep", "protected")
+    assert reasons["img-1-6"] == ("keep", "not active (killed)")
+    assert decided(plan, "delete") == set()
+
+
+def test_a_rule_is_required() -> None:
+    with pytest.raises(ValueError, match="keep, max_age or both"):
+        plan_retention([], RetentionRule(), now=NOW)
