@@ -101,8 +101,13 @@ def _rebuild(cls: type[ImsflowError], args: tuple[Any, ...], state: dict[str, An
 
 
 class ImsflowError(Exception):
-    """Root of every error imsflow raises."""
+    """Root of every error imsflow raises.
 
+    ``retryable`` tells the tasks whether trying the same call again can help (transport failures,
+    throttling, 5xx); ``hint`` tells the user what to do.
+    """
+
+    retryable: ClassVar[bool] = False
     hint: str = "See the message; rerun with --verbose for details."
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
@@ -145,7 +150,7 @@ class InvalidRequestError(ImsflowError, ValueError):
 class TransportError(ImsflowError):
     """The request did not get an HTTP answer (connect error, reset, timeout)."""
 
-    retryable: ClassVar[bool] = True
+    retryable = True
     hint = "Check the network and the endpoint URL; the operation can be retried."
 
     def __init__(self, message: str, *, url: str, hint: str | None = None) -> None:
@@ -156,28 +161,25 @@ class TransportError(ImsflowError):
 class EcsNotReadyError(ImsflowError):
     """Checked before asking IMS: the ECS is not stopped (or cannot be stopped) now."""
 
-    retryable: ClassVar[bool] = False
     hint = "Stop the ECS first, or let imsflow stop it (--stop-if-running)."
 
 
 class JobFailedError(ImsflowError):
     """An asynchronous IMS or ECS job ended with status FAIL."""
 
-    retryable: ClassVar[bool] = False
     hint = "Read the fail reason; fix the cause (server state, quota, name) and start a new job."
 
-    def __init__(self, *, job_id: str, error_code: str | None, fail_reason: str | None) -> None:
+    def __init__(self, *, job_id: str | None, error_code: str | None, fail_reason: str | None) -> None:
         self.job_id = job_id
         self.error_code = error_code
         self.fail_reason = fail_reason
         reason = f"{error_code or 'no error code'}: {fail_reason or 'no reason given'}"
-        super().__init__(f"job {job_id} failed: {reason}")
+        super().__init__(f"job {job_id or '(unknown)'} failed: {reason}")
 
 
 class JobTimeoutError(ImsflowError):
     """A job did not reach SUCCESS or FAIL in time; it may still finish in the cloud."""
 
-    retryable: ClassVar[bool] = False
     hint = "The job may still finish: query it later, or raise IMSFLOW_JOB_TIMEOUT."
 
     def __init__(self, *, job_id: str, last_status: str | None, waited_seconds: float) -> None:
@@ -192,7 +194,6 @@ class JobTimeoutError(ImsflowError):
 class ApiError(ImsflowError):
     """The cloud answered with an error."""
 
-    retryable: ClassVar[bool] = False
     hint = "See the error code in the API documentation."
 
     def __init__(
