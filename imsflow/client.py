@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
@@ -65,6 +65,17 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+class _NoTokenAuth(httpx.Auth):
+    """Stands in for a token that was never obtained."""
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        raise ConfigError(
+            f"no token for {request.method} {request.url.path}: password login must come first",
+            hint="Call imsflow.client.login(settings) (or iam.create_token) and pass the token.",
+        )
+        yield request  # pragma: no cover - makes this a generator, as httpx expects
+
+
 class CloudClient:
     """Async client for IAM, ECS and IMS; use as ``async with CloudClient(settings, auth=...) as c:``."""
 
@@ -116,10 +127,8 @@ class CloudClient:
         elif token is not None:
             auth = TokenAuth(token, refresh=refresh)
         else:
-            raise ConfigError(
-                "password login needs a token before calling ECS or IMS",
-                hint="Call imsflow.client.login(settings) first and pass the token.",
-            )
+            # Enough for iam.create_token (which sends no auth); anything else fails clearly.
+            auth = _NoTokenAuth()
         return cls(settings, auth=auth, transport=transport)
 
     async def __aenter__(self) -> Self:

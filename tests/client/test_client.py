@@ -585,9 +585,19 @@ async def test_from_settings_with_aksk_signs_and_resolves_the_project(cloud: Clo
     assert "X-Auth-Token" not in quota.headers
 
 
-def test_from_settings_password_mode_needs_a_token() -> None:
-    with pytest.raises(ConfigError, match="token"):
-        CloudClient.from_settings(make_settings(), token=None)
+async def test_from_settings_without_token_can_only_log_in(cloud: Cloud) -> None:
+    cloud.on(
+        "POST",
+        "/v3/auth/tokens",
+        201,
+        load("iam_obtaining_a_user_token.response.json"),
+        headers={"X-Subject-Token": TOKEN_VALUE},
+    )
+    async with CloudClient.from_settings(make_settings(), token=None, transport=cloud.transport) as client:
+        await client.iam.create_token(domain="d", username="u", password=SecretStr("p"), project_name="eu-de")
+        with pytest.raises(ConfigError, match="no token"):
+            await client.ims.get_quota()
+    assert len(cloud.requests) == 1
 
 
 async def test_timeouts_and_tls_come_from_the_settings() -> None:
