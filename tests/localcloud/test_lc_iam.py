@@ -100,7 +100,9 @@ async def test_token_expires_after_24h_on_the_clock(
     assert r.json()["error"]["code"] == "IMG.0087"
 
 
-async def test_head_verifies_tokens(client: httpx.AsyncClient, get_token: TokenFactory, clock: ManualClock) -> None:
+async def test_head_verifies_tokens(
+    client: httpx.AsyncClient, get_token: TokenFactory, clock: ManualClock
+) -> None:
     mine, other = await get_token(), await get_token()
     r = await client.head("/iam/v3/auth/tokens", headers={"X-Auth-Token": mine, "X-Subject-Token": other})
     assert r.status_code == 200
@@ -119,7 +121,9 @@ async def test_projects_by_name_needs_a_token(client: httpx.AsyncClient, auth: d
     projects = r.json()["projects"]
     assert [p["id"] for p in projects] == [PROJECT]
     assert r.json()["links"]["next"] is None
-    assert (await client.get("/iam/v3/projects", params={"name": "eu-nl"}, headers=auth)).json()["projects"] == []
+    assert (await client.get("/iam/v3/projects", params={"name": "eu-nl"}, headers=auth)).json()[
+        "projects"
+    ] == []
     r = await client.get("/iam/v3/projects", params={"name": "eu-de"})
     assert r.status_code == 401
     assert r.json()["error_code"] == "IAM.0001"
