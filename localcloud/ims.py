@@ -6,10 +6,12 @@ An image created from an ECS shows up at once as ``queued`` (job INIT), then ``s
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 import secrets
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -259,8 +261,12 @@ class Ims:
         self.buckets: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in seed.buckets}
         self.duration: Callable[[Any], float] = lambda d: float(d)
         self._seq = 0
-        # Jobs whose terminal side effects are not applied yet; kept small so checks stay cheap.
+        # Jobs not settled yet, and a heap of (end time, job id) for those that will end: settling pops only
+        # what has ended, so a fleet of running jobs costs O(log n) per request, not O(n).
         self._pending: set[str] = set()
+        self._ends: list[tuple[datetime, int, str]] = []
+        self._running_creates: Counter[str] = Counter()  # project -> create-image jobs not ended
+        self._private_count: Counter[str] = Counter()  # project -> private images
         # instance id -> its latest create-image job, for "has in-progress tasks" in O(1).
         self._instance_job: dict[str, str] = {}
         # image id -> its running export job.
@@ -277,6 +283,8 @@ class Ims:
     def _add_seed_image(self, s: ImageSeed, owner: str | None, now: datetime) -> None:
         created = s.created_at or now
         public = s.visibility == "public"
+        if s.visibility == "private" and owner:
+            self._private_count[owner] += 1
         self.images[s.id] = Image(
             id=s.id,
             name=s.name,
@@ -305,15 +313,27 @@ class Ims:
 
     # ---- lazy settlement ------------------------------------------------------------------------------
 
+    def _track(self, job: ImsJob) -> None:
+        self.jobs[job.id] = job
+        self._pending.add(job.id)
+        if job.job_type == JOB_CREATE:
+            self._running_creates[job.project_id] += 1
+        names = [p.name for p in job.timeline.lifecycle.phases]
+        terminal = "SUCCESS" if "SUCCESS" in names else "FAIL"
+        end = job.timeline.entered_at(terminal)
+        if end is not None:  # a stuck job never ends and never settles
+            heapq.heappush(self._ends, (end, self._next_seq(), job.id))
+
     def settle(self) -> None:
-        """Apply the side effects of jobs that have ended by now (the exported OBS object)."""
+        """Apply the side effects of jobs that have ended by now (counters, the exported OBS object)."""
         now = self.clock.now()
-        for job_id in list(self._pending):
+        while self._ends and self._ends[0][0] <= now:
+            _, _, job_id = heapq.heappop(self._ends)
             job = self.jobs[job_id]
             status = job.status(now)
-            if status not in ("SUCCESS", "FAIL"):
-                continue
             self._pending.discard(job_id)
+            if job.job_type == JOB_CREATE:
+                self._running_creates[job.project_id] -= 1
             if job.export is not None:
                 self._image_export.pop(job.image_id, None)
                 if status == "SUCCESS" and not job.applied:
@@ -341,15 +361,9 @@ class Ims:
         return self.jobs[job_id].status(self.clock.now()) in ("INIT", "RUNNING")
 
     def running_image_jobs(self, project_id: str) -> int:
+        """Create-image jobs of ``project_id`` in INIT or RUNNING (stuck ones included)."""
         self.settle()
-        now = self.clock.now()
-        return sum(
-            1
-            for jid in self._pending
-            if self.jobs[jid].job_type == JOB_CREATE
-            and self.jobs[jid].project_id == project_id
-            and self.jobs[jid].status(now) in ("INIT", "RUNNING")
-        )
+        return self._running_creates[project_id]
 
     # ---- create image from an ECS ---------------------------------------------------------------------
 
@@ -445,13 +459,13 @@ class Ims:
             enterprise_project_id=eps or "0",
             job=job,
         )
-        self.jobs[job.id] = job
-        self._pending.add(job.id)
+        self._private_count[project_id] += 1
+        self._track(job)
         self._instance_job[server.id] = job.id
         return job.id
 
     def private_image_count(self, project_id: str) -> int:
-        return sum(1 for i in self.images.values() if i.owner == project_id and i.imagetype == "private")
+        return self._private_count[project_id]
 
     # ---- jobs -----------------------------------------------------------------------------------------
 
@@ -668,6 +682,8 @@ class Ims:
         if image_id in self._image_export:
             raise ims_error("IMG.0148")  # [inference] "The image is being exported."
         del self.images[image_id]
+        if image.imagetype == "private":
+            self._private_count[project_id] -= 1
 
     # ---- export ---------------------------------------------------------------------------------------
 
@@ -741,8 +757,7 @@ class Ims:
             job.error_code = error_code
             default_reason = ims_error(error_code).body["error"]["message"]  # type: ignore[index]
             job.fail_reason = (fault.fail_reason if fault.fail else None) or default_reason
-        self.jobs[job.id] = job
-        self._pending.add(job.id)
+        self._track(job)
         self._image_export[image.id] = job.id
         return job.id
 
