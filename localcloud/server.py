@@ -68,11 +68,13 @@ def serve(
     *,
     log_level: str = "warning",
     access_log: bool = False,
+    label: str | None = None,
 ) -> None:
     """Serve ``cloud`` until interrupted (blocking). Access logs are off unless asked for."""
     warn_if_exposed(host)
     sock = _bind(host, port)
-    print(f"localcloud listening on {_url(host, sock.getsockname()[1])}", flush=True)
+    suffix = f" ({label})" if label else ""
+    print(f"localcloud listening on {_url(host, sock.getsockname()[1])}{suffix}", flush=True)
     server = uvicorn.Server(_config(cloud, log_level, access_log))
     server.run(sockets=[sock])
 
@@ -139,8 +141,8 @@ def start_in_thread(
 def main(host: str = "127.0.0.1", port: int = 8780, seed_path: str | Path | None = None) -> None:
     """Entry point for ``python -m localcloud`` and ``imsflow cloud``: the demo seed unless told otherwise."""
     seed = load_seed(seed_path or DEMO_SEED_PATH)
-    print(f"localcloud seed: {seed_path or DEMO_SEED_PATH}", flush=True)
-    serve(LocalCloud(seed), host=host, port=port)
+    label = f"seed {seed_path}" if seed_path else "demo seed"
+    serve(LocalCloud(seed), host=host, port=port, label=label)
 
 
 def cli(argv: list[str] | None = None) -> int:

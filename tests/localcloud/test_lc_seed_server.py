@@ -194,9 +194,10 @@ def test_python_m_localcloud_serves(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(2)]
-        listening = next(line for line in lines if "listening on" in line)
-        url = listening.split("listening on ")[1].strip()
+        listening = proc.stdout.readline()
+        assert "listening on" in listening
+        assert f"seed {seed_path}" in listening
+        url = listening.split("listening on ")[1].split()[0]
         assert url.startswith("http://127.0.0.1:")
         r = httpx.post(f"{url}/v3/auth/tokens", json=password_auth("u", "p", "d"), timeout=5)
         assert r.status_code == 201
