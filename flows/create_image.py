@@ -1,0 +1,210 @@
+"""Create a private image from an ECS: token → stopped check → submit → poll → image ID.
+
+Run it ad hoc with ``imsflow create``, from the Prefect UI through a deployment, or directly::
+
+    python flows/create_image.py --instance-id 6f1c2d7e-0000-4000-8000-000000000001 --name web-1-golden
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Annotated
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.states import Completed
+from pydantic import BaseModel, Field, field_validator
+
+from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag
+from imsflow.validation import DESCRIPTION_RULE, NAME_PATTERN, NAME_RULE
+from tasks import runtime
+from tasks.ecs import check_ecs_stopped, start_ecs
+from tasks.image import poll_job, request_key, submit_image
+from tasks.token import CredentialScope, fresh_token
+
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+TAG_PATTERN = r"^[A-Za-z0-9_-]{1,36}=[A-Za-z0-9_-]{0,43}$"
+
+
+class CreateImageParams(BaseModel):
+    """What to image. This model is the deployment's form in the Prefect UI: it holds no secret."""
+
+    instance_id: Annotated[
+        str,
+        Field(
+            title="Instance ID",
+            description="ID (UUID) of the ECS whose system disk becomes the image.",
+            pattern=UUID_PATTERN,
+            json_schema_extra={"position": 0},
+        ),
+    ]
+    name: Annotated[
+        str,
+        Field(
+            title="Image name",
+            description=NAME_RULE,
+            min_length=1,
+            max_length=128,
+            pattern=NAME_PATTERN,
+            json_schema_extra={"position": 1},
+        ),
+    ]
+    description: Annotated[
+        str,
+        Field(
+            description=DESCRIPTION_RULE,
+            max_length=1024,
+            pattern=r"^[^\r<>]*$",
+            json_schema_extra={"position": 2},
+        ),
+    ] = ""
+    tags: Annotated[
+        list[Annotated[str, Field(pattern=TAG_PATTERN)]],
+        Field(
+            description="Image tags as key=value (key ≤ 36, value ≤ 43 characters; letters, digits, _, -).",
+            json_schema_extra={"position": 3},
+        ),
+    ] = []
+    stop_if_running: Annotated[
+        bool,
+        Field(
+            title="Stop if running",
+            description="Stop (SOFT) a running ECS before imaging it, and start it again afterwards.",
+            json_schema_extra={"position": 4},
+        ),
+    ] = False
+    restart_after: Annotated[
+        bool,
+        Field(
+            title="Restart after",
+            description="If imsflow stopped the ECS, start it again when the image job ends.",
+            json_schema_extra={"position": 5},
+        ),
+    ] = True
+    timeout_minutes: Annotated[
+        int,
+        Field(
+            title="Timeout (minutes)",
+            description="Give up waiting for the image job after this long.",
+            ge=1,
+            le=24 * 60,
+            json_schema_extra={"position": 6},
+        ),
+    ] = 30
+    idempotency_key: Annotated[
+        str | None,
+        Field(
+            description="Optional key that makes this request unique instead of instance ID + image name.",
+            max_length=128,
+            json_schema_extra={"position": 7},
+        ),
+    ] = None
+
+    @field_validator("name")
+    @classmethod
+    def _no_edge_spaces(cls, value: str) -> str:
+        if value != value.strip(" "):
+            raise ValueError(NAME_RULE)
+        return value
+
+    def to_request(self) -> CreateImageFromEcsRequest:
+        return CreateImageFromEcsRequest(
+            name=self.name,
+            instance_id=self.instance_id,
+            description=self.description or None,
+            image_tags=[ImageTag(key=k, value=v) for k, _, v in (t.partition("=") for t in self.tags)]
+            or None,
+        )
+
+
+class CreateImageResult(BaseModel):
+    image_id: str
+    job_id: str | None
+    name: str
+    instance_id: str
+    how: str
+    seconds: dict[str, float]
+
+
+def _summary(params: CreateImageParams, result: CreateImageResult) -> str:
+    rows = "\n".join(f"| {step} | {secs:.1f} s |" for step, secs in result.seconds.items())
+    return (
+        f"# Image `{result.name}`\n\n"
+        f"| | |\n|---|---|\n| image ID | `{result.image_id}` |\n| job ID | `{result.job_id or '-'}` |\n"
+        f"| ECS | `{params.instance_id}` |\n| submission | {result.how} |\n\n"
+        f"| step | time |\n|---|---|\n{rows}\n"
+    )
+
+
+@flow(
+    name="create-image-from-ecs",
+    flow_run_name="create-image-{params.instance_id}-{params.name}",
+    retries=1,
+    retry_delay_seconds=10,
+    timeout_seconds=None,
+)
+async def create_image_from_ecs(params: CreateImageParams) -> CreateImageResult:
+    """Create a private image from an ECS and return its ID; a retry or re-run never makes a second."""
+    logger = get_run_logger()
+    settings = runtime.settings()
+    request = params.to_request()  # validates every field by the IMS rules before any call
+    key = request_key(params.instance_id, params.name, params.idempotency_key)
+    seconds: dict[str, float] = {}
+
+    started = time.monotonic()
+    token: IamToken | None = None
+    if settings.auth_mode == "password":
+        token = await fresh_token(CredentialScope.from_settings(settings))
+    seconds["get-token"] = time.monotonic() - started
+
+    started = time.monotonic()
+    check = await check_ecs_stopped(params.instance_id, token, stop_if_running=params.stop_if_running)
+    seconds["check-ecs-stopped"] = time.monotonic() - started
+    try:
+        started = time.monotonic()
+        submission = await submit_image(request, key, token)
+        seconds["submit-image"] = time.monotonic() - started
+
+        started = time.monotonic()
+        image = await poll_job(
+            submission, token, timeout=timedelta(minutes=params.timeout_minutes).total_seconds()
+        )
+        seconds["poll-job"] = time.monotonic() - started
+    finally:
+        if check.stopped_by_us and params.restart_after:
+            logger.info("starting %s again, as it was running before", check.name)
+            await start_ecs(params.instance_id, token)
+
+    result = CreateImageResult(
+        image_id=image.image_id,
+        job_id=image.job_id,
+        name=image.name,
+        instance_id=params.instance_id,
+        how=submission.how,
+        seconds=seconds,
+    )
+    await acreate_markdown_artifact(
+        markdown=_summary(params, result), key="image-summary", description=f"image {result.name}"
+    )
+    logger.info("image %s (%s) is active", result.image_id, result.name)
+    return Completed(message=f"image {result.image_id} active ({submission.how})", data=result)  # type: ignore[return-value]
+
+
+if __name__ == "__main__":
+    import asyncio
+
+    import typer
+
+    def main(
+        instance_id: str = typer.Option(..., help="ECS ID"),
+        name: str = typer.Option(..., help="image name"),
+        description: str = "",
+        stop_if_running: bool = False,
+    ) -> None:
+        params = CreateImageParams(
+            instance_id=instance_id, name=name, description=description, stop_if_running=stop_if_running
+        )
+        print(asyncio.run(create_image_from_ecs(params)).image_id)
+
+    typer.run(main)

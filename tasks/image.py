@@ -1,0 +1,231 @@
+"""Steps 3 and 4: submit the image job exactly once, then follow it to an active image.
+
+Exactly once: every request has a key (from instance ID + image name, or an explicit idempotency key). The
+key is written on the image as a tag, and the job ID is recorded in Prefect's result storage the moment the
+cloud returns it. Before submitting, the task looks for that record and for an image carrying the tag, and
+resumes what it finds, so a task retry, a flow retry or a re-run after a crash never makes a second image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from prefect import task
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.results import ResultStore, aget_default_result_storage
+from prefect.serializers import JSONSerializer
+from pydantic import BaseModel
+
+from imsflow.client import CloudClient
+from imsflow.errors import ImageNotFoundError, ImsflowError, JobFailedError, JobNotFoundError
+from imsflow.models import CreateImageFromEcsRequest, IamToken, Image, ImageListQuery, ImageTag, ImsJob
+from imsflow.polling import PollPolicy, wait_for_job, wait_until
+from tasks import runtime
+from tasks.auth import client_for
+from tasks.retry import BACKOFF, JITTER, RETRIES, retry_if_transient
+
+#: Tag keys imsflow writes on every image it makes (IMS tag keys: letters, digits, ``_`` and ``-``).
+REQUEST_TAG = "imsflow-request"
+INSTANCE_TAG = "imsflow-instance"
+
+
+def request_key(instance_id: str, name: str, idempotency_key: str | None = None) -> str:
+    """32 hex characters that fit an IMS tag value (at most 43 characters)."""
+    material = idempotency_key if idempotency_key else f"{instance_id}\n{name}"
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def with_imsflow_tags(request: CreateImageFromEcsRequest, key: str) -> CreateImageFromEcsRequest:
+    """The request with imsflow's own tags added (as ``image_tags``, which IMS merges by key)."""
+    ours = [ImageTag(key=REQUEST_TAG, value=key), ImageTag(key=INSTANCE_TAG, value=request.instance_id or "")]
+    theirs = list(request.image_tags or [])
+    if request.tags:
+        # IMS takes either tags or image_tags, not both: fold "key.value" strings into image_tags.
+        theirs += [ImageTag(key=k, value=v) for k, _, v in (t.partition(".") for t in request.tags)]
+    kept = [t for t in theirs if t.key not in (REQUEST_TAG, INSTANCE_TAG)]
+    return request.model_copy(update={"tags": None, "image_tags": kept + ours})
+
+
+class Submission(BaseModel):
+    """The image job a request became: submitted now, resumed from a record, or adopted from an image."""
+
+    request_key: str
+    job_id: str | None = None
+    image_id: str | None = None
+    how: str = "submitted"  # submitted | resumed | adopted
+    submitted_at: datetime
+
+
+class ImageResult(BaseModel):
+    image_id: str
+    job_id: str | None
+    name: str
+    status: str
+
+
+async def _submission_store() -> ResultStore:
+    # Job IDs are not secret: plain JSON, readable for whoever debugs a stuck run.
+    return ResultStore(result_storage=await aget_default_result_storage(), serializer=JSONSerializer())
+
+
+def _record_key(key: str) -> str:
+    return f"imsflow-submission-{key}"
+
+
+async def _resume_recorded(client: CloudClient, store: ResultStore, key: str) -> Submission | None:
+    if not await store.aexists(_record_key(key)):
+        return None
+    record = Submission.model_validate((await store.aread(_record_key(key))).result)
+    if record.job_id is None:
+        return None
+    try:
+        job = await client.ims.get_job(record.job_id)
+    except (JobNotFoundError, ImageNotFoundError):
+        return None
+    if job.status == "FAIL":
+        return None  # that attempt is over; a re-run is a new attempt
+    return record.model_copy(update={"how": "resumed"})
+
+
+async def _adopt_tagged(client: CloudClient, key: str) -> Submission | None:
+    images = await client.ims.list_images(ImageListQuery(tag=f"{REQUEST_TAG}.{key}"))
+    alive = [i for i in images if i.status in ("queued", "saving", "active")]
+    if not alive:
+        return None
+    image = alive[0]
+    return Submission(
+        request_key=key, image_id=image.id, how="adopted", submitted_at=image.created_at or datetime.now(UTC)
+    )
+
+
+@task(
+    name="submit-image",
+    task_run_name="submit-image[{request.instance_id}/{request.name}]",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF(RETRIES),
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+async def submit_image(request: CreateImageFromEcsRequest, key: str, token: IamToken | None) -> Submission:
+    """Submit ``POST /v2/cloudimages/action`` unless this request already has a job or an image.
+
+    Every attempt reconciles first, which is what makes retrying a failed POST safe: if the cloud applied
+    it but the answer was lost, the image with our tag is found and adopted instead of made again.
+    """
+    store = await _submission_store()
+    async with client_for(token) as client:
+        found = await _resume_recorded(client, store, key) or await _adopt_tagged(client, key)
+        if found is not None:
+            runtime.report(
+                "submit-image", f"{found.how} job {found.job_id or '-'} (image {found.image_id or '-'})"
+            )
+            return found
+        job_id = await client.ims.create_image_from_ecs(with_imsflow_tags(request, key))
+    submission = Submission(request_key=key, job_id=job_id, submitted_at=datetime.now(UTC))
+    await store.awrite(submission.model_dump(mode="json"), key=_record_key(key))
+    runtime.report("submit-image", f"submitted job {job_id}")
+    return submission
+
+
+def _percent(job: ImsJob) -> float | None:
+    if job.status == "SUCCESS":
+        return 100.0
+    value = job.entities.process_percent if job.entities is not None else None
+    return float(value) if value is not None else None
+
+
+async def _wait_for_active(client: CloudClient, image_id: str, timeout: float) -> Image:
+    """The job can report SUCCESS a moment before the image record turns active."""
+    rt = runtime.current()
+    image = await client.ims.get_image(image_id)
+
+    async def settled() -> bool:
+        nonlocal image
+        image = await client.ims.get_image(image_id)
+        return image.status in ("active", "killed", "deleted")
+
+    if image.status not in ("active", "killed", "deleted"):
+        await wait_until(settled, timeout=timeout, interval=2.0, clock=rt.clock, sleep=rt.sleep)
+    if image.status != "active":
+        raise JobFailedError(
+            job_id=None, error_code=None, fail_reason=f"image {image_id} ended {image.status}, not active"
+        )
+    return image
+
+
+@task(
+    name="poll-job",
+    task_run_name="poll-job[{submission.request_key}]",
+    retries=2,
+    retry_delay_seconds=BACKOFF(2),
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+async def poll_job(
+    submission: Submission,
+    token: IamToken | None,
+    timeout: float,
+    policy: PollPolicy | None = None,
+) -> ImageResult:
+    """Follow the job until SUCCESS or FAIL, showing progress; return the image once it is active."""
+    rt = runtime.current()
+    settings = runtime.settings()
+    policy = policy or PollPolicy(
+        initial_delay=settings.poll_initial_delay, max_interval=settings.poll_max_interval
+    )
+    progress_id = await acreate_progress_artifact(
+        progress=0.0, description=f"image job {submission.job_id or submission.image_id}"
+    )
+    last_percent = -1.0
+
+    async def show(job: ImsJob, elapsed: float) -> None:
+        nonlocal last_percent
+        percent = _percent(job)
+        if percent is not None and percent != last_percent:
+            last_percent = percent
+            await aupdate_progress_artifact(progress_id, progress=percent)
+            runtime.report("poll-job", f"{job.status} {percent:.0f}% after {elapsed:.0f} s")
+
+    async with client_for(token) as client:
+        job_id = submission.job_id
+        if job_id is not None:
+
+            async def fetch() -> ImsJob:
+                return await client.ims.get_job(job_id)
+
+            job = await wait_for_job(
+                fetch,
+                job_id=job_id,
+                timeout=timeout,
+                policy=policy,
+                clock=rt.clock,
+                sleep=rt.sleep,
+                on_update=show,
+                percent_of=_percent,
+            )
+            image_id = job.image_id
+            if image_id is None:
+                raise JobFailedError(
+                    job_id=job_id, error_code=None, fail_reason="job succeeded without an image ID"
+                )
+        else:
+            assert submission.image_id is not None
+            image_id = submission.image_id
+        image = await _wait_for_active(client, image_id, timeout)
+    await aupdate_progress_artifact(progress_id, progress=100.0)
+    runtime.report("poll-job", f"image {image.id} is {image.status}")
+    return ImageResult(image_id=image.id, job_id=job_id, name=image.name, status=image.status)
+
+
+__all__ = [
+    "INSTANCE_TAG",
+    "REQUEST_TAG",
+    "ImageResult",
+    "ImsflowError",
+    "Submission",
+    "poll_job",
+    "request_key",
+    "submit_image",
+    "with_imsflow_tags",
+]

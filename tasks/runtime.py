@@ -1,0 +1,69 @@
+"""What the tasks share: settings, the client factory, the clock, and step reports.
+
+Everything here is process-wide and has a production default. Tests swap in the local cloud's in-process
+transport and its manual clock with :func:`use_runtime`, so flows run for real through Prefect without
+sockets or sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import httpx
+
+from imsflow.settings import ImsflowSettings
+
+Reporter = Callable[[str, str], None]
+
+
+@lru_cache(maxsize=1)
+def _default_settings() -> ImsflowSettings:
+    return ImsflowSettings()
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The process-wide knobs the tasks read."""
+
+    settings_factory: Callable[[], ImsflowSettings] = _default_settings
+    transport: httpx.AsyncBaseTransport | None = None
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    reporters: tuple[Reporter, ...] = ()
+
+
+_current = Runtime()
+
+
+def current() -> Runtime:
+    return _current
+
+
+def settings() -> ImsflowSettings:
+    return _current.settings_factory()
+
+
+@contextlib.contextmanager
+def use_runtime(**changes: object) -> Iterator[Runtime]:
+    """Temporarily replace parts of the runtime (tests, ``imsflow demo``)."""
+    global _current
+    previous = _current
+    _current = replace(previous, **changes)  # type: ignore[arg-type]
+    try:
+        yield _current
+    finally:
+        _current = previous
+
+
+def report(step: str, message: str) -> None:
+    """Tell interested front ends (the CLI's step display) that a step finished."""
+    for reporter in _current.reporters:
+        reporter(step, message)
+
+
+__all__ = ["Runtime", "current", "report", "settings", "use_runtime"]

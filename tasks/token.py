@@ -1,0 +1,148 @@
+"""Step 1: an IAM token, fetched once and shared.
+
+The token is a cached Prefect result, so a second flow run (in this process or another) within the token's
+life makes no IAM call. The cache key is the credential *scope* (endpoint, domain, user, project), never the
+password. The result is encrypted at rest, and the task takes no secret as input: the password is read from
+the settings inside the task, so it never becomes a parameter, a cache-key input or a log line.
+Concurrent runs wait on one lock, so N concurrent tasks make one IAM call (single flight).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import CachePolicy
+from prefect.context import TaskRunContext
+from prefect.locking.filesystem import FileSystemLockManager
+from prefect.results import ResultStore, aget_default_result_storage
+from prefect.settings import PREFECT_HOME
+from pydantic import BaseModel
+
+from imsflow.client import CloudClient
+from imsflow.errors import ConfigError
+from imsflow.models import IamToken
+from imsflow.settings import ImsflowSettings
+from tasks import runtime
+from tasks.retry import BACKOFF, JITTER, RETRIES, retry_if_transient
+from tasks.secure import EncryptedPickleSerializer
+
+#: Tokens live 24 h; the cache forgets them an hour earlier so that no run starts with a dying token.
+TOKEN_CACHE_LIFETIME = timedelta(hours=23)
+#: A token closer than this to its expiry is replaced rather than used.
+REFRESH_MARGIN_SECONDS = 30 * 60
+
+
+class CredentialScope(BaseModel):
+    """Who the token is for. Holds no secret: it is the cache key and shows in the task run's name."""
+
+    iam_url: str
+    domain: str
+    username: str
+    project: str
+
+    @classmethod
+    def from_settings(cls, settings: ImsflowSettings) -> CredentialScope:
+        if not settings.domain or not settings.username or settings.password is None:
+            raise ConfigError(
+                "password authentication needs IMSFLOW_DOMAIN, IMSFLOW_USERNAME and IMSFLOW_PASSWORD",
+                hint="set them in the environment or .env, or use AK/SK instead",
+            )
+        return cls(
+            iam_url=settings.endpoint("iam"),
+            domain=settings.domain,
+            username=settings.username,
+            project=settings.project_id or settings.region,
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.username}@{self.domain}/{self.project}"
+
+
+def token_cache_key(scope: CredentialScope) -> str:
+    """The cached token's storage key, prefixed so that no other task can share it."""
+    digest = hashlib.sha256(scope.model_dump_json().encode()).hexdigest()[:32]
+    return f"imsflow-token-{digest}"
+
+
+@dataclass
+class TokenScopeKey(CachePolicy):
+    """Cache key from the credential scope only."""
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        return token_cache_key(inputs["scope"])
+
+
+TOKEN_CACHE = TokenScopeKey().configure(
+    isolation_level="SERIALIZABLE",
+    lock_manager=FileSystemLockManager(lock_files_directory=PREFECT_HOME.value() / "locks"),
+)
+
+
+async def _login(scope: CredentialScope) -> IamToken:
+    settings = runtime.settings()
+    if settings.password is None:
+        raise ConfigError("IMSFLOW_PASSWORD is not set")
+    project = settings.project_id
+    async with CloudClient.from_settings(
+        settings, token=None, transport=runtime.current().transport
+    ) as client:
+        return await client.iam.create_token(
+            domain=scope.domain,
+            username=scope.username,
+            password=settings.password,
+            project_id=project,
+            project_name=None if project else scope.project,
+        )
+
+
+@task(
+    name="get-token",
+    task_run_name="get-token[{scope.label}]",
+    cache_policy=TOKEN_CACHE,
+    cache_expiration=TOKEN_CACHE_LIFETIME,
+    result_serializer=EncryptedPickleSerializer(),
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF(RETRIES),
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+async def get_token(scope: CredentialScope) -> IamToken:
+    """Ask IAM for a project-scoped token (password method)."""
+    token = await _login(scope)
+    runtime.report("get-token", f"token for {scope.label}, valid until {token.expires_at:%Y-%m-%d %H:%M} UTC")
+    return token
+
+
+async def fresh_token(scope: CredentialScope) -> IamToken:
+    """The cached token, or a new one when the cached one is about to expire."""
+    token = await get_token(scope)
+    if token.expires_within(REFRESH_MARGIN_SECONDS):
+        token = await get_token.with_options(refresh_cache=True)(scope)
+    return token
+
+
+async def replace_token(scope: CredentialScope) -> IamToken:
+    """A new token in place of the cached one, after the cloud answered 401 to it.
+
+    Called from inside other tasks, so it is not a task itself: a nested get-token would run inside the
+    caller's transaction and wait on the very cache lock its parent holds. It writes the cache record
+    directly instead, under the same key, so the next run picks up the new token.
+    """
+    token = await _login(scope)
+    store = ResultStore(
+        result_storage=await aget_default_result_storage(), serializer=EncryptedPickleSerializer()
+    )
+    expiration = datetime.now(UTC) + TOKEN_CACHE_LIFETIME
+    await store.awrite(token, key=token_cache_key(scope), expiration=expiration)  # type: ignore[arg-type]
+    return token

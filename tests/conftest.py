@@ -1,0 +1,25 @@
+"""Test isolation that must happen before Prefect is imported anywhere.
+
+Prefect reads PREFECT_HOME at import time and its test harness does not isolate result storage, so cached
+results (tokens, submission records) would leak between runs and into the developer's ~/.prefect.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_home = Path(tempfile.mkdtemp(prefix="imsflow-tests-"))
+os.environ["PREFECT_HOME"] = str(_home / "prefect")
+os.environ["XDG_CONFIG_HOME"] = str(_home / "config")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "CRITICAL")
+# A developer's own IMSFLOW_* settings must not steer the tests.
+for _name in [n for n in os.environ if n.startswith("IMSFLOW_")]:
+    del os.environ[_name]
+os.chdir(_home)  # no stray .env from the checkout is read
+
+
+def pytest_report_header() -> str:
+    return f"imsflow test home: {_home}"

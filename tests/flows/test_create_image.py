@@ -1,0 +1,107 @@
+"""The create-image flow on Prefect's test harness against the in-process local cloud (virtual time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prefect.settings import PREFECT_HOME
+
+from flows.create_image import CreateImageParams, create_image_from_ecs
+from imsflow.errors import EcsNotReadyError, InvalidCredentialsError
+from tasks.image import INSTANCE_TAG, REQUEST_TAG, request_key
+from tests.support import DB_1, PASSWORD, WEB_1, cloud_runtime, make_cloud
+
+
+def _images(cloud) -> list:  # type: ignore[no-untyped-def]
+    return list(cloud.ims.images.values())
+
+
+async def test_creates_one_active_image_with_our_tags() -> None:
+    cloud = make_cloud()
+    with cloud_runtime(cloud):
+        result = await create_image_from_ecs(
+            CreateImageParams(instance_id=WEB_1, name="web-1-golden", tags=["env=prod"])
+        )
+
+    images = _images(cloud)
+    assert len(images) == 1
+    image = images[0]
+    assert result.image_id == image.id
+    assert result.how == "submitted"
+    assert image.status == "active"
+    assert image.name == "web-1-golden"
+    stats = cloud.stats()
+    assert stats["iam.create_token"] == 1
+    assert stats["ims.create_image"] == 1
+    assert set(result.seconds) == {"get-token", "check-ecs-stopped", "submit-image", "poll-job"}
+
+
+async def test_rerun_resumes_and_makes_no_iam_call() -> None:
+    cloud = make_cloud()
+    params = CreateImageParams(instance_id=WEB_1, name="web-1-nightly")
+    with cloud_runtime(cloud):
+        first = await create_image_from_ecs(params)
+        second = await create_image_from_ecs(params)
+
+    assert second.image_id == first.image_id
+    assert second.how == "resumed"
+    assert len(_images(cloud)) == 1
+    stats = cloud.stats()
+    assert stats["iam.create_token"] == 1, "the second run must reuse the cached token"
+    assert stats["ims.create_image"] == 1
+
+
+async def test_running_ecs_fails_before_submitting() -> None:
+    cloud = make_cloud()
+    with cloud_runtime(cloud), pytest.raises(EcsNotReadyError, match=r"db-1.*ACTIVE.*stop"):
+        await create_image_from_ecs(CreateImageParams(instance_id=DB_1, name="db-1-golden"))
+    assert cloud.stats().get("ims.create_image", 0) == 0
+
+
+async def test_stop_if_running_stops_images_and_starts_again() -> None:
+    cloud = make_cloud()
+    with cloud_runtime(cloud):
+        result = await create_image_from_ecs(
+            CreateImageParams(instance_id=DB_1, name="db-1-golden", stop_if_running=True)
+        )
+    assert cloud.ims.images[result.image_id].status == "active"
+    stats = cloud.stats()
+    assert stats["ecs.stop_servers"] == 1
+    assert stats["ecs.start_servers"] == 1
+    server = cloud.ecs.servers[DB_1]
+    assert server.status == "ACTIVE"
+
+
+async def test_wrong_password_fails_once_without_retry_storm() -> None:
+    cloud = make_cloud()
+    with cloud_runtime(cloud, password="not-the-password"), pytest.raises(InvalidCredentialsError):
+        await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="web-1-golden"))
+    # one attempt per flow run attempt (the flow retries once), never the task's transient retries
+    assert cloud.stats()["iam.create_token"] <= 2
+    assert cloud.stats().get("ims.create_image", 0) == 0
+
+
+async def test_token_and_password_never_stored_in_plaintext() -> None:
+    cloud = make_cloud()
+    with cloud_runtime(cloud):
+        await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="web-1-secret-scan"))
+    tokens = [t for t in cloud.iam.tokens]  # token strings issued by the local cloud
+    assert tokens
+    needles = [PASSWORD.encode(), *(t.encode() for t in tokens)]
+    home = Path(PREFECT_HOME.value())
+    hits = [
+        str(path)
+        for path in home.rglob("*")
+        if path.is_file() and any(n in path.read_bytes() for n in needles)
+    ]
+    assert hits == []
+
+
+def test_request_key_is_stable_and_tag_sized() -> None:
+    key = request_key(WEB_1, "web-1-golden")
+    assert key == request_key(WEB_1, "web-1-golden")
+    assert key != request_key(WEB_1, "web-1-other")
+    assert len(key) == 32
+    assert request_key(WEB_1, "x", idempotency_key="abc") == request_key(DB_1, "y", idempotency_key="abc")
+    assert REQUEST_TAG != INSTANCE_TAG
