@@ -37,7 +37,7 @@ def make_settings(**values: Any) -> ImsflowSettings:
         values.setdefault("domain", "domain A")
         values.setdefault("username", "user A")
         values.setdefault("password", PASSWORD)
-    return ImsflowSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return ImsflowSettings(_env_file=None, **values)
 
 
 def make_token(

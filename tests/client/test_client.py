@@ -160,7 +160,7 @@ async def test_login_scopes_to_the_project_id_or_the_region(cloud: Cloud) -> Non
 
 
 async def test_login_needs_credentials() -> None:
-    settings = ImsflowSettings(_env_file=None, profile="otc")  # type: ignore[call-arg]
+    settings = ImsflowSettings(_env_file=None, profile="otc")
     with pytest.raises(ConfigError):
         await login(settings)
 
@@ -438,7 +438,7 @@ async def test_get_image(cloud: Cloud) -> None:
 async def test_delete_image(cloud: Cloud) -> None:
     cloud.on("DELETE", f"/v2/images/{IMAGE_ID}", 204)
     async with client_for(cloud) as client:
-        assert await client.ims.delete_image(IMAGE_ID) is None
+        await client.ims.delete_image(IMAGE_ID)
         await client.ims.delete_image(IMAGE_ID, delete_backup=True)
     assert cloud.requests[0].content == b""
     assert cloud.body() == {"delete_backup": True}

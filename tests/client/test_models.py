@@ -121,7 +121,7 @@ def test_image_list_query_params() -> None:
         "created_at": "gt:2024-01-01T00:00:00Z",
     }
     assert ImageListQuery().to_params() == {}
-    assert ImageListQuery(__imagetype="gold").to_params() == {"__imagetype": "gold"}
+    assert ImageListQuery.model_validate({"__imagetype": "gold"}).to_params() == {"__imagetype": "gold"}
 
 
 # ----------------------------------------------------------------------------------------- responses

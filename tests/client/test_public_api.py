@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from types import ModuleType
 
 import pytest
 
@@ -24,7 +25,7 @@ from imsflow import auth, client, errors, models, redact, settings, validation
         (redact, {"register_secret", "install_redaction", "RedactingFilter"}),
     ],
 )
-def test_exported_names(module: object, names: set[str]) -> None:
+def test_exported_names(module: ModuleType, names: set[str]) -> None:
     exported = set(module.__all__)
     assert names <= exported
     for name in exported:
@@ -64,5 +65,10 @@ def test_service_signatures() -> None:
 
 
 def test_retryable_is_defined_on_every_error() -> None:
-    for cls in (errors.ImsflowError, errors.ConfigError, errors.JobFailedError, *errors.ERROR_CODES.values()):
+    classes: list[type[errors.ImsflowError]] = [
+        errors.ImsflowError,
+        errors.ConfigError,
+        errors.JobFailedError,
+    ]
+    for cls in [*classes, *errors.ERROR_CODES.values()]:
         assert isinstance(cls.retryable, bool)

@@ -37,7 +37,7 @@ def test_overrides_win_and_lose_their_trailing_slash() -> None:
 
 
 def test_defaults() -> None:
-    settings = ImsflowSettings(_env_file=None)  # type: ignore[call-arg]
+    settings = ImsflowSettings(_env_file=None)
     assert settings.profile is Profile.local
     assert settings.region == "eu-de"
     assert settings.verify_tls is True
@@ -47,7 +47,7 @@ def test_defaults() -> None:
 
 
 def test_local_profile_gets_the_demo_account() -> None:
-    settings = ImsflowSettings(_env_file=None)  # type: ignore[call-arg]
+    settings = ImsflowSettings(_env_file=None)
     assert (settings.domain, settings.username) == ("demo", "demo")
     assert settings.password is not None
     assert settings.password.get_secret_value() == "demo-password"
@@ -55,14 +55,14 @@ def test_local_profile_gets_the_demo_account() -> None:
 
 
 def test_local_profile_keeps_given_credentials() -> None:
-    settings = ImsflowSettings(_env_file=None, username="alice", password="pw-alice", domain="acme")  # type: ignore[call-arg]
+    settings = ImsflowSettings(_env_file=None, username="alice", password="pw-alice", domain="acme")
     assert settings.username == "alice"
-    aksk = ImsflowSettings(_env_file=None, access_key="AK", secret_key="SK")  # type: ignore[call-arg]
+    aksk = ImsflowSettings(_env_file=None, access_key="AK", secret_key="SK")
     assert aksk.username is None
 
 
 def test_real_clouds_get_no_default_credentials() -> None:
-    settings = ImsflowSettings(_env_file=None, profile="otc")  # type: ignore[call-arg]
+    settings = ImsflowSettings(_env_file=None, profile="otc")
     assert settings.username is None
     assert settings.password is None
     with pytest.raises(ConfigError, match="IMSFLOW_USERNAME"):
@@ -76,7 +76,7 @@ def test_auth_mode() -> None:
 
 
 def test_half_an_aksk_pair_is_a_config_error() -> None:
-    settings = ImsflowSettings(_env_file=None, profile="otc", access_key="AK")  # type: ignore[call-arg]
+    settings = ImsflowSettings(_env_file=None, profile="otc", access_key="AK")
     with pytest.raises(ConfigError, match="both"):
         settings.check_transport()
 
@@ -106,7 +106,7 @@ def test_environment_and_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         encoding="utf-8",
     )
     monkeypatch.setenv("IMSFLOW_REGION", "ap-southeast-1")  # the environment beats the file
-    settings = ImsflowSettings(_env_file=env_file)  # type: ignore[call-arg]
+    settings = ImsflowSettings(_env_file=env_file)
     assert settings.profile is Profile.huaweicloud
     assert settings.region == "ap-southeast-1"
     assert settings.job_timeout == 60
@@ -141,4 +141,4 @@ def test_transport_check_refuses_non_http_urls() -> None:
 
 
 def test_aksk_needs_no_password() -> None:
-    ImsflowSettings(_env_file=None, profile="otc", access_key="AK", secret_key="SK").check_transport()  # type: ignore[call-arg]
+    ImsflowSettings(_env_file=None, profile="otc", access_key="AK", secret_key="SK").check_transport()
