@@ -108,7 +108,7 @@ class ImsflowError(Exception):
     """
 
     retryable: ClassVar[bool] = False
-    hint: str = "See the message; rerun with --verbose for details."
+    hint: str = "See the message for details."
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -251,11 +251,11 @@ class NotFoundError(ApiError):
 
 
 class EcsNotFoundError(NotFoundError):
-    hint = "Check the ECS id and the region/project; `imsflow servers` lists them."
+    hint = "Check the ECS id and that IMSFLOW_REGION / IMSFLOW_PROJECT_ID name the project it lives in."
 
 
 class ImageNotFoundError(NotFoundError):
-    hint = "Check the image id and the region/project; `imsflow images` lists them."
+    hint = "Check the image id and that IMSFLOW_REGION / IMSFLOW_PROJECT_ID name the project it lives in."
 
 
 class JobNotFoundError(NotFoundError):
