@@ -58,23 +58,44 @@ class PollPolicy:
     max_consecutive_errors: int = 8
     rng: random.Random = field(default_factory=random.Random)
 
-    def next_delay(self, elapsed: float, percent: float | None, previous: float | None) -> float:
+    def schedule(self) -> Schedule:
+        return Schedule(self)
+
+
+class Schedule:
+    """The delays of one wait, learned from what the job reports as it goes."""
+
+    def __init__(self, policy: PollPolicy) -> None:
+        self.policy = policy
+        self.previous: float | None = None
+        self.reading: tuple[float, float] | None = None  # (elapsed, percent) of an earlier poll
+
+    def _remaining(self, elapsed: float, percent: float | None) -> float | None:
+        if percent is not None and 0 < percent < 100:
+            earlier, self.reading = self.reading, (elapsed, percent)
+            if earlier is not None and percent > earlier[1] and elapsed > earlier[0]:
+                # Progress rate between two polls: immune to however long the job queued before running.
+                rate = (percent - earlier[1]) / (elapsed - earlier[0])
+                return (100 - percent) / rate
+            return None  # one reading says nothing about the rate: fall through to the growth schedule
+        if self.policy.expected_seconds is not None:
+            return self.policy.expected_seconds - elapsed
+        return None
+
+    def next_delay(self, elapsed: float, percent: float | None) -> float:
         """Seconds until the next status call."""
-        remaining: float | None = None
-        if percent is not None and 0 < percent < 100 and elapsed > 0:
-            # Jobs report progress roughly linearly in time; extrapolate to 100 %.
-            remaining = elapsed * (100 - percent) / percent
-        elif self.expected_seconds is not None:
-            remaining = self.expected_seconds - elapsed
+        policy = self.policy
+        remaining = self._remaining(elapsed, percent)
         if remaining is not None:
-            delay = remaining if remaining > self.min_interval else self.min_interval
-        elif previous is None:
-            delay = self.initial_delay
+            delay = remaining
+        elif self.previous is None:
+            delay = policy.initial_delay
         else:
-            delay = previous * self.growth
-        delay = min(max(delay, self.min_interval), self.max_interval)
+            delay = self.previous * policy.growth
+        delay = min(max(delay, policy.min_interval), policy.max_interval)
+        self.previous = delay
         # Jitter only upwards: a fleet of pollers spreads out, and no poll lands before its estimate.
-        return delay * (1 + self.jitter * self.rng.random())
+        return delay * (1 + policy.jitter * policy.rng.random())
 
 
 def transient_delay(error: ImsflowError, attempt: int, policy: PollPolicy) -> float:
@@ -106,7 +127,7 @@ async def wait_for_job(
     policy = policy or PollPolicy()
     start = clock()
     last: J | None = None
-    delay: float | None = None
+    schedule = policy.schedule()
     errors = 0
     # The first look comes early: a job can fail validation inside the cloud within seconds.
     await sleep(min(policy.initial_delay, timeout))
@@ -128,8 +149,7 @@ async def wait_for_job(
                 return job
             if job.status == "FAIL":
                 raise JobFailedError(job_id=job_id, error_code=job.error_code, fail_reason=job.fail_reason)
-            delay = policy.next_delay(elapsed, percent_of(job), delay)
-            wait = delay
+            wait = schedule.next_delay(elapsed, percent_of(job))
         remaining = timeout - (clock() - start)
         if remaining <= 0:
             raise JobTimeoutError(

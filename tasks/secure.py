@@ -54,7 +54,7 @@ def fernet() -> Fernet:
     return _fernet_for(_load_or_create_key(key_file()))
 
 
-class EncryptedPickleSerializer(Serializer[Any]):
+class EncryptedPickleSerializer(Serializer):  # not Serializer[Any]: a parametrized class breaks its dispatch
     """cloudpickle, then Fernet. A reader with another key gets a cache miss, not the secret."""
 
     type: Literal["imsflow-encrypted-pickle"] = "imsflow-encrypted-pickle"
