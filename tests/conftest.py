@@ -18,7 +18,6 @@ os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "CRITICAL")
 # A developer's own IMSFLOW_* settings must not steer the tests.
 for _name in [n for n in os.environ if n.startswith("IMSFLOW_")]:
     del os.environ[_name]
-os.chdir(_home)  # no stray .env from the checkout is read
 
 
 def pytest_report_header() -> str:
