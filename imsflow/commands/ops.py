@@ -178,12 +178,9 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the deployments of deployments/prefect.yaml, schedules included, until interrupted."""
-    import logging
-
     api_url = _require_api_url()
     from deployments.serve import build_deployments
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     deployments, skipped = build_deployments(only=set(deployment) if deployment else None)
     for skip in skipped:
         err.print(f"[yellow]not serving {skip.name}:[/] {skip.reason}")

@@ -1,0 +1,258 @@
+"""A whole imsflow installation as processes: Prefect server, local cloud, and ``imsflow serve``.
+
+Started once per test session (a Prefect server takes seconds to come up). Everything listens on free ports on
+127.0.0.1 and lives under one temporary directory; nothing of the developer's (~/.prefect, IMSFLOW_*) is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+# `python -m imsflow.cli` would load the CLI twice (as __main__ and as imsflow.cli) and lose the commands
+# registered on the second copy; this is what the `imsflow` console script runs.
+IMSFLOW = [sys.executable, "-c", "from imsflow.cli import main; main()"]
+DEMO_PASSWORD = "demo-password"
+CREATE_IMAGE_DEPLOYMENT = "/deployments/name/create-image-from-ecs/create-image"
+WEB_1 = "6f1c2d7e-0000-4000-8000-000000000001"  # SHUTOFF in the seed below
+DB_1 = "6f1c2d7e-0000-4000-8000-000000000002"  # ACTIVE
+
+SEED: dict[str, Any] = {
+    "domains": [
+        {
+            "name": "demo",
+            "users": [{"name": "demo", "password": DEMO_PASSWORD}],
+            "projects": [{"id": "0123456789abcdef0123456789abcdef", "name": "eu-de"}],
+        }
+    ],
+    "servers": [
+        {"id": WEB_1, "name": "web-1", "project": "eu-de", "status": "SHUTOFF", "tags": ["backup=nightly"]},
+        {"id": DB_1, "name": "db-1", "project": "eu-de", "status": "ACTIVE"},
+    ],
+    "buckets": ["imsflow-exports"],
+    # Short jobs: the browser test watches a whole run.
+    "timing": {"image_job_seconds": 3, "job_init_seconds": 0.5, "stop_seconds": 1, "start_seconds": 1},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(
+    check: Callable[[], bool], *, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll ``check`` until true; fail early when the process it waits for has died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if check():
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{what}: not ready after {timeout:.0f} s")
+
+
+@dataclass
+class Stack:
+    home: Path
+    prefect_port: int
+    cloud_port: int
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[str, IO[bytes]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}"
+
+    @property
+    def api(self) -> str:
+        return f"{self.base}/api"
+
+    @property
+    def cloud_url(self) -> str:
+        return f"http://127.0.0.1:{self.cloud_port}"
+
+    def start(
+        self, name: str, args: list[str], extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = (self.home / f"{name}.log").open("wb")
+        self.logs[name] = log
+        proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env={**self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopping it stops the flow-run subprocesses too
+        )
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        self.logs[name].flush()
+        return (self.home / f"{name}.log").read_text(errors="replace")
+
+    def run_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``imsflow ARGS`` as a user would run it, against this stack."""
+        return subprocess.run(
+            [*IMSFLOW, *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(f"{self.api}{path}", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(f"{self.api}{path}", json=body, timeout=10)
+
+    def deployment(self, flow: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.get(f"/deployments/name/{flow}/{name}")
+        return result
+
+    def flow_run(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.get(f"/flow_runs/{run_id}")
+        return result
+
+    def wait_for_run(self, run_id: str, *, timeout: float = 60) -> dict[str, Any]:
+        """The flow run once it reached a final state."""
+        final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.flow_run(run_id)
+            if run["state_type"] in final:
+                return run
+            time.sleep(0.5)
+        raise TimeoutError(f"flow run {run_id} not final after {timeout:.0f} s: {run['state_type']}")
+
+    def stop(self) -> None:
+        # serve first: on SIGTERM it pauses its deployments through the API, which must still be up.
+        for name in ("serve", "cloud", "prefect"):
+            proc = self.procs.get(name)
+            if proc is None or proc.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        for log in self.logs.values():
+            log.close()
+
+
+@contextlib.contextmanager
+def running_stack(home: Path) -> Iterator[Stack]:
+    """Prefect server + local cloud + ``imsflow serve``, ready for flow runs of the deployments."""
+    from cryptography.fernet import Fernet
+
+    started = time.monotonic()
+    prefect_port, cloud_port = free_port(), free_port()
+    seed = home / "seed.yaml"
+    seed.write_text(yaml.safe_dump(SEED))
+    cloud_url = f"http://127.0.0.1:{cloud_port}"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PREFECT_", "IMSFLOW_")) and key not in ("VIRTUAL_ENV",)
+    }
+    env.update(
+        {
+            "PREFECT_HOME": str(home / "prefect"),
+            "XDG_CONFIG_HOME": str(home / "config"),
+            # The UI takes its API URL from these settings, not from `--port` (browser-notes.md).
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(prefect_port),
+            "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+            "PREFECT_LOGGING_SERVER_LEVEL": "WARNING",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+            "IMSFLOW_PROFILE": "local",
+            "IMSFLOW_IAM_URL": cloud_url,
+            "IMSFLOW_ECS_URL": cloud_url,
+            "IMSFLOW_IMS_URL": cloud_url,
+            "IMSFLOW_DOMAIN": "demo",
+            "IMSFLOW_USERNAME": "demo",
+            "IMSFLOW_PASSWORD": DEMO_PASSWORD,
+            "IMSFLOW_POLL_INITIAL_DELAY": "1",
+            "IMSFLOW_POLL_MAX_INTERVAL": "2",
+            "IMSFLOW_RESULT_KEY": Fernet.generate_key().decode(),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    stack = Stack(home=home, prefect_port=prefect_port, cloud_port=cloud_port, env=env)
+    try:
+        server = stack.start(
+            "prefect",
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(prefect_port),
+            ],
+        )
+        cloud = stack.start(
+            "cloud", [sys.executable, "-m", "localcloud", "--port", str(cloud_port), "--seed", str(seed)]
+        )
+        wait_for(
+            lambda: httpx.get(f"{cloud_url}/_local/stats", timeout=2).status_code == 200,
+            timeout=30,
+            what="local cloud",
+            proc=cloud,
+        )
+        wait_for(
+            lambda: httpx.get(f"{stack.api}/health", timeout=2).json() is True,
+            timeout=60,
+            what="prefect server",
+            proc=server,
+        )
+        stack.timings["prefect server healthy"] = time.monotonic() - started
+        serve = stack.start("serve", [*IMSFLOW, "serve"])
+        wait_for(
+            lambda: (
+                httpx.get(
+                    f"{stack.api}/deployments/name/create-image-from-ecs/create-image", timeout=2
+                ).is_success
+            ),
+            timeout=60,
+            what="imsflow serve",
+            proc=serve,
+        )
+        stack.timings["stack ready"] = time.monotonic() - started
+        yield stack
+    finally:
+        stack.stop()

@@ -1,0 +1,94 @@
+"""The served deployments through the Prefect API: schedules, limits, schema enforcement, events."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.e2e.stack import DEMO_PASSWORD, WEB_1, Stack
+
+pytestmark = pytest.mark.slow
+
+
+def _runs_of(stack: Stack, deployment_id: str) -> int:
+    count: int = stack.post("/flow_runs/count", {"deployments": {"id": {"any_": [deployment_id]}}}).json()
+    return count
+
+
+def test_deployments_carry_schedules_limits_and_no_secret(stack: Stack) -> None:
+    retention = stack.deployment("prune-images", "retention")
+    assert [s["schedule"]["cron"] for s in retention["schedules"]] == ["0 4 * * *"]
+    assert retention["parameters"] == {"params": {"keep": 7, "max_age_days": 30, "dry_run": False}}
+    assert retention["enforce_parameter_schema"] is True
+    assert retention["global_concurrency_limit"]["limit"] == 1
+    assert retention["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+
+    create = stack.deployment("create-image-from-ecs", "create-image")
+    assert create["schedules"] == []
+    schema = create["parameter_openapi_schema"]
+    assert "credentials_block" in schema["properties"]
+    fields = schema["definitions"]["CreateImageParams"]["properties"]
+    assert fields["instance_id"]["description"].startswith("ID (UUID) of the ECS")
+    assert fields["timeout_minutes"]["default"] == 30
+    for name in ("create-image", "export-image", "delete-image"):
+        flow = {"create-image": "create-image-from-ecs"}.get(name, name)
+        deployment = stack.deployment(flow, name)
+        assert DEMO_PASSWORD not in str(deployment)
+        assert deployment["enforce_parameter_schema"] is True
+
+
+def test_bad_image_name_is_refused_before_a_run_exists(stack: Stack) -> None:
+    deployment = stack.deployment("create-image-from-ecs", "create-image")
+    before = _runs_of(stack, deployment["id"])
+    response = stack.post(
+        f"/deployments/{deployment['id']}/create_flow_run",
+        {"parameters": {"params": {"instance_id": WEB_1, "name": " starts with a space<>"}}},
+    )
+    assert response.status_code in (409, 422), response.text
+    assert "params.name" in response.text
+    assert _runs_of(stack, deployment["id"]) == before
+
+
+def test_overlapping_retention_runs_cancel_the_newer(stack: Stack) -> None:
+    deployment = stack.deployment("prune-images", "retention")
+    dry = {"params": {"keep": 7, "max_age_days": 30, "dry_run": True}}
+    runs = [
+        stack.post(f"/deployments/{deployment['id']}/create_flow_run", {"parameters": dry}).json()
+        for _ in range(2)
+    ]
+    finals = sorted(stack.wait_for_run(run["id"], timeout=90)["state_type"] for run in runs)
+    assert finals == ["CANCELLED", "COMPLETED"]
+
+
+def _events(stack: Stack, name: str, resource: str) -> list[dict[str, Any]]:
+    body = {"filter": {"event": {"name": [name]}, "resource": {"id": [resource]}}, "limit": 10}
+    events: list[dict[str, Any]] = stack.post("/events/filter", body).json()["events"]
+    return events
+
+
+def test_a_deployment_run_makes_an_image_and_emits_the_created_event(stack: Stack) -> None:
+    deployment = stack.deployment("create-image-from-ecs", "create-image")
+    name = f"web-1-api-{int(time.time())}"
+    run = stack.post(
+        f"/deployments/{deployment['id']}/create_flow_run",
+        {"parameters": {"params": {"instance_id": WEB_1, "name": name}}},
+    ).json()
+    final = stack.wait_for_run(run["id"], timeout=90)
+    assert final["state_type"] == "COMPLETED", final["state"]["message"]
+
+    deadline = time.monotonic() + 20
+    events: list[dict[str, Any]] = []
+    while not events and time.monotonic() < deadline:
+        events = [
+            e
+            for e in _events(stack, "imsflow.image.created", f"imsflow.ecs.{WEB_1}")
+            if e["payload"]["image_name"] == name
+        ]
+        time.sleep(0.5)
+    assert events, "imsflow.image.created was not recorded"
+    event = events[0]
+    roles = {r["prefect.resource.role"]: r["prefect.resource.id"] for r in event["related"]}
+    assert roles["image"] == f"imsflow.image.{event['payload']['image_id']}"
+    assert roles["flow-run"] == f"prefect.flow-run.{run['id']}"

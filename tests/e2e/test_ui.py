@@ -1,0 +1,110 @@
+"""The Prefect UI, driven in headless Chromium: a custom run of the create-image deployment from its form.
+
+Needs Debian's ``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run`` installs it) and the
+``playwright`` package; the browser that playwright would download is never used. Set
+``UPDATE_UI_SCREENSHOT=1`` to refresh ``docs/ui-run.png`` (the README's screenshot).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.stack import ROOT, WEB_1, Stack
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Playwright passes the usual headless flags itself; dev-shm is passed explicitly because Debian's wrapper
+# script can drop it (browser-notes.md).
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic"]
+STEPS = ("get-token", "check-ecs-stopped", "submit-image", "poll-job")
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None  # type: ignore[assignment]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+    pytest.mark.skipif(
+        sync_playwright is None, reason="needs the playwright package (pip install -e '.[test]')"
+    ),
+]
+
+
+def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path: Path) -> None:
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    deployment = stack.deployment("create-image-from-ecs", "create-image")
+    image_name = f"web-1-ui-{int(time.time())}"
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        timings["browser launched"] = time.monotonic() - started
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        # The V2 UI loads an analytics SDK from the internet even with analytics off: keep it offline.
+        context.route(lambda url: not url.startswith(stack.base), lambda route: route.abort())
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+
+        page.goto(stack.base + "/")
+        expect(page).to_have_url(re.compile(r"/v2/"))
+        page.get_by_role("link", name="Deployments", exact=True).first.click()
+        page.get_by_role("link", name="create-image", exact=True).click()
+        expect(page).to_have_url(re.compile(f"/v2/deployments/deployment/{deployment['id']}"))
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Custom run").click()
+
+        # The form is the pydantic model: titles as labels, descriptions underneath.
+        page.get_by_role("textbox", name="Instance ID", exact=True).fill(WEB_1)
+        page.get_by_role("textbox", name="Image name", exact=True).fill(image_name)
+        expect(page.get_by_text("ID (UUID) of the ECS whose system disk becomes the image.")).to_be_visible()
+        timings["form filled"] = time.monotonic() - started
+
+        with page.expect_response(
+            lambda r: r.url.endswith("/create_flow_run") and r.request.method == "POST"
+        ) as created:
+            page.get_by_role("button", name="Submit").click()
+        assert created.value.status == 201
+        run = created.value.json()
+        assert run["parameters"]["params"]["instance_id"] == WEB_1
+        assert run["parameters"]["params"]["name"] == image_name
+        submitted = time.monotonic()
+
+        page.goto(f"{stack.base}/v2/runs/flow-run/{run['id']}")
+        main = page.get_by_role("main")
+        expect(main.get_by_text("Completed", exact=True).first).to_be_visible(timeout=60_000)
+        timings["submit → Completed"] = time.monotonic() - submitted
+
+        page.get_by_role("tab", name="Task Runs").click()
+        panel = page.get_by_role("tabpanel")
+        for step in STEPS:
+            expect(panel.get_by_role("link", name=re.compile(f"^{step}"))).to_be_visible()
+        page.get_by_role("tab", name="Artifacts").click()
+        expect(page.get_by_role("tabpanel").get_by_text("image-summary").first).to_be_visible()
+
+        page.get_by_role("tab", name="Task Runs").click()
+        expect(panel.get_by_role("link", name=re.compile("^poll-job"))).to_be_visible()
+        shot = tmp_path / "ui-run.png"
+        page.screenshot(path=str(shot))
+        browser.close()
+    timings["whole UI path"] = time.monotonic() - started
+
+    # The same run through the API: four steps, all completed (the token may come from the cache).
+    final = stack.wait_for_run(run["id"], timeout=10)
+    assert final["state_type"] == "COMPLETED"
+    task_runs = stack.post("/task_runs/filter", {"flow_runs": {"id": {"any_": [run["id"]]}}}).json()
+    names = sorted(t["name"].split("[")[0] for t in task_runs)
+    assert names == sorted(STEPS)
+    assert {t["state_type"] for t in task_runs} == {"COMPLETED"}
+
+    if os.environ.get("UPDATE_UI_SCREENSHOT"):
+        shutil.copyfile(shot, ROOT / "docs" / "ui-run.png")
+    print("\nbrowser test timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    print("stack timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in stack.timings.items()))
