@@ -19,7 +19,9 @@ from pydantic import BaseModel, Field, field_validator
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag
 from imsflow.validation import DESCRIPTION_RULE, NAME_PATTERN, NAME_RULE
 from tasks import runtime
+from tasks.credentials import BLOCK_NAME_PATTERN, credentials_from_block
 from tasks.ecs import check_ecs_stopped, start_ecs
+from tasks.events import emit_image_created, emit_image_failed
 from tasks.image import poll_job, request_key, submit_image
 from tasks.token import CredentialScope, fresh_token
 
@@ -137,14 +139,7 @@ def _summary(params: CreateImageParams, result: CreateImageResult) -> str:
     )
 
 
-@flow(
-    name="create-image-from-ecs",
-    flow_run_name="create-image-{params.instance_id}-{params.name}",
-    retries=1,
-    retry_delay_seconds=10,
-    timeout_seconds=None,
-)
-async def create_image_from_ecs(params: CreateImageParams) -> CreateImageResult:
+async def _create_image(params: CreateImageParams) -> CreateImageResult:
     """Create a private image from an ECS and return its ID; a retry or re-run never makes a second."""
     logger = get_run_logger()
     settings = runtime.settings()
@@ -189,6 +184,37 @@ async def create_image_from_ecs(params: CreateImageParams) -> CreateImageResult:
     )
     logger.info("image %s (%s) is active", result.image_id, result.name)
     return Completed(message=f"image {result.image_id} active ({submission.how})", data=result)  # type: ignore[return-value]
+
+
+@flow(
+    name="create-image-from-ecs",
+    flow_run_name="create-image-{params.instance_id}-{params.name}",
+    retries=1,
+    retry_delay_seconds=10,
+    timeout_seconds=None,
+    # Events for automations (notify on failure); once per run, on its final state.
+    on_completion=[emit_image_created],
+    on_failure=[emit_image_failed],
+    on_crashed=[emit_image_failed],
+)
+async def create_image_from_ecs(
+    params: CreateImageParams,
+    credentials_block: Annotated[
+        str | None,
+        Field(
+            title="Credentials block",
+            description="Name of an imsflow-credentials block; empty: the IMSFLOW_* settings of the runner.",
+            pattern=BLOCK_NAME_PATTERN,
+        ),
+    ] = None,
+) -> CreateImageResult:
+    """Create a private image from an ECS and return its ID; a retry or re-run never makes a second.
+
+    With ``credentials_block`` the tasks use that block's credentials (the parameter is the block's name,
+    never a secret); without it, the ``IMSFLOW_*`` settings of the process running the flow.
+    """
+    async with credentials_from_block(credentials_block):
+        return await _create_image(params)
 
 
 if __name__ == "__main__":
