@@ -16,8 +16,17 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.states import Completed
 from pydantic import BaseModel, Field, field_validator
 
+from imsflow.errors import InvalidRequestError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag
-from imsflow.validation import DESCRIPTION_RULE, NAME_PATTERN, NAME_RULE
+from imsflow.validation import (
+    DESCRIPTION_RULE,
+    NAME_PATTERN,
+    NAME_RULE,
+    check_description,
+    check_image_name,
+    check_tag,
+    check_uuid,
+)
 from tasks import runtime
 from tasks.credentials import BLOCK_NAME_PATTERN, credentials_from_block
 from tasks.ecs import check_ecs_stopped, start_ecs
@@ -103,11 +112,32 @@ class CreateImageParams(BaseModel):
         ),
     ] = None
 
-    @field_validator("name")
+    # Checked before the schema constraints so that an error states the IMS rule, not a regex.
+    @field_validator("instance_id", mode="before")
     @classmethod
-    def _no_edge_spaces(cls, value: str) -> str:
-        if value != value.strip(" "):
-            raise ValueError(NAME_RULE)
+    def _instance_id(cls, value: object) -> object:
+        return check_uuid(value, "instance_id") if isinstance(value, str) else value
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: object) -> object:
+        return check_image_name(value) if isinstance(value, str) else value
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _description(cls, value: object) -> object:
+        return check_description(value) if isinstance(value, str) else value
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, value: object) -> object:
+        if isinstance(value, list):
+            for tag in value:
+                if isinstance(tag, str):
+                    key, sep, val = tag.partition("=")
+                    if not sep:
+                        raise InvalidRequestError("tags", tag, "each tag is key=value")
+                    check_tag(f"{key}.{val}")
         return value
 
     def to_request(self) -> CreateImageFromEcsRequest:

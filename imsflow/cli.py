@@ -18,10 +18,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from imsflow.errors import ImsflowError
+from imsflow.errors import ImsflowError, InvalidRequestError
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import State
+    from pydantic import ValidationError
 
 app = typer.Typer(
     name="imsflow",
@@ -70,11 +71,20 @@ def friendly_errors() -> Iterator[None]:
     except ImsflowError as exc:
         fail(str(exc), getattr(exc, "hint", None))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        fail(f"invalid input: {problems}", code=2)
+        fail(describe_validation_error(exc), code=2)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem; where an IMS rule was broken, the rule itself rather than pydantic's wording."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, InvalidRequestError):
+            problems.append(str(cause))
+        else:
+            where = ".".join(str(p) for p in error["loc"]) or "value"
+            problems.append(f"{where}: {error['msg']}")
+    return "invalid input: " + "; ".join(problems)
 
 
 def step_printer() -> Callable[[str, str], None]:
