@@ -219,9 +219,11 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult:
 @flow(
     name="create-image-from-ecs",
     flow_run_name="create-image-{params.instance_id}-{params.name}",
+    # A flow retry re-runs the body in the same flow run; the steps make that safe (cached token, recorded
+    # job). Prefect cannot make flow retries conditional, so the delay is short: a wrong password costs one
+    # more IAM call, not a long wait.
     retries=1,
-    retry_delay_seconds=10,
-    timeout_seconds=None,
+    retry_delay_seconds=3,
     # Events for automations (notify on failure); once per run, on its final state.
     on_completion=[emit_image_created],
     on_failure=[emit_image_failed],
