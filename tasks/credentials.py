@@ -85,7 +85,7 @@ class ImsflowCredentials(Block):
 async def load_settings(block_name: str) -> ImsflowSettings:
     """Load the named block from the Prefect API and turn it into settings."""
     # aload's decorator hides its return type from mypy.
-    block = cast(ImsflowCredentials, await ImsflowCredentials.aload(block_name))
+    block = cast("ImsflowCredentials", await ImsflowCredentials.aload(block_name))
     return block.to_settings()
 
 
