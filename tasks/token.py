@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
-from prefect.locking.filesystem import FileSystemLockManager
 from prefect.results import ResultStore, aget_default_result_storage
 from prefect.settings import PREFECT_HOME
 from pydantic import BaseModel
@@ -27,6 +27,7 @@ from imsflow.errors import ConfigError
 from imsflow.models import IamToken
 from imsflow.settings import ImsflowSettings
 from tasks import runtime
+from tasks.locking import FlockLockManager
 from tasks.retry import BACKOFF, JITTER, RETRIES, retry_if_transient
 from tasks.secure import EncryptedPickleSerializer
 
@@ -83,9 +84,11 @@ class TokenScopeKey(CachePolicy):
         return token_cache_key(inputs["scope"])
 
 
+# SERIALIZABLE: concurrent get-token runs queue on the key's lock; the first fetches, the rest read its
+# cached result. Prefect's FileSystemLockManager breaks under exactly that contention (see tasks/locking.py).
 TOKEN_CACHE = TokenScopeKey().configure(
     isolation_level="SERIALIZABLE",
-    lock_manager=FileSystemLockManager(lock_files_directory=PREFECT_HOME.value() / "locks"),
+    lock_manager=FlockLockManager(lambda: Path(PREFECT_HOME.value()) / "locks"),
 )
 
 
