@@ -63,21 +63,36 @@ class PollPolicy:
 
 
 class Schedule:
-    """The delays of one wait, learned from what the job reports as it goes."""
+    """The delays of one wait, learned from what the job reports as it goes.
+
+    The next poll is aimed at the moment the job is expected to end:
+
+    * from the progress *rate* once two polls reported ``process_percent``; the rate is measured from the
+      first reading that showed progress, so the time the job queued before running does not count, and
+      the longer the span the less a rounded or stepped percentage matters;
+    * else from ``expected_seconds`` (how long earlier jobs of this kind took);
+    * else by a growing interval from ``initial_delay``.
+
+    A job that is overdue by its estimate is polled again soon and then less and less often, and every
+    delay is capped by ``max_interval`` (a stalled estimate must not hide a finished job for long).
+    """
 
     def __init__(self, policy: PollPolicy) -> None:
         self.policy = policy
         self.previous: float | None = None
-        self.reading: tuple[float, float] | None = None  # (elapsed, percent) of an earlier poll
+        # (elapsed, percent) of the first reading that showed progress
+        self.anchor: tuple[float, float] | None = None
+        self.overdue: float | None = None  # the last delay used while past the estimate
 
     def _remaining(self, elapsed: float, percent: float | None) -> float | None:
         if percent is not None and 0 < percent < 100:
-            earlier, self.reading = self.reading, (elapsed, percent)
-            if earlier is not None and percent > earlier[1] and elapsed > earlier[0]:
-                # Progress rate between two polls: immune to however long the job queued before running.
-                rate = (percent - earlier[1]) / (elapsed - earlier[0])
-                return (100 - percent) / rate
-            return None  # one reading says nothing about the rate: fall through to the growth schedule
+            if self.anchor is None:
+                self.anchor = (elapsed, percent)
+            else:
+                since, start = self.anchor
+                if percent > start and elapsed > since:
+                    rate = (percent - start) / (elapsed - since)
+                    return (100 - percent) / rate
         if self.policy.expected_seconds is not None:
             return self.policy.expected_seconds - elapsed
         return None
@@ -86,8 +101,13 @@ class Schedule:
         """Seconds until the next status call."""
         policy = self.policy
         remaining = self._remaining(elapsed, percent)
-        if remaining is not None:
+        if remaining is not None and remaining > 0:
             delay = remaining
+            self.overdue = None
+        elif remaining is not None:
+            # Past the estimate: the job is late, not lost. Look again soon, then back off.
+            self.overdue = policy.min_interval if self.overdue is None else self.overdue * policy.growth
+            delay = self.overdue
         elif self.previous is None:
             delay = policy.initial_delay
         else:
