@@ -31,8 +31,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 #: Prefect's console output for CLI runs. Our own step lines tell the story; Prefect's logs still reach its
 #: API (and the UI). The server level hides the temporary server's shutdown tracebacks on a successful run.
