@@ -133,8 +133,6 @@ def prune(
     max_age_days = parse_age_days(max_age) if max_age is not None else None
     quiet_prefect(verbose)
     with friendly_errors():
-        from rich.table import Table
-
         from flows.lifecycle import PruneParams, prune_images
         from tasks import runtime
 
@@ -146,15 +144,19 @@ def prune(
         with runtime.use_runtime(reporters=(step_printer(),)):
             state = run_flow(prune_images(params, credentials_block, return_state=True))
         result = result_or_raise(state)
-    table = Table("ECS", "image", "image ID", "created", "action", "why")
     verb = "would delete" if result.dry_run else "deleted"
-    for decision in sorted(result.kept + result.deleted, key=lambda d: (d.instance_id, d.image_id)):
+    current = None
+    # Plain lines, one per image and grouped by ECS: readable in 80 columns and easy to grep.
+    for decision in sorted(result.kept + result.deleted, key=lambda d: (d.instance_id, d.action, d.name)):
+        if decision.instance_id != current:
+            current = decision.instance_id
+            console.print(f"ECS {current}")
         created = decision.created_at.strftime("%Y-%m-%d %H:%M") if decision.created_at else "-"
         action = "keep" if decision.action == "keep" else verb
-        table.add_row(
-            decision.instance_id, decision.name, decision.image_id, created, action, decision.reason
-        )
-    console.print(table)
+        if decision.image_id in result.failed:
+            action = "failed"
+        line = f"  {action:<12}  {decision.image_id}  {decision.name}  {created}  {decision.reason}"
+        console.print(line, soft_wrap=True)
     console.print(result.summary + (" (dry run)" if result.dry_run else ""))
 
 
