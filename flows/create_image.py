@@ -219,11 +219,11 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult:
 @flow(
     name="create-image-from-ecs",
     flow_run_name="create-image-{params.instance_id}-{params.name}",
-    # A flow retry re-runs the body in the same flow run; the steps make that safe (cached token, recorded
-    # job). Prefect cannot make flow retries conditional, so the delay is short: a wrong password costs one
-    # more IAM call, not a long wait.
-    retries=1,
-    retry_delay_seconds=3,
+    # No flow retries: the tasks are the one retry layer, and they retry only what is transient. Prefect
+    # cannot make a flow retry conditional, so a flow retry would also repeat what must not be repeated:
+    # after a failed image job (JobFailedError) it would submit a second job, and a stuck job would be
+    # waited for twice as long as asked. A re-run (a new flow run) still resumes the recorded job.
+    retries=0,
     # Events for automations (notify on failure); once per run, on its final state.
     on_completion=[emit_image_created],
     on_failure=[emit_image_failed],

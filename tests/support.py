@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from imsflow.settings import ImsflowSettings
-from localcloud import LocalCloud, ManualClock, Seed
+from localcloud import ConnectionDropped, LocalCloud, ManualClock, Seed
 
 BASE_URL = "http://127.0.0.1:8780"
 PROJECT_ID = "0123456789abcdef0123456789abcdef"
@@ -59,8 +61,54 @@ def settings_for(**overrides: Any) -> ImsflowSettings:
     return ImsflowSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-def transport_for(cloud: LocalCloud) -> httpx.AsyncBaseTransport:
-    return httpx.ASGITransport(app=cloud.app)
+@dataclass(frozen=True)
+class Call:
+    """One request as the network shim saw it, stamped with the cloud's clock."""
+
+    at: datetime
+    method: str
+    path: str
+    outcome: str  # the HTTP status as text, or "reset" / "timeout"
+
+
+class CloudNetwork(httpx.AsyncBaseTransport):
+    """The in-process local cloud behind a network that fails the way a real one does.
+
+    Over ``httpx.ASGITransport`` a dropped connection arrives as localcloud's own ``ConnectionDropped``
+    and a ``delay`` fault only moves the cloud's clock, so the client would always get its answer. This shim
+    turns the first into a plain ``httpx.RemoteProtocolError`` and, when the cloud's clock moved past the
+    client's read timeout while the request was inside the cloud, drops the (already applied) answer and
+    raises ``httpx.ReadTimeout``: what a client with a real socket sees. ``calls`` records every request.
+    """
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+        self._asgi = httpx.ASGITransport(app=cloud.app)
+        self.calls: list[Call] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        started = self.cloud.clock.now()
+        path = request.url.path
+        try:
+            response = await self._asgi.handle_async_request(request)
+        except ConnectionDropped as exc:
+            self.calls.append(Call(started, request.method, path, "reset"))
+            raise httpx.RemoteProtocolError(str(exc), request=request) from None
+        waited = (self.cloud.clock.now() - started).total_seconds()
+        read_timeout = request.extensions.get("timeout", {}).get("read")
+        if read_timeout is not None and waited > read_timeout:
+            await response.aclose()
+            self.calls.append(Call(started, request.method, path, "timeout"))
+            raise httpx.ReadTimeout(f"no answer within {read_timeout:g} s", request=request)
+        self.calls.append(Call(started, request.method, path, str(response.status_code)))
+        return response
+
+    def calls_to(self, method: str, path_suffix: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method and c.path.endswith(path_suffix)]
+
+
+def transport_for(cloud: LocalCloud) -> CloudNetwork:
+    return CloudNetwork(cloud)
 
 
 def virtual_time(cloud: LocalCloud) -> dict[str, Any]:
@@ -76,11 +124,41 @@ def virtual_time(cloud: LocalCloud) -> dict[str, Any]:
 
 
 @contextmanager
-def cloud_runtime(cloud: LocalCloud, **settings_overrides: Any) -> Iterator[ImsflowSettings]:
+def cloud_runtime(
+    cloud: LocalCloud, network: CloudNetwork | None = None, **settings_overrides: Any
+) -> Iterator[ImsflowSettings]:
     from tasks import runtime
 
     settings = settings_for(**settings_overrides)
     with runtime.use_runtime(
-        settings_factory=lambda: settings, transport=transport_for(cloud), **virtual_time(cloud)
+        settings_factory=lambda: settings,
+        transport=network or transport_for(cloud),
+        **virtual_time(cloud),
     ):
         yield settings
+
+
+@contextmanager
+def fast_retries() -> Iterator[None]:
+    """Prefect waits out task retry delays in real time: set them to zero on every task and flow.
+
+    What is left of the backoff is the Retry-After wait in ``tasks.retry``, which goes through the
+    runtime's sleep, i.e. the local cloud's clock.
+    """
+    from prefect import Flow, Task
+
+    saved: list[tuple[Any, str, Any]] = []
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(("tasks.", "flows.")):
+            continue
+        for value in vars(module).values():
+            if isinstance(value, Task | Flow) and all(value is not s[0] for s in saved):
+                for attr, fast in (("retry_delay_seconds", 0), ("retry_jitter_factor", None)):
+                    if hasattr(value, attr):
+                        saved.append((value, attr, getattr(value, attr)))
+                        setattr(value, attr, fast)
+    try:
+        yield
+    finally:
+        for obj, attr, old in reversed(saved):
+            setattr(obj, attr, old)

@@ -77,7 +77,7 @@ async def test_wrong_password_fails_once_without_retry_storm() -> None:
     cloud = make_cloud()
     with cloud_runtime(cloud, password="not-the-password"), pytest.raises(InvalidCredentialsError):
         await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="web-1-golden"))
-    # one attempt per flow run attempt (the flow retries once), never the task's transient retries
+    # one attempt: a wrong password is not transient, and the flow itself never retries
     assert cloud.stats()["iam.create_token"] <= 2
     assert cloud.stats().get("ims.create_image", 0) == 0
 
