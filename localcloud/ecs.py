@@ -297,6 +297,21 @@ class Ecs:
             "sys_tags": [{"key": "_sys_enterprise_project_id", "value": "0"}],
             "security_groups": [{"id": stable_hex("sg", server.project_id), "name": "default"}],
             "image": {"id": server.image_id},
+            # The remaining documented fields: what an ordinary pay-per-use ECS shows (values per the page).
+            "OS-EXT-SRV-ATTR:hostname": server.name,
+            "OS-EXT-SRV-ATTR:kernel_id": "",
+            "OS-EXT-SRV-ATTR:ramdisk_id": "",
+            "OS-EXT-SRV-ATTR:launch_index": 0,
+            "OS-EXT-SRV-ATTR:reservation_id": "r-" + stable_hex("resv", server.id)[:8],
+            "OS-EXT-SRV-ATTR:user_data": None,
+            "hypervisor": None,
+            "enclave_options": {"enabled": False},
+            "security_options": {"tpm_enabled": None},
+            "cpu_options": {"hw:cpu_threads": None},
+            "auto_terminate_time": "",
+            "spod_id": "",
+            "capacity_reservation_id": "",
+            "capacity_reservation_specification": {"id": None, "preference": None},
         }
 
     def list_servers(self, project_id: str, query: dict[str, str]) -> dict[str, Any]:
