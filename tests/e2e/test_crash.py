@@ -1,0 +1,199 @@
+"""Crash safety: ``imsflow create`` killed with SIGKILL at the worst moments, then run again.
+
+Everything is real processes: the local cloud (``python -m localcloud``) on a free port with a real clock,
+and ``imsflow create`` on Prefect's ephemeral server (``PREFECT_API_URL`` unset) with one ``PREFECT_HOME``
+shared by the killed run and the re-run, as on an operator's machine. Whatever the moment of the kill, the
+re-run ends with the one image of the request, listed once in ``GET /v2/cloudimages``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+WEB_1 = "6f1c2d7e-0000-4000-8000-000000000001"
+PROJECT_ID = "0123456789abcdef0123456789abcdef"
+PASSWORD = "crash-Passw0rd"
+SEED: dict[str, Any] = {
+    "domains": [
+        {
+            "name": "demo",
+            "users": [{"name": "alice", "password": PASSWORD}],
+            "projects": [{"id": PROJECT_ID, "name": "eu-de"}],
+        }
+    ],
+    "servers": [{"id": WEB_1, "name": "web-1", "project": "eu-de", "status": "SHUTOFF"}],
+    # A modest job: long enough to kill mid-poll, short enough for a quick re-run.
+    "timing": {"image_job_seconds": 6, "job_init_seconds": 1},
+}
+IMSFLOW = [sys.executable, "-c", "from imsflow.cli import main; main()"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def cloud_url(tmp_path: Path) -> Iterator[str]:
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps(SEED))
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localcloud", "--port", str(port), "--seed", str(seed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{url}/_local/stats", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the local cloud did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _env(cloud_url: str, home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMSFLOW_", "PREFECT_"))}
+    env.update(
+        PREFECT_HOME=str(home / "prefect"),
+        XDG_CONFIG_HOME=str(home / "config"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        IMSFLOW_PROFILE="local",
+        IMSFLOW_IAM_URL=cloud_url,
+        IMSFLOW_ECS_URL=cloud_url,
+        IMSFLOW_IMS_URL=cloud_url,
+        IMSFLOW_DOMAIN="demo",
+        IMSFLOW_USERNAME="alice",
+        IMSFLOW_PASSWORD=PASSWORD,
+        IMSFLOW_POLL_INITIAL_DELAY="1",
+        IMSFLOW_POLL_MAX_INTERVAL="2",
+    )
+    return env
+
+
+def _create(env: dict[str, str], name: str) -> subprocess.Popen[str]:
+    # A session of its own: SIGKILL goes to the whole group, the ephemeral Prefect server included.
+    return subprocess.Popen(
+        [*IMSFLOW, "create", "--instance-id", WEB_1, "--name", name],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _stats(url: str) -> dict[str, int]:
+    stats: dict[str, int] = httpx.get(f"{url}/_local/stats", timeout=5).json()
+    return stats
+
+
+def _kill_when(proc: subprocess.Popen[str], url: str, ready: Callable[[dict[str, int]], bool]) -> None:
+    deadline = time.monotonic() + 90
+    while not ready(_stats(url)):
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the run ended before the kill point (exit {proc.returncode}): {out}{err}")
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.005)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _images(url: str) -> list[dict[str, Any]]:
+    token = httpx.post(
+        f"{url}/v3/auth/tokens",
+        json={
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {"user": {"name": "alice", "password": PASSWORD, "domain": {"name": "demo"}}},
+                },
+                "scope": {"project": {"id": PROJECT_ID}},
+            }
+        },
+        timeout=5,
+    ).headers["X-Subject-Token"]
+    images: list[dict[str, Any]] = httpx.get(
+        f"{url}/v2/cloudimages", params={"__imagetype": "private"}, headers={"X-Auth-Token": token}, timeout=5
+    ).json()["images"]
+    return images
+
+
+def _add_fault(url: str, **rule: Any) -> None:
+    httpx.post(f"{url}/_local/faults", json=rule, timeout=5).raise_for_status()
+
+
+def _before_submit(url: str) -> Callable[[dict[str, int]], bool]:
+    # The reconcile call just before the POST hangs (a real-time delay): the kill lands before any submit.
+    _add_fault(url, kind="delay", operation="ims.list_images", seconds=60, first=1)
+    return lambda stats: stats.get("faults.delay", 0) >= 1
+
+
+def _after_create_response(url: str) -> Callable[[dict[str, int]], bool]:
+    return lambda stats: stats.get("ims.create_image", 0) >= 1
+
+
+def _mid_poll(url: str) -> Callable[[dict[str, int]], bool]:
+    return lambda stats: stats.get("ims.show_job", 0) >= 1
+
+
+@pytest.mark.parametrize(
+    ("moment", "submitted_by_killed_run"),
+    [(_before_submit, False), (_after_create_response, True), (_mid_poll, True)],
+    ids=["before-submit", "after-create-response", "mid-poll"],
+)
+def test_sigkill_then_rerun_makes_exactly_one_image(
+    cloud_url: str,
+    tmp_path: Path,
+    moment: Callable[[str], Callable[[dict[str, int]], bool]],
+    submitted_by_killed_run: bool,
+) -> None:
+    env = _env(cloud_url, tmp_path)
+    name = "web-1-crash"
+    ready = moment(cloud_url)
+
+    killed = _create(env, name)
+    _kill_when(killed, cloud_url, ready)
+    assert _stats(cloud_url).get("ims.create_image", 0) == int(submitted_by_killed_run)
+    httpx.delete(f"{cloud_url}/_local/faults", timeout=5)
+
+    rerun = _create(env, name)
+    out, err = rerun.communicate(timeout=180)
+    assert rerun.returncode == 0, err
+    image_id = out.strip().splitlines()[-1]
+
+    images = _images(cloud_url)
+    assert [(i["id"], i["name"], i["status"]) for i in images] == [(image_id, name, "active")]
+    assert _stats(cloud_url)["ims.create_image"] == 1, "the re-run must resume or adopt, never submit again"
