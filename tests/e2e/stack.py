@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # registered on the second copy; this is what the `imsflow` console script runs.
 IMSFLOW = [sys.executable, "-c", "from imsflow.cli import main; main()"]
 DEMO_PASSWORD = "demo-password"
-CREATE_IMAGE_DEPLOYMENT = "/deployments/name/create-image-from-ecs/create-image"
+# A second IAM user, known only to the imsflow-credentials block of the block test (not to IMSFLOW_*).
+OPS_USER, OPS_PASSWORD = "ops", "ops-Passw0rd-only-in-a-block"
+#: create-image, retention, export-image, delete-image (and nightly-fleet once flows/fleet.py exists).
+SERVED_DEPLOYMENTS = 4
 WEB_1 = "6f1c2d7e-0000-4000-8000-000000000001"  # SHUTOFF in the seed below
 DB_1 = "6f1c2d7e-0000-4000-8000-000000000002"  # ACTIVE
 
@@ -34,7 +37,10 @@ SEED: dict[str, Any] = {
     "domains": [
         {
             "name": "demo",
-            "users": [{"name": "demo", "password": DEMO_PASSWORD}],
+            "users": [
+                {"name": "demo", "password": DEMO_PASSWORD},
+                {"name": OPS_USER, "password": OPS_PASSWORD},
+            ],
             "projects": [{"id": "0123456789abcdef0123456789abcdef", "name": "eu-de"}],
         }
     ],
@@ -242,11 +248,10 @@ def running_stack(home: Path) -> Iterator[Stack]:
         )
         stack.timings["prefect server healthy"] = time.monotonic() - started
         serve = stack.start("serve", [*IMSFLOW, "serve"])
+        # serve registers the deployments one by one: ready once all of prefect.yaml's are there.
         wait_for(
             lambda: (
-                httpx.get(
-                    f"{stack.api}/deployments/name/create-image-from-ecs/create-image", timeout=2
-                ).is_success
+                httpx.post(f"{stack.api}/deployments/count", json={}, timeout=2).json() >= SERVED_DEPLOYMENTS
             ),
             timeout=60,
             what="imsflow serve",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
 
-from tests.e2e.stack import DEMO_PASSWORD, WEB_1, Stack
+from tests.e2e.stack import DEMO_PASSWORD, OPS_PASSWORD, OPS_USER, ROOT, WEB_1, Stack
 
 pytestmark = pytest.mark.slow
 
@@ -54,10 +56,11 @@ def test_bad_image_name_is_refused_before_a_run_exists(stack: Stack) -> None:
 def test_overlapping_retention_runs_cancel_the_newer(stack: Stack) -> None:
     deployment = stack.deployment("prune-images", "retention")
     dry = {"params": {"keep": 7, "max_age_days": 30, "dry_run": True}}
-    runs = [
-        stack.post(f"/deployments/{deployment['id']}/create_flow_run", {"parameters": dry}).json()
-        for _ in range(2)
+    responses = [
+        stack.post(f"/deployments/{deployment['id']}/create_flow_run", {"parameters": dry}) for _ in range(2)
     ]
+    assert [r.status_code for r in responses] == [201, 201], [r.text for r in responses]
+    runs = [r.json() for r in responses]
     finals = sorted(stack.wait_for_run(run["id"], timeout=90)["state_type"] for run in runs)
     assert finals == ["CANCELLED", "COMPLETED"]
 
@@ -92,3 +95,40 @@ def test_a_deployment_run_makes_an_image_and_emits_the_created_event(stack: Stac
     roles = {r["prefect.resource.role"]: r["prefect.resource.id"] for r in event["related"]}
     assert roles["image"] == f"imsflow.image.{event['payload']['image_id']}"
     assert roles["flow-run"] == f"prefect.flow-run.{run['id']}"
+
+
+def test_a_run_uses_the_credentials_block_it_names(stack: Stack) -> None:
+    registered = stack.run_cli("blocks", "register")
+    assert registered.returncode == 0, registered.stderr
+    assert stack.get("/block_types/slug/imsflow-credentials")["name"] == "imsflow Credentials"
+    # What an operator does once, in the UI (Blocks → imsflow Credentials) or in Python:
+    save = (
+        "from tasks.credentials import ImsflowCredentials as C; "
+        f"url = '{stack.cloud_url}'; "
+        "C(profile='local', iam_url=url, ecs_url=url, ims_url=url, "
+        f"domain='demo', username='{OPS_USER}', password='{OPS_PASSWORD}')"
+        ".save('ops-account', overwrite=True)"
+    )
+    saved = subprocess.run(
+        [sys.executable, "-c", save], env=stack.env, cwd=ROOT, capture_output=True, check=False
+    )
+    assert saved.returncode == 0, saved.stderr
+
+    deployment = stack.deployment("create-image-from-ecs", "create-image")
+    run = stack.post(
+        f"/deployments/{deployment['id']}/create_flow_run",
+        {
+            "parameters": {
+                "params": {"instance_id": WEB_1, "name": f"web-1-ops-{int(time.time())}"},
+                "credentials_block": "ops-account",
+            }
+        },
+    ).json()
+    final = stack.wait_for_run(run["id"], timeout=90)
+    assert final["state_type"] == "COMPLETED", final["state"]["message"]
+    task_runs = stack.post("/task_runs/filter", {"flow_runs": {"id": {"any_": [run["id"]]}}}).json()
+    assert f"get-token[{OPS_USER}@demo/eu-de]" in {t["name"] for t in task_runs}
+    assert OPS_PASSWORD not in str(final["parameters"])
+    block = stack.get("/block_types/slug/imsflow-credentials/block_documents/name/ops-account")
+    assert block["data"]["username"] == OPS_USER
+    assert OPS_PASSWORD not in str(block), "the API shows a block's secrets masked"
