@@ -7,6 +7,7 @@ import threading
 
 from imsflow.client import CloudClient
 from imsflow.models import IamToken
+from imsflow.settings import ImsflowSettings
 from tasks import runtime
 from tasks.token import CredentialScope, replace_token
 
@@ -33,6 +34,24 @@ def latest_token(token: IamToken) -> IamToken:
     return token
 
 
+# AK/SK runs without IMSFLOW_PROJECT_ID find the project by region name; every task builds its own client,
+# so the answer is kept per (IAM endpoint, AK, region) for the life of the process.
+_project_ids: dict[tuple[str, str, str], str] = {}
+
+
+def _project_cache_key(settings: ImsflowSettings) -> tuple[str, str, str]:
+    return (settings.endpoint("iam"), settings.access_key or "", settings.region)
+
+
+class TaskClient(CloudClient):
+    """A ``CloudClient`` that remembers the project ID it looked up, for the next task's client."""
+
+    async def resolve_project_id(self) -> str:
+        project_id = await super().resolve_project_id()
+        _project_ids[_project_cache_key(self.settings)] = project_id
+        return project_id
+
+
 def client_for(token: IamToken | None) -> CloudClient:
     """A client for one task. With a token, a 401 fetches one new token (and updates the cache).
 
@@ -57,9 +76,11 @@ def client_for(token: IamToken | None) -> CloudClient:
             return newer
 
         refresh = refresh_token
-    client = CloudClient.from_settings(
+    client = TaskClient.from_settings(
         settings, token=token, refresh=refresh, transport=runtime.current().transport
     )
     if token is not None:
         client.project_id = token.project_id
+    elif client.project_id is None:
+        client.project_id = _project_ids.get(_project_cache_key(settings))
     return client
