@@ -132,3 +132,8 @@ def test_a_run_uses_the_credentials_block_it_names(stack: Stack) -> None:
     block = stack.get("/block_types/slug/imsflow-credentials/block_documents/name/ops-account")
     assert block["data"]["username"] == OPS_USER
     assert OPS_PASSWORD not in str(block), "the API shows a block's secrets masked"
+
+    # The CLI commands take the block by name too.
+    pruned = stack.run_cli("prune", "--keep", "5", "--dry-run", "--credentials-block", "ops-account")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "(dry run)" in pruned.stdout
