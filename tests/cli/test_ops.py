@@ -1,0 +1,67 @@
+"""The ops commands' own checks: what they refuse before any flow or server is involved."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from imsflow.cli import app
+from imsflow.commands.ops import parse_age_days
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("text", "days"), [("30d", 30.0), ("12h", 0.5), ("2w", 14.0), ("7", 7.0), (" 1.5d ", 1.5)]
+)
+def test_ages(text: str, days: float) -> None:
+    assert parse_age_days(text) == pytest.approx(days)
+
+
+@pytest.mark.parametrize("text", ["0d", "30x", "d", "-3d", ""])
+def test_bad_ages_exit_2(text: str) -> None:
+    with pytest.raises(typer.Exit) as exited:
+        parse_age_days(text)
+    assert exited.value.exit_code == 2
+
+
+def test_prune_needs_a_rule() -> None:
+    result = runner.invoke(app, ["prune", "--dry-run"])
+    assert result.exit_code == 2
+    assert "--keep N, --max-age AGE or both" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "qcow2", "--quick"], "exclude each other"),
+        ([], "give --format"),
+    ],
+)
+def test_export_needs_exactly_one_of_format_and_quick(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["export", "some-image", "--bucket-url", "b:f", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+@pytest.mark.parametrize(
+    "command", [["serve"], ["blocks", "register"], ["notify", "--webhook-url", "http://x"]]
+)
+def test_server_commands_say_a_server_is_needed(command: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+    result = subprocess.run(
+        [sys.executable, "-c", "from imsflow.cli import main; main()", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "no Prefect server: PREFECT_API_URL is not set" in result.stderr
+    assert "prefect server start" in result.stderr
