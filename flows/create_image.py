@@ -20,6 +20,7 @@ from imsflow.errors import InvalidRequestError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag
 from imsflow.validation import (
     DESCRIPTION_RULE,
+    MAX_IMAGE_TAGS,
     NAME_PATTERN,
     NAME_RULE,
     check_description,
@@ -31,11 +32,12 @@ from tasks import runtime
 from tasks.credentials import BLOCK_NAME_PATTERN, credentials_from_block
 from tasks.ecs import check_ecs_stopped, start_ecs
 from tasks.events import emit_image_created, emit_image_failed
-from tasks.image import poll_job, request_key, submit_image
+from tasks.image import INSTANCE_TAG, REQUEST_TAG, poll_job, request_key, submit_image
 from tasks.token import CredentialScope, fresh_token
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 TAG_PATTERN = r"^[A-Za-z0-9_-]{1,36}=[A-Za-z0-9_-]{0,43}$"
+OWN_TAG_KEYS = frozenset({REQUEST_TAG, INSTANCE_TAG})
 
 
 class CreateImageParams(BaseModel):
@@ -66,7 +68,7 @@ class CreateImageParams(BaseModel):
         Field(
             description=DESCRIPTION_RULE,
             max_length=1024,
-            pattern=r"^[^\r<>]*$",
+            pattern=r"^[^\r\n<>]*$",
             json_schema_extra={"position": 2},
         ),
     ] = ""
@@ -138,6 +140,15 @@ class CreateImageParams(BaseModel):
                     if not sep:
                         raise InvalidRequestError("tags", tag, "each tag is key=value")
                     check_tag(f"{key}.{val}")
+            # imsflow adds two tags of its own (tasks.image.with_imsflow_tags); IMS takes ten in all.
+            keys = {t.partition("=")[0] for t in value if isinstance(t, str)} - OWN_TAG_KEYS
+            if len(keys) > MAX_IMAGE_TAGS - len(OWN_TAG_KEYS):
+                raise InvalidRequestError(
+                    "tags",
+                    f"{len(keys)} tags",
+                    f"at most {MAX_IMAGE_TAGS - len(OWN_TAG_KEYS)} tags"
+                    f" (imsflow adds {len(OWN_TAG_KEYS)} of its own; an image has at most {MAX_IMAGE_TAGS})",
+                )
         return value
 
     def to_request(self) -> CreateImageFromEcsRequest:

@@ -523,6 +523,8 @@ class CreateImageFromEcsRequest(_Request):
     @model_validator(mode="after")
     def _cross_field(self) -> CreateImageFromEcsRequest:
         validation.check_tags_exclusive(self.tags, self.image_tags)
+        keys = [t.partition(".")[0] for t in self.tags or []] + [t.key for t in self.image_tags or []]
+        validation.check_tag_count(keys, "image_tags" if self.image_tags is not None else "tags")
         if self.min_ram is not None and self.max_ram is not None and self.max_ram < self.min_ram:
             raise InvalidRequestError("max_ram", self.max_ram, "max_ram must not be below min_ram")
         return self

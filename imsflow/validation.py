@@ -19,8 +19,10 @@ __all__ = [
     "DESCRIPTION_RULE",
     "EXPORT_FORMATS",
     "IMAGE_TAG_RULE",
+    "MAX_IMAGE_TAGS",
     "NAME_PATTERN",
     "NAME_RULE",
+    "TAG_COUNT_RULE",
     "TAG_PATTERN",
     "TAG_RULE",
     "UUID_PATTERN",
@@ -32,6 +34,7 @@ __all__ = [
     "check_image_name",
     "check_image_tag",
     "check_tag",
+    "check_tag_count",
     "check_tags",
     "check_tags_exclusive",
     "check_uuid",
@@ -41,13 +44,17 @@ NAME_RULE = (
     "1 to 128 characters: letters, digits, hyphens (-), periods (.), underscores (_) and spaces; "
     "must not start or end with a space"
 )
-DESCRIPTION_RULE = "at most 1024 characters; no carriage returns and no angle brackets (< >)"
+DESCRIPTION_RULE = (
+    "at most 1024 characters; no line breaks (carriage return, line feed) and no angle brackets (< >)"
+)
 TAG_RULE = (
     'a tag is "key.value": key 1 to 36 characters, value 0 to 43 characters, '
     "only letters, digits, underscores (_) and hyphens (-)"
 )
 IMAGE_TAG_RULE = "key 1 to 36 characters and value 0 to 43 characters (surrounding spaces are trimmed)"
-TAGS_EXCLUSIVE_RULE = "use either tags or image_tags, not both"
+TAGS_EXCLUSIVE_RULE = "use either tags or image_tags, not both (not even an empty list of one)"
+MAX_IMAGE_TAGS = 10
+TAG_COUNT_RULE = f"at most {MAX_IMAGE_TAGS} tags per image (a repeated key counts once)"
 UUID_RULE = "must be a UUID such as 877a2cda-ba63-4e1e-b95f-e67e48b6129a"
 EXPORT_FORMATS = ("qcow2", "vhd", "zvhd", "vmdk")
 BUCKET_URL_RULE = 'must be "<bucket>:<file>" (an OBS bucket name and a file name, no spaces)'
@@ -55,7 +62,9 @@ BUCKET_URL_RULE = 'must be "<bucket>:<file>" (an OBS bucket name and a file name
 # The patterns are also used as JSON-schema patterns (Prefect UI forms, Rust and JS regex engines), so
 # they avoid look-arounds: "no space at either end" is spelled out as first/last character classes.
 NAME_PATTERN = r"^[A-Za-z0-9._-]([A-Za-z0-9._ -]{0,126}[A-Za-z0-9._-])?$"
-DESCRIPTION_PATTERN = r"^[^\r<>]{0,1024}$"
+# A line feed is refused too: IMS documents only "no carriage returns", but a line break in either form is
+# refused by the local cloud and costs nothing to avoid.
+DESCRIPTION_PATTERN = r"^[^\r\n<>]{0,1024}$"
 TAG_PATTERN = r"^[A-Za-z0-9_-]{1,36}\.[A-Za-z0-9_-]{0,43}$"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 # OBS bucket names: 3-63 lowercase letters, digits, hyphens and periods; IMG.0175: no spaces in file names.
@@ -106,9 +115,16 @@ def check_image_tag(key: str, value: str, field: str = "image_tags") -> tuple[st
 
 
 def check_tags_exclusive(tags: Sequence[object] | None, image_tags: Sequence[object] | None) -> None:
-    """IMS takes ``tags`` or ``image_tags``, never both."""
-    if tags and image_tags:
+    """IMS takes ``tags`` or ``image_tags``, never both: both fields sent, even one empty, is refused."""
+    if tags is not None and image_tags is not None:
         raise InvalidRequestError("tags", "tags and image_tags", TAGS_EXCLUSIVE_RULE)
+
+
+def check_tag_count(keys: Iterable[str], field: str = "tags") -> None:
+    """At most ``MAX_IMAGE_TAGS`` distinct keys (IMS merges a repeated key into one tag)."""
+    distinct = set(keys)
+    if len(distinct) > MAX_IMAGE_TAGS:
+        raise InvalidRequestError(field, f"{len(distinct)} tags", TAG_COUNT_RULE)
 
 
 def check_uuid(value: str, field: str) -> str:

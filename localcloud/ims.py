@@ -29,8 +29,8 @@ IMAGE_STATUS_BY_JOB = {"INIT": "queued", "RUNNING": "saving", "SUCCESS": "active
 PUBLIC_OWNER = stable_hex("public-images-owner")
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 
-NAME_CHARS = re.compile(r"^[A-Za-z0-9\-._ ]+$")
-TAG_CHARS = re.compile(r"^[A-Za-z0-9_-]*$")
+NAME_CHARS = re.compile(r"^[A-Za-z0-9\-._ ]+\Z")  # \Z: "$" would let a final "\n" through
+TAG_CHARS = re.compile(r"^[A-Za-z0-9_-]*\Z")
 # [inference] OBS bucket naming: 3-63 characters, lowercase letters, digits, hyphens and periods.
 BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 EXPORT_FORMATS = ("qcow2", "vhd", "zvhd", "vmdk")
