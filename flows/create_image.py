@@ -33,6 +33,7 @@ from tasks.credentials import BLOCK_NAME_PATTERN, credentials_from_block
 from tasks.ecs import check_ecs_stopped, start_ecs
 from tasks.events import emit_image_created, emit_image_failed
 from tasks.image import INSTANCE_TAG, REQUEST_TAG, poll_job, request_key, submit_image
+from tasks.preflight import DryRunResult, dry_run_check
 from tasks.token import CredentialScope, fresh_token
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -113,6 +114,15 @@ class CreateImageParams(BaseModel):
             json_schema_extra={"position": 7},
         ),
     ] = None
+    dry_run: Annotated[
+        bool,
+        Field(
+            title="Dry run",
+            description="Check credentials, the ECS, the quota and the name; report what would happen, "
+            "submit nothing.",
+            json_schema_extra={"position": 8},
+        ),
+    ] = False
 
     # Checked before the schema constraints so that an error states the IMS rule, not a regex.
     @field_validator("instance_id", mode="before")
@@ -180,7 +190,18 @@ def _summary(params: CreateImageParams, result: CreateImageResult) -> str:
     )
 
 
-async def _create_image(params: CreateImageParams) -> CreateImageResult:
+async def _dry_run(
+    params: CreateImageParams, request: CreateImageFromEcsRequest, key: str, token: IamToken | None
+) -> DryRunResult:
+    report = await dry_run_check(request, key, token, stop_if_running=params.stop_if_running)
+    await acreate_markdown_artifact(
+        markdown=report.markdown(), key="image-dry-run", description=f"dry run for image {params.name}"
+    )
+    get_run_logger().info("dry run: a real run would %s; nothing was submitted", report.would)
+    return report
+
+
+async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRunResult:
     """Create a private image from an ECS and return its ID; a retry or re-run never makes a second."""
     logger = get_run_logger()
     settings = runtime.settings()
@@ -193,6 +214,8 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult:
     if settings.auth_mode == "password":
         token = await fresh_token(CredentialScope.from_settings(settings))
     seconds["get-token"] = time.monotonic() - started
+    if params.dry_run:
+        return await _dry_run(params, request, key, token)
 
     started = time.monotonic()
     check = await check_ecs_stopped(params.instance_id, token, stop_if_running=params.stop_if_running)
@@ -250,8 +273,10 @@ async def create_image_from_ecs(
             pattern=BLOCK_NAME_PATTERN,
         ),
     ] = None,
-) -> CreateImageResult:
+) -> CreateImageResult | DryRunResult:
     """Create a private image from an ECS and return its ID; a retry or re-run never makes a second.
+
+    With ``params.dry_run`` nothing is submitted: the result says what a real run would do.
 
     With ``credentials_block`` the tasks use that block's credentials (the parameter is the block's name,
     never a secret); without it, the ``IMSFLOW_*`` settings of the process running the flow.
@@ -274,6 +299,7 @@ if __name__ == "__main__":
         params = CreateImageParams(
             instance_id=instance_id, name=name, description=description, stop_if_running=stop_if_running
         )
-        print(asyncio.run(create_image_from_ecs(params)).image_id)
+        result = asyncio.run(create_image_from_ecs(params))
+        print(result.markdown() if isinstance(result, DryRunResult) else result.image_id)
 
     typer.run(main)

@@ -135,9 +135,18 @@ def create(
     idempotency_key: Annotated[
         str | None, typer.Option(help="Make the request unique by this key instead of instance ID + name.")
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Check credentials, ECS, quota and name; say what would happen; submit nothing."
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
 ) -> None:
-    """Create a private image from an ECS against the configured cloud and print its ID."""
+    """Create a private image from an ECS against the configured cloud and print its ID.
+
+    With --dry-run nothing is submitted; the exit code is 0 when a real run would go ahead, else 1.
+    """
     quiet_prefect(verbose)
     with friendly_errors():
         from flows.create_image import CreateImageParams, create_image_from_ecs
@@ -152,14 +161,33 @@ def create(
             restart_after=not no_restart,
             timeout_minutes=timeout,
             idempotency_key=idempotency_key,
+            dry_run=dry_run,
         )
         settings = runtime.settings()
         settings.check_transport()
-        err.print(f"creating image [bold]{name}[/] from ECS {instance_id} on {settings.endpoint('ims')}")
+        doing = "dry run for" if dry_run else "creating"
+        err.print(f"{doing} image [bold]{name}[/] from ECS {instance_id} on {settings.endpoint('ims')}")
         with runtime.use_runtime(reporters=(step_printer(),)):
             state = run_flow(create_image_from_ecs(params, return_state=True))
         result = result_or_raise(state)
+    if dry_run:
+        _print_dry_run(result)
+        return
     console.print(result.image_id)
+
+
+def _print_dry_run(result: Any) -> NoReturn:
+    console.print(f"dry run: a real run would [bold]{result.would}[/]; nothing was submitted")
+    console.print(f"  ECS          {result.ecs or result.instance_id}")
+    if result.quota_total is not None:
+        console.print(f"  image quota  {result.quota_used} of {result.quota_total} used")
+    if result.existing_image_id:
+        console.print(f"  image        {result.existing_image_id} (made by this request)")
+    for problem in result.problems:
+        console.print(f"  [red]problem[/]      {problem}")
+    for note in result.notes:
+        console.print(f"  note         {note}")
+    raise typer.Exit(1 if result.would == "refuse" else 0)
 
 
 @app.command()

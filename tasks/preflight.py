@@ -1,0 +1,132 @@
+"""Dry run: everything ``submit-image`` would depend on, checked with read-only calls; nothing is submitted.
+
+Checks the credentials (the token, or an AK/SK-signed call), the ECS and its state, the image quota
+(``GET /v1/cloudimages/quota``), a name clash (an image with that name already), and whether this request
+already has a job or an image (a real run would resume or adopt it instead of submitting).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import task
+from pydantic import BaseModel, Field
+
+from imsflow.errors import EcsNotFoundError
+from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageListQuery
+from tasks import runtime
+from tasks.auth import client_for
+from tasks.ecs import describe
+from tasks.image import REQUEST_TAG, _adopt_tagged, _resume_recorded, _submission_store
+from tasks.retry import BACKOFF, JITTER, RETRIES, retry_if_transient
+
+Verdict = Literal["submit", "resume", "adopt", "refuse"]
+
+
+class DryRunResult(BaseModel):
+    """What a real run would do, and why."""
+
+    dry_run: Literal[True] = True
+    would: Verdict
+    instance_id: str
+    name: str
+    ecs: str = ""
+    ecs_status: str | None = None
+    would_stop_ecs: bool = False
+    quota_used: int | None = None
+    quota_total: int | None = None
+    existing_image_id: str | None = None
+    same_name_image_ids: list[str] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)  # each would make a real run fail
+    notes: list[str] = Field(default_factory=list)  # worth knowing; a real run would go ahead
+
+    def markdown(self) -> str:
+        same_name = ", ".join(f"`{i}`" for i in self.same_name_image_ids) or "none"
+        lines = [
+            f"# Dry run: image `{self.name}`",
+            "",
+            f"**A real run would {self.would}** "
+            + {
+                "submit": "a new image job.",
+                "resume": f"the recorded job of this request (image `{self.existing_image_id or '-'}`).",
+                "adopt": f"the image this request already made (`{self.existing_image_id}`).",
+                "refuse": "to start: see the problems below.",
+            }[self.would],
+            "",
+            "| check | found |",
+            "|---|---|",
+            f"| ECS | {self.ecs or self.instance_id} |",
+            f"| image quota | {self.quota_used if self.quota_used is not None else '?'} of "
+            f"{self.quota_total if self.quota_total is not None else '?'} used |",
+            f"| images named `{self.name}` | {same_name} |",
+        ]
+        if self.problems:
+            lines += ["", "## Problems", *(f"- {p}" for p in self.problems)]
+        if self.notes:
+            lines += ["", "## Notes", *(f"- {n}" for n in self.notes)]
+        lines += ["", "Nothing was submitted."]
+        return "\n".join(lines) + "\n"
+
+
+@task(
+    name="dry-run",
+    task_run_name="dry-run[{request.instance_id}/{request.name}]",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF(RETRIES),
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+async def dry_run_check(
+    request: CreateImageFromEcsRequest, key: str, token: IamToken | None, stop_if_running: bool
+) -> DryRunResult:
+    """Read-only checks of everything a real run needs; returns what it would do."""
+    result = DryRunResult(would="submit", instance_id=request.instance_id, name=request.name)
+    store = await _submission_store()
+    async with client_for(token) as client:
+        try:
+            server = await client.ecs.get_server(request.instance_id)
+        except EcsNotFoundError:
+            result.problems.append(f"ECS {request.instance_id} does not exist in this project")
+        else:
+            result.ecs, result.ecs_status = f"{server.name} ({server.status})", server.status
+            if not server.is_stopped:
+                if stop_if_running and server.is_running:
+                    result.would_stop_ecs = True
+                    result.notes.append(f"{describe(server)}: it would be stopped (SOFT) first")
+                else:
+                    result.problems.append(f"{describe(server)}; an image needs a stopped ECS")
+
+        quota = (await client.ims.get_quota()).get("image")
+        if quota is not None:
+            result.quota_used, result.quota_total = quota.used, quota.quota
+            if quota.remaining < 1:
+                result.problems.append(f"the image quota is used up ({quota.used} of {quota.quota})")
+
+        same_name = await client.ims.list_images(ImageListQuery(name=request.name, imagetype="private"))
+        ours = [i for i in same_name if f"{REQUEST_TAG}.{key}" in i.tags]
+        result.same_name_image_ids = [i.id for i in same_name]
+        others = [i.id for i in same_name if i.id not in {o.id for o in ours}]
+        if others:
+            # IMS allows repeated names by default; some accounts refuse them (IMG.0009).
+            result.notes.append(
+                f"{len(others)} other image(s) named {request.name!r} exist already; this one would be "
+                "another (refused where the cloud enforces unique names, IMG.0009)"
+            )
+
+        found = await _resume_recorded(client, store, key) or await _adopt_tagged(client, key)
+    if found is not None:
+        result.existing_image_id = found.image_id
+        if found.job_id:
+            result.notes.append(f"job {found.job_id} of this request is recorded")
+    # The ECS check comes before the submission in a real run, so a problem wins over resuming.
+    if result.problems:
+        result.would = "refuse"
+    elif found is not None:
+        result.would = "resume" if found.how == "resumed" else "adopt"
+    runtime.report(
+        "dry-run", f"would {result.would}" + (f": {result.problems[0]}" if result.problems else "")
+    )
+    return result
+
+
+__all__ = ["DryRunResult", "dry_run_check"]
