@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from imsflow.errors import InvalidRequestError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag
+from imsflow.redact import install_redaction
 from imsflow.validation import (
     DESCRIPTION_RULE,
     MAX_IMAGE_TAGS,
@@ -203,6 +204,8 @@ async def _dry_run(
 
 async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRunResult:
     """Create a private image from an ECS and return its ID; a retry or re-run never makes a second."""
+    # Before anything can log: Prefect's run loggers write to its database, which outlives the run.
+    install_redaction()
     logger = get_run_logger()
     settings = runtime.settings()
     request = params.to_request()  # validates every field by the IMS rules before any call

@@ -55,7 +55,10 @@ def quiet_prefect(verbose: bool) -> None:
 
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    from imsflow.redact import redact
+
+    # An error message can quote what the cloud or a library said; never let a secret through to the screen.
+    err.print(f"[bold red]error:[/] {redact(message)}")
     if hint:
         err.print(f"[dim]hint:[/] {hint}")
     raise typer.Exit(code)
@@ -269,6 +272,10 @@ from imsflow.commands import ops as _ops  # noqa: E402,F401
 
 
 def main() -> None:
+    from imsflow.redact import install_redaction
+
+    # Masks passwords, SKs and tokens in every log line the command or Prefect writes (flows install it too).
+    install_redaction()
     try:
         app()
     except KeyboardInterrupt:

@@ -16,7 +16,18 @@ __all__ = ["MASK", "RedactingFilter", "install_redaction", "redact", "register_s
 MASK = "**********"
 # Shorter values would mask ordinary words all over the logs.
 _MIN_SECRET_LENGTH = 4
-DEFAULT_LOGGERS = ("", "imsflow", "httpx", "httpcore", "prefect")
+# Prefect's run loggers have handlers of their own (the API log handler that writes logs to the database),
+# and records logged on them are not seen by their parents' logger filters: they are named explicitly.
+DEFAULT_LOGGERS = (
+    "",
+    "imsflow",
+    "httpx",
+    "httpcore",
+    "prefect",
+    "prefect.flow_runs",
+    "prefect.task_runs",
+    "prefect.extra",
+)
 
 _HEADER = re.compile(
     r"(?P<name>x-auth-token|x-subject-token|x-security-token|authorization)"
@@ -82,6 +93,7 @@ def install_redaction(*logger_names: str) -> RedactingFilter:
     """Attach the filter to the named loggers and their handlers (default: root, imsflow, httpx, prefect).
 
     Logger filters do not see records propagated from child loggers, handler filters do, hence both.
+    Calling it again is cheap and harmless (a filter is added once), and catches handlers added since.
     """
     for name in logger_names or DEFAULT_LOGGERS:
         logger = logging.getLogger(name)
