@@ -59,6 +59,9 @@ def client_for(token: IamToken | None) -> CloudClient:
     (``GET /v3/projects?name=``) on the client's first project-scoped call.
     """
     settings = runtime.settings()
+    # Every task's client is built here, whatever started the run (CLI, deployment, Python): a plain-http
+    # endpoint on a remote host is refused unless IMSFLOW_ALLOW_INSECURE says otherwise.
+    settings.check_transport()
     refresh = None
     if token is not None:
         token = latest_token(token)

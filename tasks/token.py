@@ -96,6 +96,7 @@ async def _login(scope: CredentialScope) -> IamToken:
     settings = runtime.settings()
     if settings.password is None:
         raise ConfigError("IMSFLOW_PASSWORD is not set")
+    settings.check_transport()  # the password goes in this request's body: never over remote plain http
     project = settings.project_id
     async with CloudClient.from_settings(
         settings, token=None, transport=runtime.current().transport
