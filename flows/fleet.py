@@ -1,0 +1,478 @@
+"""Image a fleet of ECSs: chosen by ID or by tag / name / status, as many at once as IMS allows.
+
+Each ECS goes through the same tasks as the single-image flow (stopped check, exactly-once submission,
+adaptive polling), so a re-run of a fleet resumes or adopts what the earlier run started instead of
+making second images. One ECS failing does not stop the others; the run ends Failed, naming them.
+
+Concurrency: one image job per slot of the global concurrency limit ``imsflow-ims-jobs`` (IMS's
+concurrent-job cap), and every API request spends a slot of the global rate limit ``imsflow-api`` (see
+tasks/budget.py). Both are Prefect global limits, so flow runs on several machines share them.
+
+Scale-out: with ``chunk_deployment`` set, this run only selects the ECSs and names the images; it runs
+the work as chunks of ``chunk_size`` ECSs through that deployment (``run_deployment``), so workers on
+several machines share one fleet. The chunks see the same limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import statistics
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.concurrency.asyncio import concurrency
+from prefect.states import Completed, Failed
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from flows.create_image import TAG_PATTERN, UUID_PATTERN
+from imsflow.errors import ImsflowError
+from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag, Server
+from imsflow.polling import PollPolicy
+from imsflow.validation import NAME_PATTERN
+from tasks import runtime
+from tasks.auth import client_for
+from tasks.budget import API_LIMIT, JOBS_LIMIT, ApiBudget, BudgetedTransport, ensure_limits
+from tasks.ecs import check_ecs_stopped, start_ecs
+from tasks.image import poll_job, request_key, submit_image
+from tasks.retry import BACKOFF, JITTER, RETRIES, retry_if_transient
+from tasks.token import CredentialScope, fresh_token
+
+TEMPLATE_FIELDS = "{server_name}, {server_id}, {date} (e.g. {date:%Y%m%d})"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+def render_name(template: str, server_name: str, server_id: str, day: date) -> str:
+    """The image name for one ECS; ``str.format`` fields: server_name, server_id, date."""
+    return template.format(server_name=server_name, server_id=server_id, date=day)
+
+
+class FleetParams(BaseModel):
+    """Which ECSs to image and how. The deployment's form in the Prefect UI: it holds no secret."""
+
+    instance_ids: Annotated[
+        list[Annotated[str, Field(pattern=UUID_PATTERN)]],
+        Field(
+            title="Instance IDs",
+            description="ECS IDs to image. Leave empty to select by tag, name and status instead.",
+            json_schema_extra={"position": 0},
+        ),
+    ] = []
+    tags: Annotated[
+        list[Annotated[str, Field(pattern=TAG_PATTERN)]],
+        Field(
+            title="ECS tags",
+            description="Select ECSs carrying all of these tags (key=value).",
+            json_schema_extra={"position": 1},
+        ),
+    ] = []
+    name_contains: Annotated[
+        str | None,
+        Field(
+            title="Name contains",
+            description="Select ECSs whose name contains this text.",
+            max_length=64,
+            json_schema_extra={"position": 2},
+        ),
+    ] = None
+    status: Annotated[
+        Literal["SHUTOFF", "ACTIVE"] | None,
+        Field(description="Select only ECSs in this status.", json_schema_extra={"position": 3}),
+    ] = None
+    name_template: Annotated[
+        str,
+        Field(
+            title="Image name template",
+            description=f"Python format string with {TEMPLATE_FIELDS}.",
+            min_length=1,
+            max_length=128,
+            json_schema_extra={"position": 4},
+        ),
+    ] = "{server_name}-{date:%Y%m%d}"
+    description: Annotated[
+        str, Field(max_length=1024, pattern=r"^[^\r<>]*$", json_schema_extra={"position": 5})
+    ] = ""
+    image_tags: Annotated[
+        list[Annotated[str, Field(pattern=TAG_PATTERN)]],
+        Field(description="Tags for every image (key=value).", json_schema_extra={"position": 6}),
+    ] = []
+    stop_if_running: Annotated[
+        bool,
+        Field(
+            title="Stop if running",
+            description="Stop (SOFT) running ECSs before imaging them, and start them again afterwards.",
+            json_schema_extra={"position": 7},
+        ),
+    ] = False
+    restart_after: Annotated[
+        bool,
+        Field(description="Start again the ECSs imsflow stopped.", json_schema_extra={"position": 8}),
+    ] = True
+    max_concurrent: Annotated[
+        int,
+        Field(
+            title="Concurrent image jobs",
+            description="IMS's limit on running image jobs per project (40 by default).",
+            ge=1,
+            le=1000,
+            json_schema_extra={"position": 9},
+        ),
+    ] = 40
+    requests_per_second: Annotated[
+        float,
+        Field(
+            title="API request budget (per second)",
+            description="All fleet runs together stay under this request rate.",
+            gt=0,
+            le=10_000,
+            json_schema_extra={"position": 10},
+        ),
+    ] = 20.0
+    timeout_minutes: Annotated[
+        int,
+        Field(description="Give up waiting for one image job after this long.", ge=1, le=24 * 60),
+    ] = 60
+    run_date: Annotated[
+        date | None,
+        Field(description="The {date} of the name template; today (UTC) when empty."),
+    ] = None
+    chunk_deployment: Annotated[
+        str | None,
+        Field(
+            description="Run the work as chunks through this deployment (flow-name/deployment-name).",
+        ),
+    ] = None
+    chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+
+    @field_validator("name_template")
+    @classmethod
+    def _template_renders(cls, value: str) -> str:
+        try:
+            render_name(value, "web-1", "6f1c2d7e-0000-4000-8000-000000000001", date(2026, 1, 31))
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise ValueError(f"the template may use only {TEMPLATE_FIELDS}: {exc!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> FleetParams:
+        if self.instance_ids and (self.tags or self.name_contains or self.status):
+            raise ValueError("choose ECSs either by instance IDs or by tag/name/status filters, not both")
+        if not self.instance_ids and not (self.tags or self.name_contains or self.status):
+            raise ValueError("choose ECSs: instance IDs, or at least one of tags, name_contains, status")
+        return self
+
+
+class Target(BaseModel):
+    instance_id: str
+    server_name: str
+    image_name: str
+
+
+class FleetRow(BaseModel):
+    """One ECS's outcome: a row of the run's table artifact."""
+
+    instance_id: str
+    server_name: str
+    image_name: str
+    outcome: str  # submitted | resumed | adopted | failed
+    image_id: str | None = None
+    job_id: str | None = None
+    queued_seconds: float = 0.0
+    job_seconds: float = 0.0
+    total_seconds: float = 0.0
+    error: str | None = None
+
+
+class FleetResult(BaseModel):
+    rows: list[FleetRow]
+    wall_seconds: float
+
+    @property
+    def failed(self) -> list[FleetRow]:
+        return [r for r in self.rows if r.outcome == "failed"]
+
+
+class Selection(BaseModel):
+    targets: list[Target]
+    missing: list[FleetRow]
+
+
+@task(
+    name="select-ecs",
+    cache_policy=NO_CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF(RETRIES),
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+async def select_servers(params: FleetParams, token: IamToken | None, day: date) -> Selection:
+    """The fleet: the given IDs (each looked up for its name), or the ECS list API filtered, page by page."""
+    servers: list[Server] = []
+    missing: list[FleetRow] = []
+    async with client_for(token) as client:
+        if params.instance_ids:
+            ids = list(dict.fromkeys(params.instance_ids))  # keep order, drop repeats
+            found = await asyncio.gather(*(client.ecs.get_server(i) for i in ids), return_exceptions=True)
+            for instance_id, item in zip(ids, found, strict=True):
+                if isinstance(item, Server):
+                    servers.append(item)
+                elif isinstance(item, ImsflowError) and not item.retryable:
+                    missing.append(
+                        FleetRow(
+                            instance_id=instance_id,
+                            server_name="?",
+                            image_name="?",
+                            outcome="failed",
+                            error=str(item),
+                        )
+                    )
+                else:
+                    raise item  # transient (or unknown): retry the selection as a whole
+        else:
+            async for server in client.ecs.iter_servers(
+                name=params.name_contains,
+                status=params.status,
+                tags=",".join(params.tags) or None,
+            ):
+                servers.append(server)
+    targets = [
+        Target(
+            instance_id=s.id,
+            server_name=s.name,
+            image_name=render_name(params.name_template, s.name, s.id, day),
+        )
+        for s in servers
+    ]
+    runtime.report("fleet:selected", str(len(targets) + len(missing)))
+    return Selection(targets=targets, missing=missing)
+
+
+class DurationHistory:
+    """Durations of this fleet's finished jobs: what the next poller expects its job to take."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def add(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+
+    def policy(self) -> PollPolicy:
+        settings = runtime.settings()
+        expected = statistics.median(self.seconds) if self.seconds else None
+        return PollPolicy(
+            initial_delay=settings.poll_initial_delay,
+            max_interval=settings.poll_max_interval,
+            expected_seconds=expected,
+        )
+
+
+def _request(params: FleetParams, target: Target) -> CreateImageFromEcsRequest:
+    pairs = (t.partition("=") for t in params.image_tags)
+    return CreateImageFromEcsRequest(
+        name=target.image_name,
+        instance_id=target.instance_id,
+        description=params.description or None,
+        image_tags=[ImageTag(key=k, value=v) for k, _, v in pairs] or None,
+    )
+
+
+async def _image_one(
+    params: FleetParams, target: Target, token: IamToken | None, history: DurationHistory, since: float
+) -> FleetRow:
+    """One ECS, start to end, inside a held job slot; never raises (a failure becomes the row's outcome)."""
+    rt = runtime.current()
+    row = FleetRow(
+        instance_id=target.instance_id,
+        server_name=target.server_name,
+        image_name=target.image_name,
+        outcome="failed",
+    )
+    started = rt.clock()
+    row.queued_seconds = started - since
+    try:
+        if not _NAME_RE.match(target.image_name):
+            raise ValueError(f"image name {target.image_name!r} from the template breaks the IMS rules")
+        request = _request(params, target)
+        key = request_key(target.instance_id, target.image_name)
+        runtime.report("fleet:running", target.server_name)
+        check = await check_ecs_stopped(target.instance_id, token, stop_if_running=params.stop_if_running)
+        try:
+            job_started = rt.clock()
+            submission = await submit_image(request, key, token)
+            image = await poll_job(
+                submission, token, timeout=params.timeout_minutes * 60.0, policy=history.policy()
+            )
+            row.job_seconds = rt.clock() - job_started
+            if submission.how == "submitted":
+                history.add(row.job_seconds)
+        finally:
+            if check.stopped_by_us and params.restart_after:
+                await start_ecs(target.instance_id, token)
+        row.outcome, row.image_id, row.job_id = submission.how, image.image_id, image.job_id
+        runtime.report("fleet:done", f"{target.server_name} {image.image_id}")
+    except Exception as exc:
+        row.error = str(exc) or type(exc).__name__
+        runtime.report("fleet:failed", f"{target.server_name}: {row.error}")
+    row.total_seconds = rt.clock() - since
+    return row
+
+
+async def _image_all(params: FleetParams, targets: list[Target], token: IamToken | None) -> list[FleetRow]:
+    """Image ``targets`` with at most ``max_concurrent`` jobs at once, each in a global job slot.
+
+    ``max_concurrent`` lanes share one queue. A lane takes a slot of the global limit once and keeps it
+    while it images ECS after ECS, releasing it when the queue is empty. Taking a slot per job instead
+    would cost a Prefect round trip per job and, worse, a just-released slot is not yet free to the next
+    acquisition (the release is sent in the background), which then backs off by the limit's average
+    occupancy: seconds of idle IMS capacity per job. Across flow runs the bound is the same, since a
+    lane only images while it holds its slot.
+    """
+    rt = runtime.current()
+    queue: asyncio.Queue[tuple[int, Target]] = asyncio.Queue()
+    for item in enumerate(targets):
+        queue.put_nowait(item)
+    rows: list[FleetRow | None] = [None] * len(targets)
+    history = DurationHistory()
+    since = rt.clock()
+
+    async def lane() -> None:
+        if queue.empty():
+            return
+        async with concurrency(JOBS_LIMIT, occupy=1, strict=True, lease_duration=600):
+            while True:
+                try:
+                    index, target = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                rows[index] = await _image_one(params, target, token, history, since)
+
+    await asyncio.gather(*(lane() for _ in range(min(params.max_concurrent, len(targets)))))
+    return [r for r in rows if r is not None]
+
+
+def _table(rows: list[FleetRow]) -> list[dict[str, Any]]:
+    return [
+        {
+            "ECS": r.server_name,
+            "instance ID": r.instance_id,
+            "image name": r.image_name,
+            "outcome": r.outcome,
+            "image ID": r.image_id or "",
+            "job ID": r.job_id or "",
+            "queued s": round(r.queued_seconds, 1),
+            "job s": round(r.job_seconds, 1),
+            "total s": round(r.total_seconds, 1),
+            "error": r.error or "",
+        }
+        for r in rows
+    ]
+
+
+def _failure_message(failed: list[FleetRow], total: int) -> str:
+    listed = "; ".join(f"{r.server_name} ({r.instance_id}): {r.error}" for r in failed[:20])
+    more = f"; and {len(failed) - 20} more" if len(failed) > 20 else ""
+    return f"{len(failed)} of {total} ECSs failed: {listed}{more}"
+
+
+async def _run_chunks(params: FleetParams, targets: list[Target], day: date) -> list[FleetRow]:
+    from prefect.deployments import run_deployment
+
+    deployment = params.chunk_deployment
+    assert deployment is not None
+    chunks = [targets[i : i + params.chunk_size] for i in range(0, len(targets), params.chunk_size)]
+
+    async def one(chunk: list[Target]) -> list[FleetRow]:
+        child = params.model_copy(
+            update={
+                "instance_ids": [t.instance_id for t in chunk],
+                "tags": [],
+                "name_contains": None,
+                "status": None,
+                "run_date": day,  # every chunk names its images for the same day
+                "chunk_deployment": None,
+            }
+        )
+        run = await run_deployment(  # type: ignore[misc]
+            deployment, parameters={"params": child.model_dump(mode="json")}, poll_interval=2
+        )
+        state = run.state
+        result = await state.aresult(raise_on_failure=False) if state is not None else None
+        if isinstance(result, FleetResult):
+            return result.rows
+        why = f"chunk run {run.name} ended {state.type.value if state else 'unknown'}: {result!r}"
+        return [
+            FleetRow(
+                instance_id=t.instance_id,
+                server_name=t.server_name,
+                image_name=t.image_name,
+                outcome="failed",
+                error=why,
+            )
+            for t in chunk
+        ]
+
+    return [row for rows in await asyncio.gather(*(one(c) for c in chunks)) for row in rows]
+
+
+@flow(
+    name="create-images-for-fleet",
+    flow_run_name="fleet-{params.name_template}",
+    persist_result=True,  # a parent fleet run reads its chunks' results
+    timeout_seconds=None,
+)
+async def create_images_for_fleet(params: FleetParams) -> FleetResult:
+    """Image every selected ECS once; Failed (naming them) if any ECS failed."""
+    logger = get_run_logger()
+    rt = runtime.current()
+    settings = runtime.settings()
+    started = rt.clock()
+    day = params.run_date or datetime.now(UTC).date()
+
+    limits = await ensure_limits(
+        max_concurrent_jobs=params.max_concurrent, requests_per_second=params.requests_per_second
+    )
+    logger.info("limits: %s", ", ".join(f"{k} {v}" for k, v in limits.items()))
+
+    inner = rt.transport
+    if inner is None:
+        import httpx
+
+        inner = httpx.AsyncHTTPTransport(verify=settings.verify_tls, limits=httpx.Limits(max_connections=200))
+    budget = ApiBudget(params.requests_per_second, API_LIMIT)
+    transport = BudgetedTransport(inner, budget)
+    try:
+        with runtime.use_runtime(transport=transport):
+            token: IamToken | None = None
+            if settings.auth_mode == "password":
+                token = await fresh_token(CredentialScope.from_settings(settings))
+            selection = await select_servers(params, token, day)
+            logger.info("%d ECSs selected", len(selection.targets) + len(selection.missing))
+            if params.chunk_deployment:
+                rows = await _run_chunks(params, selection.targets, day)
+            else:
+                rows = await _image_all(params, selection.targets, token)
+    finally:
+        await budget.aclose()
+        if rt.transport is None:
+            await transport.close_inner()
+
+    result = FleetResult(rows=selection.missing + rows, wall_seconds=rt.clock() - started)
+    await acreate_table_artifact(
+        table=_table(result.rows),
+        key="fleet-images",
+        description=f"{len(result.rows)} ECSs, {len(result.failed)} failed, {result.wall_seconds:.0f} s",
+    )
+    logger.info("API requests %d (%d budget acquisitions)", budget.requests, budget.acquisitions)
+    if result.failed:
+        message = _failure_message(result.failed, len(result.rows))
+        logger.error(message)
+        state: State[FleetResult] = Failed(message=message, data=result)
+        return state  # type: ignore[return-value]
+    return Completed(message=f"{len(result.rows)} images active", data=result)  # type: ignore[return-value]
+
+
+__all__ = ["FleetParams", "FleetResult", "FleetRow", "create_images_for_fleet", "render_name"]

@@ -1,0 +1,125 @@
+"""The fleet flow on the in-process local cloud (virtual time): 20 ECSs, failures, filters, names, re-runs."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from flows.fleet import FleetParams, FleetResult, create_images_for_fleet, render_name
+from localcloud import LocalCloud
+from tests.support import cloud_runtime, make_cloud, seed_data
+
+DAY = date(2026, 11, 27)
+
+
+def ecs_id(i: int) -> str:
+    return f"6f1c2d7e-0000-4000-8000-{i + 100:012d}"
+
+
+def fleet_cloud(n: int = 20, running: tuple[int, ...] = (), **extra: Any) -> LocalCloud:
+    servers = [
+        {
+            "id": ecs_id(i),
+            "name": f"node-{i:02d}",
+            "project": "eu-de",
+            "status": "ACTIVE" if i in running else "SHUTOFF",
+            "tags": [f"shard={i % 2}", "env=prod"],
+        }
+        for i in range(n)
+    ]
+    base = seed_data(servers=servers)
+    base["timing"] = {"image_job_seconds": {"mean": 60, "spread": 20}, "stop_seconds": 10, "start_seconds": 5}
+    base["limits"] = {"image_quota": 500, **extra.pop("limits", {})}
+    base.update(extra)
+    return make_cloud(**base)
+
+
+def params(**values: Any) -> FleetParams:
+    values.setdefault("run_date", DAY)
+    values.setdefault("requests_per_second", 1000)  # real-time budget: keep it out of the way here
+    return FleetParams(**values)
+
+
+async def run(cloud: LocalCloud, p: FleetParams) -> tuple[Any, FleetResult]:
+    with cloud_runtime(cloud):
+        state = await create_images_for_fleet(p, return_state=True)
+    result = await state.aresult(raise_on_failure=False)
+    assert isinstance(result, FleetResult)
+    return state, result
+
+
+async def test_one_failing_ecs_does_not_stop_the_others() -> None:
+    # node-07 runs, and we were not asked to stop it. IMS refuses a 7th running job (IMG.0060), so the
+    # run also shows that the fleet never has more jobs in flight than its cap.
+    cloud = fleet_cloud(20, running=(7,), limits={"max_running_image_jobs": 6})
+    state, result = await run(cloud, params(tags=["env=prod"], max_concurrent=6))
+
+    assert state.is_failed()
+    assert "1 of 20 ECSs failed" in state.message
+    assert "node-07" in state.message
+    by_name = {r.server_name: r for r in result.rows}
+    assert len(by_name) == 20
+    assert by_name["node-07"].outcome == "failed"
+    assert "ACTIVE" in (by_name["node-07"].error or "")
+    done = [r for r in result.rows if r.outcome == "submitted"]
+    assert len(done) == 19
+    images = cloud.ims.images
+    assert {images[r.image_id].status for r in done if r.image_id} == {"active"}
+    assert all(r.job_id and r.job_seconds > 0 for r in done)
+    stats = cloud.stats()
+    assert stats["ims.create_image"] == 19  # none refused for the cap, none made twice
+    assert stats["iam.create_token"] == 1  # one token for the whole fleet
+    assert stats.get("faults.rate_limit", 0) == 0
+
+
+async def test_rerun_is_exactly_once() -> None:
+    cloud = fleet_cloud(3)
+    p = params(name_contains="node", max_concurrent=3)
+    _, first = await run(cloud, p)
+    _, second = await run(cloud, p)
+    assert {r.image_id for r in first.rows} == {r.image_id for r in second.rows}
+    assert {r.outcome for r in second.rows} == {"resumed"}
+    assert cloud.stats()["ims.create_image"] == 3
+    assert len(cloud.ims.images) == 3
+
+
+async def test_filters_tag_name_and_status() -> None:
+    cloud = fleet_cloud(6, running=(1, 3))
+    _, by_tag = await run(cloud, params(tags=["shard=0"]))
+    assert sorted(r.server_name for r in by_tag.rows) == [f"node-{i:02d}" for i in (0, 2, 4)]
+    _, by_name = await run(cloud, params(name_contains="node-0", status="ACTIVE", stop_if_running=True))
+    assert sorted(r.server_name for r in by_name.rows) == ["node-01", "node-03"]
+    assert all(r.outcome == "submitted" for r in by_name.rows)
+    assert cloud.ecs.servers[ecs_id(1)].status == "ACTIVE"  # stopped, imaged, started again
+    assert cloud.stats()["ecs.stop_servers"] == 2
+
+
+async def test_name_template_and_unknown_instance() -> None:
+    cloud = fleet_cloud(3)
+    missing = "6f1c2d7e-0000-4000-8000-999999999999"
+    state, result = await run(
+        cloud,
+        params(
+            instance_ids=[ecs_id(0), missing, ecs_id(2)], name_template="{server_name}-golden-{date:%Y%m%d}"
+        ),
+    )
+    assert state.is_failed()
+    assert missing in state.message
+    names = {r.image_name for r in result.rows if r.outcome == "submitted"}
+    assert names == {"node-00-golden-20261127", "node-02-golden-20261127"}
+    assert {i.name for i in cloud.ims.images.values()} == names
+
+
+def test_parameters_are_checked_before_any_call() -> None:
+    with pytest.raises(ValidationError, match="template may use only"):
+        FleetParams(tags=["a=b"], name_template="{hostname}")
+    with pytest.raises(ValidationError, match="either by instance IDs"):
+        FleetParams(instance_ids=[ecs_id(0)], tags=["a=b"])
+    with pytest.raises(ValidationError, match="choose ECSs"):
+        FleetParams()
+    assert render_name("{server_name}-{date:%Y%m%d}", "web-1", "x", DAY) == "web-1-20261127"
+    schema = FleetParams.model_json_schema()
+    assert schema["properties"]["max_concurrent"]["default"] == 40
