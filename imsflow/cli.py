@@ -268,6 +268,7 @@ def config() -> None:
 
 # Importing these registers their commands on ``app``.
 from imsflow.commands import __name__ as _commands  # noqa: E402,F401
+from imsflow.commands import fleet as _fleet  # noqa: E402,F401
 from imsflow.commands import ops as _ops  # noqa: E402,F401
 
 

@@ -1,0 +1,153 @@
+"""``imsflow fleet``: image many ECSs at once, with a live progress display and a summary table.
+
+Like the rest of the CLI, Prefect and the flows are imported inside the command.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import date
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from imsflow.cli import _parse_tags, app, console, err, fail, friendly_errors, quiet_prefect, run_flow
+
+if TYPE_CHECKING:
+    from flows.fleet import FleetResult
+
+#: Rows printed in full; a bigger fleet shows its failures and the counts (the artifact has every row).
+FULL_TABLE_ROWS = 50
+
+
+class FleetDisplay:
+    """Turns the flow's ``fleet:*`` reports into a live progress bar (reports come from the flow's loop)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("selecting ECSs", total=None)
+        self.running = self.done = self.failed = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, step: str, message: str) -> None:
+        if not step.startswith("fleet:"):
+            return  # the per-step lines of the single-image display would flood the screen
+        with self.lock:
+            kind = step.removeprefix("fleet:")
+            if kind == "selected":
+                self.progress.update(self.task, total=int(message))
+            elif kind == "running":
+                self.running += 1
+            elif kind == "done":
+                self.running -= 1
+                self.done += 1
+            elif kind == "failed":
+                # A failure before the job slot (a bad name) was never counted as running.
+                self.running = max(0, self.running - 1)
+                self.failed += 1
+                self.progress.console.print(f"[red]✗[/] {message}")
+            self.progress.update(
+                self.task,
+                completed=self.done + self.failed,
+                description=f"{self.running} running, {self.done} done, {self.failed} failed",
+            )
+
+
+def summary(result: FleetResult) -> Table:
+    rows = result.rows if len(result.rows) <= FULL_TABLE_ROWS else result.failed
+    title = f"{len(result.rows)} ECSs, {len(result.failed)} failed, {result.wall_seconds:.0f} s"
+    if rows is not result.rows:
+        title += f" (failures only; the flow run's 'fleet-images' artifact lists all {len(result.rows)})"
+    table = Table("ECS", "outcome", "image ID", "job ID", "job s", "error", title=title)
+    for r in rows:
+        colour = "red" if r.outcome == "failed" else "green"
+        table.add_row(
+            r.server_name,
+            f"[{colour}]{r.outcome}[/]",
+            r.image_id or "",
+            r.job_id or "",
+            f"{r.job_seconds:.0f}",
+            r.error or "",
+        )
+    return table
+
+
+@app.command()
+def fleet(
+    instance_id: Annotated[
+        list[str] | None, typer.Option("--instance-id", "-i", help="ECS ID to image (repeatable).")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", "-t", help="Select ECSs with tag key=value (repeatable).")
+    ] = None,
+    name_contains: Annotated[str | None, typer.Option(help="Select ECSs whose name contains this.")] = None,
+    status: Annotated[str | None, typer.Option(help="Select ECSs in this status (SHUTOFF, ACTIVE).")] = None,
+    name_template: Annotated[
+        str, typer.Option(help="Image name: {server_name}, {server_id}, {date:%Y%m%d}.")
+    ] = "{server_name}-{date:%Y%m%d}",
+    max_concurrent: Annotated[int, typer.Option(help="Image jobs at once (IMS's cap).")] = 40,
+    requests_per_second: Annotated[float, typer.Option(help="API request budget of the fleet.")] = 20.0,
+    stop_if_running: Annotated[
+        bool, typer.Option("--stop-if-running", help="Stop running ECSs first (and start them after).")
+    ] = False,
+    no_restart: Annotated[
+        bool, typer.Option("--no-restart", help="Leave ECSs we stopped stopped after imaging.")
+    ] = False,
+    timeout: Annotated[int, typer.Option(help="Minutes to wait for one image job.")] = 60,
+    run_date: Annotated[
+        str | None, typer.Option("--date", help="The {date} of the template (YYYY-MM-DD); today by default.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
+) -> None:
+    """Image many ECSs, chosen by ID or by tag / name / status, as many at once as IMS allows."""
+    quiet_prefect(verbose)
+    # Hundreds of task runs: let the Prefect server record their events in batches (a temporary server
+    # inherits this), or its SQLite database falls behind and stalls every other write.
+    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "100")
+    with friendly_errors():
+        from flows.fleet import FleetParams, FleetResult, create_images_for_fleet
+        from tasks import runtime
+
+        values: dict[str, Any] = {
+            "instance_ids": instance_id or [],
+            "tags": _parse_tags(tag or []),
+            "name_contains": name_contains,
+            "status": status.upper() if status else None,
+            "name_template": name_template,
+            "max_concurrent": max_concurrent,
+            "requests_per_second": requests_per_second,
+            "stop_if_running": stop_if_running,
+            "restart_after": not no_restart,
+            "timeout_minutes": timeout,
+        }
+        if run_date:
+            try:
+                values["run_date"] = date.fromisoformat(run_date)
+            except ValueError:
+                fail(f"--date {run_date!r} is not YYYY-MM-DD", code=2)
+        params = FleetParams(**values)
+        settings = runtime.settings()
+        settings.check_transport()
+        err.print(f"imaging a fleet on {settings.endpoint('ims')}, at most {max_concurrent} jobs at once")
+        columns = (
+            TextColumn("[bold]fleet[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=False) as progress:
+            display = FleetDisplay(progress)
+            with runtime.use_runtime(reporters=(display,)):
+                state = run_flow(create_images_for_fleet(params, return_state=True))
+        result = state.result(raise_on_failure=False)
+        if isinstance(result, BaseException):
+            raise result
+        if not isinstance(result, FleetResult):
+            fail(f"the fleet run ended {state.type.value.lower()}: {state.message}")
+    console.print(summary(result))
+    if result.failed:
+        fail(f"{len(result.failed)} of {len(result.rows)} ECSs failed (see the table above)")
