@@ -2,15 +2,50 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from prefect import task
+from prefect.results import ResultStore, aget_default_result_storage
+from prefect.serializers import JSONSerializer
 from pydantic import BaseModel
 
-from imsflow.errors import EcsNotReadyError
+from imsflow.errors import EcsNotReadyError, ImsflowError
 from imsflow.models import IamToken, Server
 from imsflow.polling import wait_until
 from tasks import runtime
 from tasks.auth import client_for
 from tasks.retry import BACKOFF, JITTER, RETRIES, retry_if_transient
+
+
+class PowerRecord(BaseModel):
+    """Whether imsflow stopped an ECS and owes it a start, kept in result storage beside the job records.
+
+    A task retry, a flow re-run or a run after a crash then still knows the ECS was running before imsflow
+    stopped it, and starts it again, instead of taking it for an ECS that was stopped all along.
+    """
+
+    instance_id: str
+    stopped_by_imsflow: bool
+    at: datetime
+
+
+async def _power_store() -> ResultStore:
+    return ResultStore(result_storage=await aget_default_result_storage(), serializer=JSONSerializer())
+
+
+def _power_key(instance_id: str) -> str:
+    return f"imsflow-stopped-{instance_id}"
+
+
+async def _stopped_by_us(store: ResultStore, instance_id: str) -> bool:
+    if not await store.aexists(_power_key(instance_id)):
+        return False
+    return PowerRecord.model_validate((await store.aread(_power_key(instance_id))).result).stopped_by_imsflow
+
+
+async def _record_power(store: ResultStore, instance_id: str, stopped_by_imsflow: bool) -> None:
+    record = PowerRecord(instance_id=instance_id, stopped_by_imsflow=stopped_by_imsflow, at=datetime.now(UTC))
+    await store.awrite(record.model_dump(mode="json"), key=_power_key(instance_id))
 
 
 class EcsCheck(BaseModel):
@@ -43,11 +78,18 @@ async def check_ecs_stopped(
 ) -> EcsCheck:
     """Pass when the ECS is SHUTOFF with no task in progress; stop it (SOFT) first if asked to."""
     rt = runtime.current()
+    store = await _power_store()
     async with client_for(token) as client:
         server = await client.ecs.get_server(instance_id)
         if server.is_stopped:
-            runtime.report("check-ecs-stopped", f"{server.name} is stopped")
-            return EcsCheck(instance_id=instance_id, name=server.name, status=server.status)
+            # Stopped by an earlier attempt of ours (a retry, or a run that crashed): it still owes a start.
+            ours = stop_if_running and await _stopped_by_us(store, instance_id)
+            runtime.report(
+                "check-ecs-stopped", f"{server.name} is stopped" + (" (by imsflow)" if ours else "")
+            )
+            return EcsCheck(
+                instance_id=instance_id, name=server.name, status=server.status, stopped_by_us=ours
+            )
         if not stop_if_running:
             raise EcsNotReadyError(
                 f"{describe(server)}; an image can only be made from a stopped ECS",
@@ -57,7 +99,14 @@ async def check_ecs_stopped(
         if not stopping:
             raise EcsNotReadyError(f"{describe(server)}; it can be neither imaged nor stopped now")
         if server.task_state is None:
-            await client.ecs.stop_servers([instance_id], type="SOFT")
+            # Recorded before the call: an answer lost on the way back may still have stopped it.
+            await _record_power(store, instance_id, stopped_by_imsflow=True)
+            try:
+                await client.ecs.stop_servers([instance_id], type="SOFT")
+            except ImsflowError as exc:
+                if not exc.retryable:  # certainly not stopped: nothing owed
+                    await _record_power(store, instance_id, stopped_by_imsflow=False)
+                raise
         runtime.report("check-ecs-stopped", f"stopping {server.name} ...")
 
         async def is_stopped() -> bool:
@@ -109,5 +158,6 @@ async def start_ecs(instance_id: str, token: IamToken | None, start_timeout: flo
             raise EcsNotReadyError(
                 f"{describe(server)} {start_timeout:.0f} s after the start request"
             ) from None
+    await _record_power(await _power_store(), instance_id, stopped_by_imsflow=False)
     runtime.report("start-ecs", f"{server.name} running again")
     return server.status

@@ -18,7 +18,13 @@ from prefect.serializers import JSONSerializer
 from pydantic import BaseModel
 
 from imsflow.client import CloudClient
-from imsflow.errors import ImageNotFoundError, ImsflowError, JobFailedError, JobNotFoundError
+from imsflow.errors import (
+    ImageNotFoundError,
+    ImsflowError,
+    JobFailedError,
+    JobNotFoundError,
+    JobTimeoutError,
+)
 from imsflow.models import CreateImageFromEcsRequest, IamToken, Image, ImageListQuery, ImageTag, ImsJob
 from imsflow.polling import PollPolicy, wait_for_job, wait_until
 from tasks import runtime
@@ -146,7 +152,14 @@ async def _wait_for_active(client: CloudClient, image_id: str, timeout: float) -
         return image.status in ("active", "killed", "deleted")
 
     if image.status not in ("active", "killed", "deleted"):
-        await wait_until(settled, timeout=timeout, interval=2.0, clock=rt.clock, sleep=rt.sleep)
+        try:
+            await wait_until(settled, timeout=timeout, interval=2.0, clock=rt.clock, sleep=rt.sleep)
+        except TimeoutError:
+            # An adopted image (its job ID lost with the create answer) whose job is stuck or slow: a named
+            # error that says what was seen, never a bare TimeoutError.
+            raise JobTimeoutError(
+                job_id=f"of image {image_id}", last_status=image.status, waited_seconds=timeout
+            ) from None
     if image.status != "active":
         raise JobFailedError(
             job_id=None, error_code=None, fail_reason=f"image {image_id} ended {image.status}, not active"

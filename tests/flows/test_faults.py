@@ -100,6 +100,20 @@ def _job_timed_out(o: Outcome) -> None:
     assert o.stat("ims.create_image") == 1
 
 
+def _adopted_image_stuck(o: Outcome) -> None:
+    assert isinstance(o.error, JobTimeoutError)
+    assert o.error.last_status in ("queued", "saving")
+    assert o.stat("ims.create_image") == 1
+
+
+def _restarted_after_a_retry_found_it_stopped(o: Outcome) -> None:
+    # The stop was issued, then the wait for it was throttled long enough for the ECS to finish stopping:
+    # the retried check finds it SHUTOFF, and must still know that imsflow stopped it.
+    assert o.stat("ecs.stop_servers") == 1
+    assert o.stat("ecs.start_servers") == 1
+    assert o.cloud.ecs.servers[DB_1].status == "ACTIVE"
+
+
 def _one_token_refresh(o: Outcome) -> None:
     assert o.stat("faults.token_revoked") == 1
     assert o.stat("iam.create_token") == 2, "one login, then exactly one refresh after the 401"
@@ -191,6 +205,23 @@ CASES = [
         timeout_minutes=5,
         error=JobTimeoutError,
         check=_job_timed_out,
+    ),
+    Case(
+        "job_stuck-adopted",
+        [
+            {"kind": "job_stuck", "operation": "ims.create_image"},
+            {"kind": "commit_then_fail", "operation": "ims.create_image", "mode": "reset", "first": 1},
+        ],
+        timeout_minutes=5,
+        error=JobTimeoutError,
+        check=_adopted_image_stuck,
+    ),
+    Case(
+        "throttle_429-while-stopping",
+        [{"kind": "throttle_429", "operation": "ecs.show_server", "retry_after": 60, "nth": 2}],
+        instance_id=DB_1,
+        stop_if_running=True,
+        check=_restarted_after_a_retry_found_it_stopped,
     ),
     Case(
         "token_revoked-check",
