@@ -9,6 +9,7 @@ from prefect.results import ResultStore, aget_default_result_storage
 from prefect.serializers import JSONSerializer
 from pydantic import BaseModel
 
+from imsflow.client import CloudClient
 from imsflow.errors import EcsNotReadyError, ImsflowError
 from imsflow.models import IamToken, Server
 from imsflow.polling import wait_until
@@ -46,6 +47,23 @@ async def _stopped_by_us(store: ResultStore, instance_id: str) -> bool:
 async def _record_power(store: ResultStore, instance_id: str, stopped_by_imsflow: bool) -> None:
     record = PowerRecord(instance_id=instance_id, stopped_by_imsflow=stopped_by_imsflow, at=datetime.now(UTC))
     await store.awrite(record.model_dump(mode="json"), key=_power_key(instance_id))
+
+
+async def _look(client: CloudClient, instance_id: str, last: Server) -> Server:
+    """The server now, or as last seen when asking failed transiently.
+
+    While waiting for a stop or a start, a throttled or failed status call changes nothing in the cloud: the
+    wait goes on (bounded by its timeout) instead of failing the task and starting the step over.
+    """
+    try:
+        return await client.ecs.get_server(instance_id)
+    except ImsflowError as exc:
+        if not exc.retryable:
+            raise
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            await runtime.current().sleep(float(retry_after))
+        return last
 
 
 class EcsCheck(BaseModel):
@@ -111,7 +129,7 @@ async def check_ecs_stopped(
 
         async def is_stopped() -> bool:
             nonlocal server
-            server = await client.ecs.get_server(instance_id)
+            server = await _look(client, instance_id, server)
             return server.is_stopped
 
         try:
@@ -149,7 +167,7 @@ async def start_ecs(instance_id: str, token: IamToken | None, start_timeout: flo
 
         async def is_running() -> bool:
             nonlocal server
-            server = await client.ecs.get_server(instance_id)
+            server = await _look(client, instance_id, server)
             return server.status == "ACTIVE" and server.task_state is None
 
         try:
