@@ -39,6 +39,7 @@ def test_deployments_carry_schedules_limits_and_no_secret(stack: Stack) -> None:
         deployment = stack.deployment(flow, name)
         assert DEMO_PASSWORD not in str(deployment)
         assert deployment["enforce_parameter_schema"] is True
+        assert deployment["global_concurrency_limit"]["limit"] == 1
 
 
 def test_bad_image_name_is_refused_before_a_run_exists(stack: Stack) -> None:
