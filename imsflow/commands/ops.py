@@ -6,7 +6,6 @@ Like the rest of the CLI, Prefect and the flows are imported inside the commands
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from typing import Annotated, Literal
 
@@ -222,12 +221,11 @@ def notify(
 ) -> None:
     """Create the automation that calls a webhook on every imsflow.image.failed event."""
     api_url = _require_api_url()
-    url = webhook_url or os.environ.get("IMSFLOW_FAILURE_WEBHOOK_URL")
-    if not url:
+    if not webhook_url:
         fail("give --webhook-url (or IMSFLOW_FAILURE_WEBHOOK_URL)", code=2)
     from deployments.notifications import AUTOMATION, ensure_failure_webhook
 
-    automation_id = asyncio.run(ensure_failure_webhook(url))
+    automation_id = asyncio.run(ensure_failure_webhook(webhook_url))
     # The URL is not printed: chat webhooks carry their token in it.
     console.print(
         f"automation {AUTOMATION!r} ({automation_id}) on {api_url} posts failures to the webhook block"
