@@ -68,6 +68,9 @@ class ImageResult(BaseModel):
     job_id: str | None
     name: str
     status: str
+    #: How long the job took by the cloud's own begin/end times (None when adopted or not reported); the
+    #: fleet flow expects the next jobs to take about as long.
+    job_seconds: float | None = None
 
 
 async def _submission_store() -> ResultStore:
@@ -200,6 +203,7 @@ async def poll_job(
             await aupdate_progress_artifact(progress_id, progress=percent)
             runtime.report("poll-job", f"{job.status} {percent:.0f}% after {elapsed:.0f} s")
 
+    job_seconds: float | None = None
     async with client_for(token) as client:
         job_id = submission.job_id
         if job_id is not None:
@@ -218,6 +222,8 @@ async def poll_job(
                 percent_of=_percent,
             )
             image_id = job.image_id
+            if job.begin_time is not None and job.end_time is not None:
+                job_seconds = (job.end_time - job.begin_time).total_seconds()
             if image_id is None:
                 raise JobFailedError(
                     job_id=job_id, error_code=None, fail_reason="job succeeded without an image ID"
@@ -228,7 +234,9 @@ async def poll_job(
         image = await _wait_for_active(client, image_id, timeout)
     await aupdate_progress_artifact(progress_id, progress=100.0)
     runtime.report("poll-job", f"image {image.id} is {image.status}")
-    return ImageResult(image_id=image.id, job_id=job_id, name=image.name, status=image.status)
+    return ImageResult(
+        image_id=image.id, job_id=job_id, name=image.name, status=image.status, job_seconds=job_seconds
+    )
 
 
 __all__ = [
