@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.states import Completed
 from pydantic import BaseModel, Field, field_validator
 
-from imsflow.errors import InvalidRequestError
+from imsflow.errors import InvalidRequestError, JobTimeoutError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag
 from imsflow.redact import install_redaction
 from imsflow.validation import (
@@ -202,6 +202,20 @@ async def _dry_run(
     return report
 
 
+async def _start_again(
+    params: CreateImageParams, name: str, token: IamToken | None, logger: Any, *, failing: bool
+) -> None:
+    """Start the ECS imsflow stopped. When the run is failing anyway, a failed start is logged, so that the
+    error the run ends with is the one that made it fail."""
+    logger.info("starting %s again, as it was running before", name)
+    try:
+        await start_ecs(params.instance_id, token)
+    except Exception as exc:
+        if not failing:
+            raise
+        logger.error("could not start %s again (start it by hand): %s", name, exc)
+
+
 async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRunResult:
     """Create a private image from an ECS and return its ID; a retry or re-run never makes a second."""
     # Before anything can log: Prefect's run loggers write to its database, which outlives the run.
@@ -233,10 +247,18 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
             submission, token, timeout=timedelta(minutes=params.timeout_minutes).total_seconds()
         )
         seconds["poll-job"] = time.monotonic() - started
-    finally:
+    except JobTimeoutError:
         if check.stopped_by_us and params.restart_after:
-            logger.info("starting %s again, as it was running before", check.name)
-            await start_ecs(params.instance_id, token)
+            # The job may still be running, and IMS needs the ECS stopped until it ends (ECS refuses a start
+            # meanwhile). Imsflow's power record stays: a re-run resumes the job and then starts the ECS.
+            logger.warning("leaving %s stopped: its image job has not ended; run again to resume", check.name)
+        raise
+    except Exception:  # not on cancellation: the power record lets a re-run start the ECS
+        if check.stopped_by_us and params.restart_after:
+            await _start_again(params, check.name, token, logger, failing=True)
+        raise
+    if check.stopped_by_us and params.restart_after:
+        await _start_again(params, check.name, token, logger, failing=False)
 
     result = CreateImageResult(
         image_id=image.image_id,

@@ -114,6 +114,18 @@ def _restarted_after_a_retry_found_it_stopped(o: Outcome) -> None:
     assert o.cloud.ecs.servers[DB_1].status == "ACTIVE"
 
 
+def _left_stopped_while_the_job_runs(o: Outcome) -> None:
+    _job_timed_out(o)
+    assert o.stat("ecs.start_servers") == 0, "IMS needs the ECS stopped until its job ends"
+    assert o.cloud.ecs.servers[DB_1].status == "SHUTOFF"
+
+
+def _started_again_after_the_failed_job(o: Outcome) -> None:
+    _job_failed(o)
+    assert o.stat("ecs.start_servers") == 1
+    assert o.cloud.ecs.servers[DB_1].status == "ACTIVE"
+
+
 def _one_token_refresh(o: Outcome) -> None:
     assert o.stat("faults.token_revoked") == 1
     assert o.stat("iam.create_token") == 2, "one login, then exactly one refresh after the 401"
@@ -222,6 +234,30 @@ CASES = [
         instance_id=DB_1,
         stop_if_running=True,
         check=_restarted_after_a_retry_found_it_stopped,
+    ),
+    Case(
+        "job_stuck-stopped-by-us",
+        [{"kind": "job_stuck", "operation": "ims.create_image"}],
+        instance_id=DB_1,
+        stop_if_running=True,
+        timeout_minutes=5,
+        error=JobTimeoutError,
+        check=_left_stopped_while_the_job_runs,
+    ),
+    Case(
+        "job_fail-stopped-by-us",
+        [
+            {
+                "kind": "job_fail",
+                "operation": "ims.create_image",
+                "error_code": "IMG.0037",
+                "fail_reason": "disk snapshot failed",
+            }
+        ],
+        instance_id=DB_1,
+        stop_if_running=True,
+        error=JobFailedError,
+        check=_started_again_after_the_failed_job,
     ),
     Case(
         "token_revoked-check",
