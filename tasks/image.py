@@ -183,15 +183,24 @@ async def poll_job(
     token: IamToken | None,
     timeout: float,
     policy: PollPolicy | None = None,
+    progress_artifact: bool = True,
 ) -> ImageResult:
-    """Follow the job until SUCCESS or FAIL, showing progress; return the image once it is active."""
+    """Follow the job until SUCCESS or FAIL, showing progress; return the image once it is active.
+
+    ``progress_artifact=False`` skips the progress artifact: the fleet flow has its own table, and each
+    update is a Prefect API write on the poll loop's path (under a fleet's load, up to seconds each).
+    """
     rt = runtime.current()
     settings = runtime.settings()
     policy = policy or PollPolicy(
         initial_delay=settings.poll_initial_delay, max_interval=settings.poll_max_interval
     )
-    progress_id = await acreate_progress_artifact(
-        progress=0.0, description=f"image job {submission.job_id or submission.image_id}"
+    progress_id = (
+        await acreate_progress_artifact(
+            progress=0.0, description=f"image job {submission.job_id or submission.image_id}"
+        )
+        if progress_artifact
+        else None
     )
     last_percent = -1.0
 
@@ -200,7 +209,8 @@ async def poll_job(
         percent = _percent(job)
         if percent is not None and percent != last_percent:
             last_percent = percent
-            await aupdate_progress_artifact(progress_id, progress=percent)
+            if progress_id is not None:
+                await aupdate_progress_artifact(progress_id, progress=percent)
             runtime.report("poll-job", f"{job.status} {percent:.0f}% after {elapsed:.0f} s")
 
     job_seconds: float | None = None
@@ -232,7 +242,8 @@ async def poll_job(
             assert submission.image_id is not None
             image_id = submission.image_id
         image = await _wait_for_active(client, image_id, timeout)
-    await aupdate_progress_artifact(progress_id, progress=100.0)
+    if progress_id is not None:
+        await aupdate_progress_artifact(progress_id, progress=100.0)
     runtime.report("poll-job", f"image {image.id} is {image.status}")
     return ImageResult(
         image_id=image.id, job_id=job_id, name=image.name, status=image.status, job_seconds=job_seconds
