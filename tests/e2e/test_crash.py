@@ -155,6 +155,12 @@ def _add_fault(url: str, **rule: Any) -> None:
     httpx.post(f"{url}/_local/faults", json=rule, timeout=5).raise_for_status()
 
 
+def _during_get_token(url: str) -> Callable[[dict[str, int]], bool]:
+    # The IAM login hangs while get-token holds its cache lock: a lock a dead process held must not block.
+    _add_fault(url, kind="delay", operation="iam.create_token", seconds=60, first=1)
+    return lambda stats: stats.get("faults.delay", 0) >= 1
+
+
 def _before_submit(url: str) -> Callable[[dict[str, int]], bool]:
     # The reconcile call just before the POST hangs (a real-time delay): the kill lands before any submit.
     _add_fault(url, kind="delay", operation="ims.list_images", seconds=60, first=1)
@@ -171,8 +177,8 @@ def _mid_poll(url: str) -> Callable[[dict[str, int]], bool]:
 
 @pytest.mark.parametrize(
     ("moment", "submitted_by_killed_run"),
-    [(_before_submit, False), (_after_create_response, True), (_mid_poll, True)],
-    ids=["before-submit", "after-create-response", "mid-poll"],
+    [(_during_get_token, False), (_before_submit, False), (_after_create_response, True), (_mid_poll, True)],
+    ids=["during-get-token", "before-submit", "after-create-response", "mid-poll"],
 )
 def test_sigkill_then_rerun_makes_exactly_one_image(
     cloud_url: str,
