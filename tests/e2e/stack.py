@@ -28,8 +28,8 @@ IMSFLOW = [sys.executable, "-c", "from imsflow.cli import main; main()"]
 DEMO_PASSWORD = "demo-password"
 # A second IAM user, known only to the imsflow-credentials block of the block test (not to IMSFLOW_*).
 OPS_USER, OPS_PASSWORD = "ops", "ops-Passw0rd-only-in-a-block"
-#: create-image, retention, export-image, delete-image (and nightly-fleet once flows/fleet.py exists).
-SERVED_DEPLOYMENTS = 4
+#: create-image, retention, export-image, delete-image, nightly-fleet.
+SERVED_DEPLOYMENTS = 5
 WEB_1 = "6f1c2d7e-0000-4000-8000-000000000001"  # SHUTOFF in the seed below
 DB_1 = "6f1c2d7e-0000-4000-8000-000000000002"  # ACTIVE
 

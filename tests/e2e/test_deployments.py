@@ -138,3 +138,13 @@ def test_a_run_uses_the_credentials_block_it_names(stack: Stack) -> None:
     pruned = stack.run_cli("prune", "--keep", "5", "--dry-run", "--credentials-block", "ops-account")
     assert pruned.returncode == 0, pruned.stderr
     assert "(dry run)" in pruned.stdout
+
+
+def test_the_nightly_fleet_deployment_images_the_tagged_ecs(stack: Stack) -> None:
+    fleet = stack.deployment("create-images-for-fleet", "nightly-fleet")
+    assert [s["schedule"]["cron"] for s in fleet["schedules"]] == ["0 2 * * *"]
+    # What the 02:00 schedule starts: the deployment's own parameters (ECSs tagged backup=nightly).
+    run = stack.post(f"/deployments/{fleet['id']}/create_flow_run", {}).json()
+    final = stack.wait_for_run(run["id"], timeout=120)
+    assert final["state_type"] == "COMPLETED", final["state"]["message"]
+    assert final["state"]["message"] == "1 images active"  # web-1 is the only ECS with that tag
