@@ -66,6 +66,25 @@ async def _look(client: CloudClient, instance_id: str, last: Server) -> Server:
         return last
 
 
+async def _power_job_failed(client: CloudClient, job_id: str, what: str, server: Server) -> None:
+    """Raise when the stop/start job ended in FAIL (ECS refuses, e.g., while an image is being made).
+
+    Asked only while the server shows no sign of the operation, so a normal wait costs no extra call, and a
+    refused operation ends at once with the cloud's reason instead of at the wait's timeout.
+    """
+    try:
+        job = await client.ecs.get_job(job_id)
+    except ImsflowError as exc:
+        if exc.retryable:
+            return  # ask again on the next look
+        raise
+    if job.status == "FAIL":
+        raise EcsNotReadyError(
+            f"the {what} of ECS {server.name} ({server.id}) failed: "
+            f"{job.error_code or 'no error code'}: {job.fail_reason or 'no reason given'}"
+        )
+
+
 class EcsCheck(BaseModel):
     """What the stopped check found, and whether we stopped the ECS ourselves."""
 
@@ -120,17 +139,27 @@ async def check_ecs_stopped(
             # Recorded before the call: an answer lost on the way back may still have stopped it.
             await _record_power(store, instance_id, stopped_by_imsflow=True)
             try:
-                await client.ecs.stop_servers([instance_id], type="SOFT")
+                stop_job: str | None = await client.ecs.stop_servers([instance_id], type="SOFT")
             except ImsflowError as exc:
                 if not exc.retryable:  # certainly not stopped: nothing owed
                     await _record_power(store, instance_id, stopped_by_imsflow=False)
                 raise
+        else:
+            stop_job = None  # already powering off: someone else's job
         runtime.report("check-ecs-stopped", f"stopping {server.name} ...")
 
         async def is_stopped() -> bool:
             nonlocal server
             server = await _look(client, instance_id, server)
-            return server.is_stopped
+            if server.is_stopped:
+                return True
+            if stop_job is not None and server.is_running:
+                try:
+                    await _power_job_failed(client, stop_job, "stop", server)
+                except EcsNotReadyError:
+                    await _record_power(store, instance_id, stopped_by_imsflow=False)
+                    raise
+            return False
 
         try:
             await wait_until(
@@ -162,13 +191,18 @@ async def start_ecs(instance_id: str, token: IamToken | None, start_timeout: flo
     rt = runtime.current()
     async with client_for(token) as client:
         server = await client.ecs.get_server(instance_id)
+        start_job: str | None = None
         if server.status == "SHUTOFF" and server.task_state is None:
-            await client.ecs.start_servers([instance_id])
+            start_job = await client.ecs.start_servers([instance_id])
 
         async def is_running() -> bool:
             nonlocal server
             server = await _look(client, instance_id, server)
-            return server.status == "ACTIVE" and server.task_state is None
+            if server.is_running:
+                return True
+            if start_job is not None and server.is_stopped:
+                await _power_job_failed(client, start_job, "start", server)
+            return False
 
         try:
             await wait_until(is_running, timeout=start_timeout, interval=2.0, clock=rt.clock, sleep=rt.sleep)

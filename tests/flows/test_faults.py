@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from flows.create_image import CreateImageParams, CreateImageResult, create_image_from_ecs
-from imsflow.errors import ImsflowError, JobFailedError, JobTimeoutError
+from imsflow.errors import EcsNotReadyError, ImsflowError, JobFailedError, JobTimeoutError
 from localcloud import LocalCloud
 from localcloud.seed import FaultRuleSeed
 from tasks.image import REQUEST_TAG, request_key
@@ -44,6 +44,7 @@ class Case:
     stop_if_running: bool = False
     timeout_minutes: int = 30
     error: type[ImsflowError] | None = None
+    image_despite_error: bool = False  # the error came after the image was made
     check: Callable[[Outcome], None] = field(default=lambda _o: None)
 
 
@@ -124,6 +125,16 @@ def _started_again_after_the_failed_job(o: Outcome) -> None:
     _job_failed(o)
     assert o.stat("ecs.start_servers") == 1
     assert o.cloud.ecs.servers[DB_1].status == "ACTIVE"
+
+
+def _refused_start_named_at_once(o: Outcome) -> None:
+    assert isinstance(o.error, EcsNotReadyError)
+    assert "the start of ECS db-1" in str(o.error)
+    assert "Ecs.0226" in str(o.error)
+    assert o.stat("ecs.start_servers") == 1
+    # Named as soon as the ECS job failed, not after the 600 s the wait would allow.
+    starts = o.network.calls_to("POST", "/cloudservers/action")
+    assert (o.network.calls[-1].at - starts[-1].at).total_seconds() < 60
 
 
 def _one_token_refresh(o: Outcome) -> None:
@@ -260,6 +271,15 @@ CASES = [
         check=_started_again_after_the_failed_job,
     ),
     Case(
+        "job_fail-start",
+        [{"kind": "job_fail", "operation": "ecs.start_servers", "error_code": "Ecs.0226"}],
+        instance_id=DB_1,
+        stop_if_running=True,
+        error=EcsNotReadyError,
+        image_despite_error=True,
+        check=_refused_start_named_at_once,
+    ),
+    Case(
         "token_revoked-check",
         [{"kind": "token_revoked", "operation": "ecs.show_server", "first": 1}],
         check=_one_token_refresh,
@@ -312,6 +332,8 @@ async def test_fault(case: Case) -> None:
         assert [i.id for i in tagged] == [outcome.result.image_id]
         assert tagged[0].status == "active"
         assert len(cloud.ims.images) == 1
+    elif case.image_despite_error:
+        assert [i.status for i in tagged] == ["active"]
     else:
         assert all(i.status != "active" for i in tagged)
     case.check(outcome)
