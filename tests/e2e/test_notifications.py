@@ -49,9 +49,12 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_failed_image_run_calls_the_webhook(stack: Stack, receiver: Receiver) -> None:
-    setup = stack.run_cli("notify", "--webhook-url", receiver.url)
-    assert setup.returncode == 0, setup.stderr
-    assert receiver.url not in setup.stdout, "the webhook URL is a secret; it is not printed"
+    for url in ("http://127.0.0.1:9/old-hook", receiver.url):  # set up, then again with the real URL
+        setup = stack.run_cli("notify", "--webhook-url", url)
+        assert setup.returncode == 0, setup.stderr
+        assert url not in setup.stdout, "the webhook URL is a secret; it is not printed"
+    automations = stack.post("/automations/filter", {}).json()
+    assert [a["name"] for a in automations].count("imsflow: notify on failed image") == 1
 
     deployment = stack.deployment("create-image-from-ecs", "create-image")
     # db-1 is running and the run does not ask to stop it: the flow fails before submitting anything.
@@ -66,6 +69,8 @@ def test_failed_image_run_calls_the_webhook(stack: Stack, receiver: Receiver) ->
     while not receiver.received and time.monotonic() < deadline:
         time.sleep(0.2)
     assert receiver.received, "the webhook was not called"
+    time.sleep(1)
+    assert len(receiver.received) == 1, "one failed run, one call"
     call = receiver.received[0]
     assert call["path"] == "/hooks/imsflow"
     body = json.loads(call["body"])
