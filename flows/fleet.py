@@ -16,6 +16,7 @@ several machines share one fleet. The chunks see the same limits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import statistics
 from datetime import UTC, date, datetime
@@ -28,7 +29,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurrency
 from prefect.states import Completed, Failed
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from flows.create_image import TAG_PATTERN, UUID_PATTERN
 from imsflow.errors import ImsflowError
@@ -442,8 +443,11 @@ async def _run_chunks(params: FleetParams, targets: list[Target], day: date) -> 
         )
         state = run.state
         result = await state.aresult(raise_on_failure=False) if state is not None else None
-        if isinstance(result, FleetResult):
-            return result.rows
+        if isinstance(result, BaseModel):
+            # Same fields, another class: the worker loaded flows/fleet.py from the deployment's entrypoint,
+            # so the unpickled result is an instance of that copy of the module.
+            with contextlib.suppress(ValidationError):
+                return FleetResult.model_validate(result, from_attributes=True).rows
         why = f"chunk run {run.name} ended {state.type.value if state else 'unknown'}: {result!r}"
         return [
             FleetRow(
