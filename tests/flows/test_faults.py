@@ -313,7 +313,9 @@ async def test_fault(case: Case) -> None:
     outcome = Outcome(cloud, network, params)
     with cloud_runtime(cloud, network, read_timeout=READ_TIMEOUT):
         if case.error is None:
-            outcome.result = await create_image_from_ecs(params)
+            made = await create_image_from_ecs(params)
+            assert isinstance(made, CreateImageResult)
+            outcome.result = made
         else:
             with pytest.raises(case.error) as raised:
                 await create_image_from_ecs(params)
