@@ -49,6 +49,8 @@ def _requested(flow_run: FlowRun) -> dict[str, Any]:
 async def emit_image_created(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
     """on_completion hook: the image exists (submitted now, resumed or adopted)."""
     result = await state.aresult(raise_on_failure=False)
+    if getattr(result, "dry_run", False):
+        return  # a dry run made no image: nothing to announce, and nothing wrong
     image_id = getattr(result, "image_id", None)
     if image_id is None:
         logger.warning("flow run %s completed without an image id; no event", flow_run.name)

@@ -142,11 +142,17 @@ def test_tags_and_image_tags_together_agree(
 
 @FUZZ
 @given(
-    instance_id=st.one_of(st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()), st.text(max_size=40))
+    instance_id=st.one_of(
+        st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()), st.text(max_size=40)
+    ),
+    enterprise_project_id=st.one_of(st.none(), st.just("0"), st.uuids().map(str), st.text(max_size=40)),
 )
-def test_every_id_the_client_accepts_reaches_the_ecs_lookup(cloud: Cloud, instance_id: str) -> None:
-    # The cloud takes any string and answers "no such ECS" (IMG.0005); the client is stricter (a UUID).
-    request = client_verdict(name="img", instance_id=instance_id)
+def test_every_id_the_client_accepts_reaches_the_ecs_lookup(
+    cloud: Cloud, instance_id: str, enterprise_project_id: str | None
+) -> None:
+    # The cloud takes any string and answers "no such ECS" (IMG.0005); the client is stricter (a UUID, and
+    # "0" or a UUID for the enterprise project).
+    request = client_verdict(name="img", instance_id=instance_id, enterprise_project_id=enterprise_project_id)
     if request is not None:
         assert cloud.verdict(request.to_body()) == "ok"
 

@@ -31,9 +31,10 @@ async def _dry(cloud: LocalCloud, **params: object) -> DryRunResult:
     return result
 
 
-async def test_would_submit_and_says_so_in_an_artifact() -> None:
+async def test_would_submit_and_says_so_in_an_artifact(caplog: pytest.LogCaptureFixture) -> None:
     cloud = make_cloud()
     result = await _dry(cloud, instance_id=WEB_1, name="web-1-dry")
+    assert "without an image id" not in caplog.text, "a dry run is not a run that lost its image"
 
     assert result.would == "submit"
     assert result.problems == []
