@@ -463,9 +463,24 @@ async def _run_chunks(params: FleetParams, targets: list[Target], day: date) -> 
     return [row for rows in await asyncio.gather(*(one(c) for c in chunks)) for row in rows]
 
 
+def _run_name() -> str:
+    """``fleet-<what was selected>``, e.g. ``fleet-backup=nightly`` or ``fleet-12-ids``."""
+    from prefect.runtime import flow_run
+
+    raw = flow_run.parameters.get("params")
+    try:
+        p = FleetParams.model_validate(raw, from_attributes=True)
+    except ValidationError:
+        return "fleet"
+    parts = [f"{len(p.instance_ids)}-ids"] if p.instance_ids else [*p.tags]
+    parts += [f"name~{p.name_contains}"] if p.name_contains else []
+    parts += [p.status.lower()] if p.status else []
+    return "fleet-" + "-".join(parts)
+
+
 @flow(
     name="create-images-for-fleet",
-    flow_run_name="fleet-{params.name_template}",
+    flow_run_name=_run_name,
     persist_result=True,  # a parent fleet run reads its chunks' results
     timeout_seconds=None,
 )

@@ -123,3 +123,26 @@ def test_parameters_are_checked_before_any_call() -> None:
     assert render_name("{server_name}-{date:%Y%m%d}", "web-1", "x", DAY) == "web-1-20261127"
     schema = FleetParams.model_json_schema()
     assert schema["properties"]["max_concurrent"]["default"] == 40
+
+
+def test_cli_fleet_progress_summary_and_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from imsflow.cli import QUIET_PREFECT, app
+
+    for name, value in QUIET_PREFECT.items():  # restored after the test, unlike the CLI's setdefault
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "100")
+    cloud = fleet_cloud(4, running=(2,))
+    args = ["fleet", "--tag", "env=prod", "--date", "2026-11-27", "--requests-per-second", "1000"]
+    with cloud_runtime(cloud):
+        failed = CliRunner().invoke(app, args)
+        bad = CliRunner().invoke(app, ["fleet", "--tag", "env=prod", "--name-template", "{nope}"])
+    assert failed.exit_code == 1, failed.output
+    assert "4 ECSs, 1 failed" in failed.output  # the summary table's title
+    assert "submitted" in failed.output
+    assert "node-02" in failed.output
+    assert "1 of 4 ECSs failed" in failed.output
+    assert cloud.stats()["ims.create_image"] == 3
+    assert bad.exit_code == 2
+    assert "template may use only" in bad.output
