@@ -69,7 +69,8 @@ def wait_for(
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what}: process exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
+        # Not up yet: refused connections, and a busy server's 503 bodies that are no answer to the check.
+        with contextlib.suppress(httpx.HTTPError, ValueError, TypeError):
             if check():
                 return
         time.sleep(0.2)
@@ -130,13 +131,26 @@ class Stack:
             check=False,
         )
 
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        """One API call, retried like Prefect's own client does when the server is busy.
+
+        Under load the SQLite-backed server answers 503 ("database is locked") and rolls the request back;
+        Prefect's client retries those, so the test's direct calls do too.
+        """
+        for delay in (0.5, 1.0, 2.0, 4.0, 8.0):
+            response = httpx.request(method, f"{self.api}{path}", json=body, timeout=30)
+            if response.status_code not in (429, 502, 503):
+                return response
+            time.sleep(delay)
+        return response
+
     def get(self, path: str) -> Any:
-        response = httpx.get(f"{self.api}{path}", timeout=10)
+        response = self.request("GET", path)
         response.raise_for_status()
         return response.json()
 
     def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return httpx.post(f"{self.api}{path}", json=body, timeout=10)
+        return self.request("POST", path, body)
 
     def deployment(self, flow: str, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self.get(f"/deployments/name/{flow}/{name}")
