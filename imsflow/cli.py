@@ -193,6 +193,40 @@ def _print_dry_run(result: Any) -> NoReturn:
     raise typer.Exit(1 if result.would == "refuse" else 0)
 
 
+def _start_prefect_server_early() -> Callable[[], None]:
+    """Start Prefect's temporary server while the flows import and the local cloud starts.
+
+    Without a configured API the first Prefect call starts that server and waits seconds for it; starting it
+    in a thread now overlaps the wait with our own start-up. The returned function waits for it (and
+    re-raises a failure) before the first flow run.
+    """
+    import threading
+
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return lambda: None
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        try:
+            SubprocessASGIServer().start()
+        except BaseException as exc:  # handed to the main thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if failure:
+            raise failure[0]
+
+    return wait
+
+
 @app.command()
 def demo(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
@@ -202,6 +236,7 @@ def demo(
     import time
 
     started = time.monotonic()
+    server_ready = _start_prefect_server_early()
     with friendly_errors():
         from flows.create_image import CreateImageParams, create_image_from_ecs
         from imsflow.settings import ImsflowSettings
@@ -230,6 +265,7 @@ def demo(
                 f"[bold]imsflow demo[/]: local cloud at {server.url}; imaging ECS web-1 ({instance})"
             )
             params = CreateImageParams(instance_id=instance, name=name, description="made by imsflow demo")
+            server_ready()
             with runtime.use_runtime(settings_factory=lambda: settings, reporters=(step_printer(),)):
                 state = run_flow(create_image_from_ecs(params, return_state=True))
             result = result_or_raise(state)
