@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
+from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import BaseModel, Field, field_validator
 
@@ -33,7 +34,14 @@ from tasks import runtime
 from tasks.credentials import BLOCK_NAME_PATTERN, credentials_from_block
 from tasks.ecs import check_ecs_stopped, start_ecs
 from tasks.events import emit_image_created, emit_image_failed
-from tasks.image import INSTANCE_TAG, REQUEST_TAG, poll_job, request_key, submit_image
+from tasks.image import (
+    INSTANCE_TAG,
+    REQUEST_TAG,
+    poll_job,
+    raise_if_failed_in_this_run,
+    request_key,
+    submit_image,
+)
 from tasks.preflight import DryRunResult, dry_run_check
 from tasks.token import CredentialScope, fresh_token
 
@@ -234,6 +242,8 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
     if params.dry_run:
         return await _dry_run(params, request, key, token)
 
+    if flow_run.get_run_count() > 1:
+        await raise_if_failed_in_this_run(key, token)
     started = time.monotonic()
     check = await check_ecs_stopped(params.instance_id, token, stop_if_running=params.stop_if_running)
     seconds["check-ecs-stopped"] = time.monotonic() - started
@@ -278,11 +288,12 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
 @flow(
     name="create-image-from-ecs",
     flow_run_name="create-image-{params.instance_id}-{params.name}",
-    # No flow retries: the tasks are the one retry layer, and they retry only what is transient. Prefect
-    # cannot make a flow retry conditional, so a flow retry would also repeat what must not be repeated:
-    # after a failed image job (JobFailedError) it would submit a second job, and a stuck job would be
-    # waited for twice as long as asked. A re-run (a new flow run) still resumes the recorded job.
-    retries=0,
+    # A flow retry re-runs the body in the same flow run, for what the task retries did not absorb (a lost
+    # API server, a crash of a step). It is safe: the token is cached, and submit-image resumes the job this
+    # run recorded; after a failed image job it raises that failure again rather than submit a second job
+    # (Prefect cannot make a flow retry conditional). A stuck job is waited for once per attempt.
+    retries=1,
+    retry_delay_seconds=3,
     # Events for automations (notify on failure); once per run, on its final state.
     on_completion=[emit_image_created],
     on_failure=[emit_image_failed],

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from prefect import task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.results import ResultStore, aget_default_result_storage
+from prefect.runtime import flow_run
 from prefect.serializers import JSONSerializer
 from pydantic import BaseModel
 
@@ -61,6 +62,8 @@ class Submission(BaseModel):
     image_id: str | None = None
     how: str = "submitted"  # submitted | resumed | adopted
     submitted_at: datetime
+    #: The flow run that submitted the job: a retry of that run must not submit again after a FAIL.
+    flow_run_id: str | None = None
 
 
 class ImageResult(BaseModel):
@@ -93,8 +96,30 @@ async def _resume_recorded(client: CloudClient, store: ResultStore, key: str) ->
     except (JobNotFoundError, ImageNotFoundError):
         return None
     if job.status == "FAIL":
+        if record.flow_run_id is not None and record.flow_run_id == _current_flow_run_id():
+            # A flow retry of the run that submitted it: the request failed, and it stays failed. Only a new
+            # run (the user's decision) makes a new attempt.
+            raise JobFailedError(job_id=job.job_id, error_code=job.error_code, fail_reason=job.fail_reason)
         return None  # that attempt is over; a re-run is a new attempt
     return record.model_copy(update={"how": "resumed"})
+
+
+async def raise_if_failed_in_this_run(key: str, token: IamToken | None) -> None:
+    """On a flow retry: end with the failure of the image job this very run submitted, before touching the
+    ECS again (a retry must neither resubmit nor stop and start the ECS once more for a failed request)."""
+    store = await _submission_store()
+    if not await store.aexists(_record_key(key)):
+        return
+    record = Submission.model_validate((await store.aread(_record_key(key))).result)
+    if record.job_id is None or record.flow_run_id is None or record.flow_run_id != _current_flow_run_id():
+        return
+    async with client_for(token) as client:
+        await _resume_recorded(client, store, key)
+
+
+def _current_flow_run_id() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id is not None else None
 
 
 async def _adopt_tagged(client: CloudClient, key: str) -> Submission | None:
@@ -131,7 +156,9 @@ async def submit_image(request: CreateImageFromEcsRequest, key: str, token: IamT
             )
             return found
         job_id = await client.ims.create_image_from_ecs(with_imsflow_tags(request, key))
-    submission = Submission(request_key=key, job_id=job_id, submitted_at=datetime.now(UTC))
+    submission = Submission(
+        request_key=key, job_id=job_id, submitted_at=datetime.now(UTC), flow_run_id=_current_flow_run_id()
+    )
     await store.awrite(submission.model_dump(mode="json"), key=_record_key(key))
     runtime.report("submit-image", f"submitted job {job_id}")
     return submission
