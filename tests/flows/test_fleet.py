@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Any
 
@@ -111,6 +112,23 @@ async def test_name_template_and_unknown_instance() -> None:
     names = {r.image_name for r in result.rows if r.outcome == "submitted"}
     assert names == {"node-00-golden-20261127", "node-02-golden-20261127"}
     assert {i.name for i in cloud.ims.images.values()} == names
+
+    # The run's table artifact: one row per ECS, the unknown one included, with its outcome.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["fleet-images"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+            )
+        )
+    assert len(artifacts) == 1
+    table = json.loads(artifacts[0].data) if isinstance(artifacts[0].data, str) else artifacts[0].data
+    assert sorted(row["outcome"] for row in table) == ["failed", "submitted", "submitted"]
+    assert {row["image name"] for row in table if row["outcome"] == "submitted"} == names
+    assert all(row["job ID"] for row in table if row["outcome"] == "submitted")
 
 
 def test_parameters_are_checked_before_any_call() -> None:
