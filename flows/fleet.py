@@ -368,7 +368,8 @@ async def _image_all(params: FleetParams, targets: list[Target], token: IamToken
                 occupy=size,
                 strict=True,
                 max_retries=None if size == 1 else 0,  # a single lane waits; a group would hoard
-                lease_duration=600,
+                # Renewed while we run; a crashed run's slots come free this soon after the crash.
+                lease_duration=60,
             ):
                 granted.set_result(True)
                 await asyncio.gather(*(lane() for _ in range(size)))

@@ -157,6 +157,7 @@ def _processes(home: Path) -> Iterator[tuple[dict[str, str], str]]:
 DRIVER = """
 import asyncio, json
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from flows.fleet import FleetParams, FleetResult, create_images_for_fleet
 
 async def main():
@@ -169,7 +170,11 @@ async def main():
     state = await create_images_for_fleet(params, return_state=True)
     result = await state.aresult(raise_on_failure=False)
     async with get_client() as client:
-        runs = await client.read_flow_runs()
+        # Only this run's chunks: the database may hold runs of earlier test sessions.
+        parent = state.state_details.flow_run_id
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent]))
+        )
         workers = sorted({
             r.labels.get("prefect.worker.name") for r in runs
             if r.deployment_id == deployment_id and r.labels.get("prefect.worker.name")
@@ -177,7 +182,7 @@ async def main():
     print("RESULT " + json.dumps({
         "state": state.type.value, "message": state.message,
         "rows": [r.model_dump(mode="json") for r in result.rows] if isinstance(result, FleetResult) else None,
-        "workers": workers,
+        "workers": workers, "chunks": len(runs),
     }))
 
 asyncio.run(main())
@@ -202,4 +207,5 @@ def test_fleet_shared_by_two_workers_on_postgres() -> None:
     assert len({r["image_id"] for r in rows}) == N_SERVERS
     assert stats["ims.create_image"] == N_SERVERS  # each ECS exactly once across all chunk processes
     assert stats["iam.create_token"] == 1  # one token for parent and every chunk process
+    assert out["chunks"] == N_SERVERS // CHUNK  # sub-flow runs of this fleet run
     assert out["workers"] == ["w1", "w2"], "both workers must take chunks of the one fleet"
