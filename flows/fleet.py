@@ -136,19 +136,41 @@ class FleetParams(BaseModel):
     ] = 20.0
     timeout_minutes: Annotated[
         int,
-        Field(description="Give up waiting for one image job after this long.", ge=1, le=24 * 60),
+        Field(
+            title="Timeout (minutes)",
+            description="Give up waiting for one image job after this long.",
+            ge=1,
+            le=24 * 60,
+            json_schema_extra={"position": 11},
+        ),
     ] = 60
     run_date: Annotated[
         date | None,
-        Field(description="The {date} of the name template; today (UTC) when empty."),
+        Field(
+            title="Date",
+            description="The {date} of the name template; today (UTC) when empty.",
+            json_schema_extra={"position": 12},
+        ),
     ] = None
     chunk_deployment: Annotated[
         str | None,
         Field(
-            description="Run the work as chunks through this deployment (flow-name/deployment-name).",
+            title="Chunk deployment",
+            description="Run the work as chunks through this deployment (flow-name/deployment-name), "
+            "so that workers on several machines share the fleet.",
+            json_schema_extra={"position": 13},
         ),
     ] = None
-    chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    chunk_size: Annotated[
+        int,
+        Field(
+            title="Chunk size",
+            description="ECSs per chunk run.",
+            ge=1,
+            le=10_000,
+            json_schema_extra={"position": 14},
+        ),
+    ] = 100
 
     @field_validator("name_template")
     @classmethod
