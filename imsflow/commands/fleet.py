@@ -61,11 +61,12 @@ def summary(result: FleetResult) -> Table:
     title = f"{len(result.rows)} ECSs, {len(result.failed)} failed, {result.wall_seconds:.0f} s"
     if rows is not result.rows:
         title += f" (failures only; the flow run's 'fleet-images' artifact lists all {len(result.rows)})"
-    table = Table("ECS", "outcome", "image ID", "job ID", "job s", "error", title=title)
+    table = Table("ECS", "image name", "outcome", "image ID", "job ID", "job s", "error", title=title)
     for r in rows:
         colour = "red" if r.outcome == "failed" else "green"
         table.add_row(
             r.server_name,
+            r.image_name,
             f"[{colour}]{r.outcome}[/]",
             r.image_id or "",
             r.job_id or "",
