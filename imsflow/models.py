@@ -422,7 +422,9 @@ class EcsSubJobEntities(_Response):
     errorcode_message: str | None = None
 
 
-class EcsSubJob(_Response):
+class _Job(_Response):
+    """The fields every job and sub-job of ECS and IMS carries (the job pages share them)."""
+
     status: JobStatus | str
     job_id: str | None = None
     job_type: str | None = None
@@ -430,6 +432,9 @@ class EcsSubJob(_Response):
     end_time: Time = None
     error_code: str | None = None
     fail_reason: str | None = None
+
+
+class EcsSubJob(_Job):
     entities: Annotated[EcsSubJobEntities, BeforeValidator(_none_to_empty)] = Field(
         default_factory=EcsSubJobEntities
     )
@@ -442,16 +447,9 @@ class EcsJobEntities(_Response):
     sub_jobs: Annotated[list[EcsSubJob], BeforeValidator(_none_to_list)] = Field(default_factory=list)
 
 
-class EcsJob(_Response):
+class EcsJob(_Job):
     """``GET /v1/{project_id}/jobs/{job_id}`` on the ECS endpoint."""
 
-    status: JobStatus | str
-    job_id: str | None = None
-    job_type: str | None = None
-    begin_time: Time = None
-    end_time: Time = None
-    error_code: str | None = None
-    fail_reason: str | None = None
     entities: Annotated[EcsJobEntities, BeforeValidator(_none_to_empty)] = Field(
         default_factory=EcsJobEntities
     )
@@ -535,14 +533,7 @@ class SubJobEntities(_Response):
     image_name: str | None = None
 
 
-class ImsSubJob(_Response):
-    status: JobStatus | str
-    job_id: str | None = None
-    job_type: str | None = None
-    begin_time: Time = None
-    end_time: Time = None
-    error_code: str | None = None
-    fail_reason: str | None = None
+class ImsSubJob(_Job):
     entities: Annotated[SubJobEntities, BeforeValidator(_none_to_empty)] = Field(
         default_factory=SubJobEntities
     )
@@ -567,16 +558,9 @@ class JobEntities(_Response):
     sub_jobs_list: Annotated[list[str], BeforeValidator(_none_to_list)] = Field(default_factory=list)
 
 
-class ImsJob(_Response):
+class ImsJob(_Job):
     """``GET /v1/{project_id}/jobs/{job_id}`` on the IMS endpoint."""
 
-    job_id: str | None = None
-    job_type: str | None = None
-    status: JobStatus | str
-    begin_time: Time = None
-    end_time: Time = None
-    error_code: str | None = None
-    fail_reason: str | None = None
     entities: Annotated[JobEntities, BeforeValidator(_none_to_empty)] = Field(default_factory=JobEntities)
 
     @property
