@@ -41,7 +41,7 @@ from tasks.auth import client_for
 from tasks.budget import API_LIMIT, JOBS_LIMIT, ApiBudget, BudgetedTransport, ensure_limits
 from tasks.ecs import check_ecs_stopped, start_ecs
 from tasks.image import poll_job, request_key, submit_image
-from tasks.retry import BACKOFF, JITTER, RETRIES, retry_if_transient
+from tasks.retry import transient_retries
 from tasks.token import CredentialScope, fresh_token
 
 TEMPLATE_FIELDS = "{server_name}, {server_id}, {date} (e.g. {date:%Y%m%d})"
@@ -228,10 +228,7 @@ class Selection(BaseModel):
 @task(
     name="select-ecs",
     cache_policy=NO_CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF(RETRIES),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(),
 )
 async def select_servers(params: FleetParams, token: IamToken | None, day: date) -> Selection:
     """The fleet: the given IDs (each looked up for its name), or the ECS list API filtered, page by page."""

@@ -15,7 +15,7 @@ from imsflow.models import IamToken, Server
 from imsflow.polling import wait_until
 from tasks import runtime
 from tasks.auth import client_for
-from tasks.retry import BACKOFF, JITTER, RETRIES, retry_if_transient
+from tasks.retry import transient_retries
 
 
 class PowerRecord(BaseModel):
@@ -102,10 +102,7 @@ def describe(server: Server) -> str:
 @task(
     name="check-ecs-stopped",
     task_run_name="check-ecs-stopped[{instance_id}]",
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF(RETRIES),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(),
 )
 async def check_ecs_stopped(
     instance_id: str,
@@ -181,10 +178,7 @@ async def check_ecs_stopped(
 @task(
     name="start-ecs",
     task_run_name="start-ecs[{instance_id}]",
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF(RETRIES),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(),
 )
 async def start_ecs(instance_id: str, token: IamToken | None, start_timeout: float = 600) -> str:
     """Start an ECS we stopped, and wait until it is ACTIVE again."""

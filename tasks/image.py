@@ -30,7 +30,7 @@ from imsflow.models import CreateImageFromEcsRequest, IamToken, Image, ImageList
 from imsflow.polling import PollPolicy, wait_for_job, wait_until
 from tasks import runtime
 from tasks.auth import client_for
-from tasks.retry import BACKOFF, JITTER, RETRIES, retry_if_transient
+from tasks.retry import transient_retries
 
 #: Tag keys imsflow writes on every image it makes (IMS tag keys: letters, digits, ``_`` and ``-``).
 REQUEST_TAG = "imsflow-request"
@@ -136,10 +136,7 @@ async def _adopt_tagged(client: CloudClient, key: str) -> Submission | None:
 @task(
     name="submit-image",
     task_run_name="submit-image[{request.instance_id}/{request.name}]",
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF(RETRIES),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(),
 )
 async def submit_image(request: CreateImageFromEcsRequest, key: str, token: IamToken | None) -> Submission:
     """Submit ``POST /v2/cloudimages/action`` unless this request already has a job or an image.
@@ -200,10 +197,7 @@ async def _wait_for_active(client: CloudClient, image_id: str, timeout: float) -
 @task(
     name="poll-job",
     task_run_name="poll-job[{submission.request_key}]",
-    retries=2,
-    retry_delay_seconds=BACKOFF(2),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(2),
 )
 async def poll_job(
     submission: Submission,

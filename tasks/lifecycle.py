@@ -21,7 +21,7 @@ from imsflow.polling import PollPolicy, wait_for_job, wait_until
 from tasks import runtime
 from tasks.auth import client_for
 from tasks.image import INSTANCE_TAG, REQUEST_TAG
-from tasks.retry import BACKOFF, JITTER, RETRIES, retry_if_transient
+from tasks.retry import transient_retries
 
 #: Image states in which IMS is still writing the image: deleting it is refused (IMG.0090).
 BEING_CREATED = frozenset({"queued", "saving"})
@@ -163,10 +163,7 @@ def plan_retention(
 
 @task(
     name="list-imsflow-images",
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF(RETRIES),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(),
 )
 async def list_imsflow_images(instance_ids: list[str], token: IamToken | None) -> list[Image]:
     """The private images imsflow made, of the given ECSs (of every ECS when the list is empty)."""
@@ -188,10 +185,7 @@ async def list_imsflow_images(instance_ids: list[str], token: IamToken | None) -
 
 @task(
     name="images-in-use",
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF(RETRIES),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(),
 )
 async def images_in_use(token: IamToken | None) -> frozenset[str]:
     """IDs of the images some ECS runs from (its system disk was made from them)."""
@@ -225,10 +219,7 @@ def _being_created(image: Image) -> ImageBeingCreatedError:
 @task(
     name="delete-image",
     task_run_name="delete-image[{image_id}]",
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF(RETRIES),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(),
 )
 async def remove_image(image_id: str, token: IamToken | None, timeout_seconds: float = 600) -> DeleteResult:
     """Delete the image and wait until it is gone. Safe to retry: an image already gone is the goal."""
@@ -279,10 +270,7 @@ class ExportResult(BaseModel):
 @task(
     name="submit-export",
     task_run_name="submit-export[{image_id}]",
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF(RETRIES),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(),
 )
 async def submit_export(image_id: str, request: ExportImageRequest, token: IamToken | None) -> str:
     """``POST /v1/cloudimages/{image_id}/file``; returns the export job ID.
@@ -299,10 +287,7 @@ async def submit_export(image_id: str, request: ExportImageRequest, token: IamTo
 @task(
     name="poll-export",
     task_run_name="poll-export[{job_id}]",
-    retries=2,
-    retry_delay_seconds=BACKOFF(2),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(2),
 )
 async def poll_export(job_id: str, token: IamToken | None, timeout_seconds: float) -> ImsJob:
     """Wait for the export job to end; a FAIL is a ``JobFailedError`` with the cloud's reason."""

@@ -18,7 +18,7 @@ from tasks import runtime
 from tasks.auth import client_for
 from tasks.ecs import describe
 from tasks.image import REQUEST_TAG, _adopt_tagged, _resume_recorded, _submission_store
-from tasks.retry import BACKOFF, JITTER, RETRIES, retry_if_transient
+from tasks.retry import transient_retries
 
 Verdict = Literal["submit", "resume", "adopt", "refuse"]
 
@@ -71,10 +71,7 @@ class DryRunResult(BaseModel):
 @task(
     name="dry-run",
     task_run_name="dry-run[{request.instance_id}/{request.name}]",
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF(RETRIES),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(),
 )
 async def dry_run_check(
     request: CreateImageFromEcsRequest, key: str, token: IamToken | None, stop_if_running: bool

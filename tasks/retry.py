@@ -59,3 +59,13 @@ async def retry_if_transient(task: Task[Any, Any], task_run: TaskRun, state: Sta
     except Exception:
         return False
     return False
+
+
+def transient_retries(retries: int = RETRIES) -> dict[str, Any]:
+    """The task options of the one retry layer, for ``@task(name=..., **transient_retries())``."""
+    return {
+        "retries": retries,
+        "retry_delay_seconds": BACKOFF(retries),
+        "retry_jitter_factor": JITTER,
+        "retry_condition_fn": retry_if_transient,
+    }

@@ -28,7 +28,7 @@ from imsflow.models import IamToken
 from imsflow.settings import ImsflowSettings
 from tasks import runtime
 from tasks.locking import FlockLockManager
-from tasks.retry import BACKOFF, JITTER, RETRIES, retry_if_transient
+from tasks.retry import transient_retries
 from tasks.secure import EncryptedPickleSerializer
 
 #: Tokens live 24 h; the cache forgets them an hour earlier so that no run starts with a dying token.
@@ -116,10 +116,7 @@ async def _login(scope: CredentialScope) -> IamToken:
     cache_policy=TOKEN_CACHE,
     cache_expiration=TOKEN_CACHE_LIFETIME,
     result_serializer=EncryptedPickleSerializer(),
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF(RETRIES),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(),
 )
 async def get_token(scope: CredentialScope) -> IamToken:
     """Ask IAM for a project-scoped token (password method)."""
