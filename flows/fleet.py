@@ -32,6 +32,7 @@ from prefect.states import Completed, Failed
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from flows.create_image import TAG_PATTERN, UUID_PATTERN
+from flows.lifecycle import CredentialsBlock
 from imsflow.errors import ImsflowError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag, Server
 from imsflow.polling import PollPolicy
@@ -39,6 +40,7 @@ from imsflow.validation import NAME_PATTERN
 from tasks import runtime
 from tasks.auth import client_for
 from tasks.budget import API_LIMIT, JOBS_LIMIT, ApiBudget, BudgetedTransport, ensure_limits
+from tasks.credentials import credentials_from_block
 from tasks.ecs import check_ecs_stopped, start_ecs
 from tasks.image import poll_job, request_key, submit_image
 from tasks.retry import transient_retries
@@ -440,7 +442,9 @@ def _failure_message(failed: list[FleetRow], total: int) -> str:
     return f"{len(failed)} of {total} ECSs failed: {listed}{more}"
 
 
-async def _run_chunks(params: FleetParams, targets: list[Target], day: date) -> list[FleetRow]:
+async def _run_chunks(
+    params: FleetParams, targets: list[Target], day: date, credentials_block: str | None
+) -> list[FleetRow]:
     from prefect.deployments import run_deployment
 
     deployment = params.chunk_deployment
@@ -459,7 +463,9 @@ async def _run_chunks(params: FleetParams, targets: list[Target], day: date) -> 
             }
         )
         run = await run_deployment(  # type: ignore[misc]
-            deployment, parameters={"params": child.model_dump(mode="json")}, poll_interval=2
+            deployment,
+            parameters={"params": child.model_dump(mode="json"), "credentials_block": credentials_block},
+            poll_interval=2,
         )
         state = run.state
         result = await state.aresult(raise_on_failure=False) if state is not None else None
@@ -504,8 +510,19 @@ def _run_name() -> str:
     persist_result=True,  # a parent fleet run reads its chunks' results
     timeout_seconds=None,
 )
-async def create_images_for_fleet(params: FleetParams) -> FleetResult:
-    """Image every selected ECS once; Failed (naming them) if any ECS failed."""
+async def create_images_for_fleet(
+    params: FleetParams, credentials_block: CredentialsBlock = None
+) -> FleetResult:
+    """Image every selected ECS once; Failed (naming them) if any ECS failed.
+
+    With ``credentials_block`` the tasks (and the chunk runs) use that block's credentials; without it, the
+    ``IMSFLOW_*`` settings of the process running the flow.
+    """
+    async with credentials_from_block(credentials_block):
+        return await _create_images_for_fleet(params, credentials_block)
+
+
+async def _create_images_for_fleet(params: FleetParams, credentials_block: str | None) -> FleetResult:
     logger = get_run_logger()
     rt = runtime.current()
     settings = runtime.settings()
@@ -530,7 +547,7 @@ async def create_images_for_fleet(params: FleetParams) -> FleetResult:
             selection = await select_servers(params, token, day)
             logger.info("%d ECSs selected", len(selection.targets) + len(selection.missing))
             if params.chunk_deployment:
-                rows = await _run_chunks(params, selection.targets, day)
+                rows = await _run_chunks(params, selection.targets, day, credentials_block)
             else:
                 rows = await _image_all(params, selection.targets, token)
     finally:

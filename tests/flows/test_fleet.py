@@ -164,3 +164,28 @@ def test_cli_fleet_progress_summary_and_exit_code(monkeypatch: pytest.MonkeyPatc
     assert cloud.stats()["ims.create_image"] == 3
     assert bad.exit_code == 2
     assert "template may use only" in bad.output
+
+
+async def test_credentials_block_wins_over_the_environment() -> None:
+    from tasks.credentials import ImsflowCredentials
+    from tests.support import PASSWORD
+
+    cloud = fleet_cloud(2)
+    await ImsflowCredentials(
+        profile="local",
+        iam_url="http://127.0.0.1:8780",
+        ecs_url="http://127.0.0.1:8780",
+        ims_url="http://127.0.0.1:8780",
+        domain="demo",
+        username="alice",
+        password=PASSWORD,  # type: ignore[arg-type]
+    ).asave("fleet-test", overwrite=True)
+    # The runner's own settings carry a wrong password: only the block can make this work.
+    with cloud_runtime(cloud, password="not-the-password"):
+        state = await create_images_for_fleet(
+            params(name_contains="node"), credentials_block="fleet-test", return_state=True
+        )
+    result = await state.aresult(raise_on_failure=False)
+    assert isinstance(result, FleetResult)
+    assert [r.outcome for r in result.rows] == ["submitted", "submitted"]
+    assert cloud.stats()["iam.create_token"] == 1
