@@ -76,7 +76,7 @@ class ImageResult(BaseModel):
     job_seconds: float | None = None
 
 
-async def _submission_store() -> ResultStore:
+async def submission_store() -> ResultStore:
     # Job IDs are not secret: plain JSON, readable for whoever debugs a stuck run.
     return ResultStore(result_storage=await aget_default_result_storage(), serializer=JSONSerializer())
 
@@ -85,10 +85,14 @@ def _record_key(key: str) -> str:
     return f"imsflow-submission-{key}"
 
 
-async def _resume_recorded(client: CloudClient, store: ResultStore, key: str) -> Submission | None:
+async def _read_record(store: ResultStore, key: str) -> Submission | None:
     if not await store.aexists(_record_key(key)):
         return None
-    record = Submission.model_validate((await store.aread(_record_key(key))).result)
+    return Submission.model_validate((await store.aread(_record_key(key))).result)
+
+
+async def _resume(client: CloudClient, record: Submission) -> Submission | None:
+    """The recorded submission if its job is still alive (or done), else None: a new attempt may start."""
     if record.job_id is None:
         return None
     try:
@@ -104,17 +108,19 @@ async def _resume_recorded(client: CloudClient, store: ResultStore, key: str) ->
     return record.model_copy(update={"how": "resumed"})
 
 
+async def resume_recorded(client: CloudClient, store: ResultStore, key: str) -> Submission | None:
+    record = await _read_record(store, key)
+    return None if record is None else await _resume(client, record)
+
+
 async def raise_if_failed_in_this_run(key: str, token: IamToken | None) -> None:
     """On a flow retry: end with the failure of the image job this very run submitted, before touching the
     ECS again (a retry must neither resubmit nor stop and start the ECS once more for a failed request)."""
-    store = await _submission_store()
-    if not await store.aexists(_record_key(key)):
-        return
-    record = Submission.model_validate((await store.aread(_record_key(key))).result)
-    if record.job_id is None or record.flow_run_id is None or record.flow_run_id != _current_flow_run_id():
+    record = await _read_record(await submission_store(), key)
+    if record is None or record.flow_run_id is None or record.flow_run_id != _current_flow_run_id():
         return
     async with client_for(token) as client:
-        await _resume_recorded(client, store, key)
+        await _resume(client, record)
 
 
 def _current_flow_run_id() -> str | None:
@@ -122,7 +128,7 @@ def _current_flow_run_id() -> str | None:
     return str(run_id) if run_id is not None else None
 
 
-async def _adopt_tagged(client: CloudClient, key: str) -> Submission | None:
+async def adopt_tagged(client: CloudClient, key: str) -> Submission | None:
     images = await client.ims.list_images(ImageListQuery(tag=f"{REQUEST_TAG}.{key}"))
     alive = [i for i in images if i.status in ("queued", "saving", "active")]
     if not alive:
@@ -144,9 +150,9 @@ async def submit_image(request: CreateImageFromEcsRequest, key: str, token: IamT
     Every attempt reconciles first, which is what makes retrying a failed POST safe: if the cloud applied
     it but the answer was lost, the image with our tag is found and adopted instead of made again.
     """
-    store = await _submission_store()
+    store = await submission_store()
     async with client_for(token) as client:
-        found = await _resume_recorded(client, store, key) or await _adopt_tagged(client, key)
+        found = await resume_recorded(client, store, key) or await adopt_tagged(client, key)
         if found is not None:
             runtime.report(
                 "submit-image", f"{found.how} job {found.job_id or '-'} (image {found.image_id or '-'})"

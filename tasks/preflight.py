@@ -17,7 +17,7 @@ from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageListQuery
 from tasks import runtime
 from tasks.auth import client_for
 from tasks.ecs import describe
-from tasks.image import REQUEST_TAG, _adopt_tagged, _resume_recorded, _submission_store
+from tasks.image import REQUEST_TAG, adopt_tagged, resume_recorded, submission_store
 from tasks.retry import transient_retries
 
 Verdict = Literal["submit", "resume", "adopt", "refuse"]
@@ -78,7 +78,7 @@ async def dry_run_check(
 ) -> DryRunResult:
     """Read-only checks of everything a real run needs; returns what it would do."""
     result = DryRunResult(would="submit", instance_id=request.instance_id, name=request.name)
-    store = await _submission_store()
+    store = await submission_store()
     async with client_for(token) as client:
         try:
             server = await client.ecs.get_server(request.instance_id)
@@ -110,7 +110,7 @@ async def dry_run_check(
                 "another (refused where the cloud enforces unique names, IMG.0009)"
             )
 
-        found = await _resume_recorded(client, store, key) or await _adopt_tagged(client, key)
+        found = await resume_recorded(client, store, key) or await adopt_tagged(client, key)
     if found is not None:
         result.existing_image_id = found.image_id
         if found.job_id:
