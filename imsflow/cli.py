@@ -134,7 +134,9 @@ def create(
     no_restart: Annotated[
         bool, typer.Option("--no-restart", help="Leave an ECS we stopped stopped after imaging.")
     ] = False,
-    timeout: Annotated[int, typer.Option(help="Minutes to wait for the image job.")] = 30,
+    timeout: Annotated[
+        int | None, typer.Option(help="Minutes to wait for the image job [default: IMSFLOW_JOB_TIMEOUT].")
+    ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option(help="Make the request unique by this key instead of instance ID + name.")
     ] = None,
@@ -155,6 +157,7 @@ def create(
         from flows.create_image import CreateImageParams, create_image_from_ecs
         from tasks import runtime
 
+        settings = runtime.settings()
         params = CreateImageParams(
             instance_id=instance_id,
             name=name,
@@ -162,11 +165,10 @@ def create(
             tags=_parse_tags(tag or []),
             stop_if_running=stop_if_running,
             restart_after=not no_restart,
-            timeout_minutes=timeout,
+            timeout_minutes=timeout or settings.job_timeout_minutes,
             idempotency_key=idempotency_key,
             dry_run=dry_run,
         )
-        settings = runtime.settings()
         settings.check_transport()
         doing = "dry run for" if dry_run else "creating"
         err.print(f"{doing} image [bold]{name}[/] from ECS {instance_id} on {settings.endpoint('ims')}")

@@ -7,6 +7,7 @@ arguments (and pass ``_env_file=None`` so a developer's ``.env`` never leaks in)
 from __future__ import annotations
 
 import ipaddress
+import math
 from enum import StrEnum
 from typing import Literal
 from urllib.parse import urlsplit
@@ -96,6 +97,11 @@ class ImsflowSettings(BaseSettings):
 
     def _has_credentials(self) -> bool:
         return bool(self.username or self.password or self.access_key or self.secret_key)
+
+    @property
+    def job_timeout_minutes(self) -> int:
+        """``job_timeout`` in whole minutes (rounded up), as the flows' parameters take it."""
+        return max(1, math.ceil(self.job_timeout / 60))
 
     def endpoint(self, service: Service) -> str:
         """Base URL of ``service`` without a trailing slash."""

@@ -142,3 +142,10 @@ def test_transport_check_refuses_non_http_urls() -> None:
 
 def test_aksk_needs_no_password() -> None:
     ImsflowSettings(_env_file=None, profile="otc", access_key="AK", secret_key="SK").check_transport()
+
+
+def test_job_timeout_in_whole_minutes_for_the_flow_parameters() -> None:
+    from imsflow.settings import ImsflowSettings
+
+    assert ImsflowSettings(_env_file=None).job_timeout_minutes == 30  # type: ignore[call-arg]
+    assert ImsflowSettings(_env_file=None, job_timeout=90).job_timeout_minutes == 2  # type: ignore[call-arg]
