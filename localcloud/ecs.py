@@ -129,11 +129,10 @@ class SubJob:
     fail_reason: str | None = None
 
     def status(self, now: datetime) -> str:
-        return self.timeline.at(now).name
+        return self.timeline.status(now)
 
     def end_time(self, now: datetime) -> datetime | None:
-        pos = self.timeline.at(now)
-        return pos.entered_at if pos.name in ("SUCCESS", "FAIL") else None
+        return self.timeline.end_time(now)
 
 
 @dataclass

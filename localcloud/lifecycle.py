@@ -116,6 +116,15 @@ class Timeline:
         when = self.entered_at(name)
         return when is not None and when <= now
 
+    def status(self, now: datetime) -> str:
+        """The job status: the name of the phase it is in."""
+        return self.at(now).name
+
+    def end_time(self, now: datetime) -> datetime | None:
+        """When a job timeline reached SUCCESS or FAIL (None while it runs)."""
+        pos = self.at(now)
+        return pos.entered_at if pos.name in ("SUCCESS", "FAIL") else None
+
 
 def progress_percent(fraction: float, profile: ProgressProfile = "linear", steps: int = 4) -> float:
     """Map a phase fraction (0..1) onto a progress value in percent (0..100).
