@@ -8,6 +8,8 @@ Run it ad hoc with ``imsflow create``, from the Prefect UI through a deployment,
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -224,6 +226,14 @@ async def _start_again(
         logger.error("could not start %s again (start it by hand): %s", name, exc)
 
 
+@contextmanager
+def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
+    """Record how long a step took (for the result and the summary artifact)."""
+    started = time.monotonic()
+    yield
+    seconds[step] = time.monotonic() - started
+
+
 async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRunResult:
     """Create a private image from an ECS and return its ID; a retry or re-run never makes a second."""
     # Before anything can log: Prefect's run loggers write to its database, which outlives the run.
@@ -234,29 +244,23 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
     key = request_key(params.instance_id, params.name, params.idempotency_key)
     seconds: dict[str, float] = {}
 
-    started = time.monotonic()
     token: IamToken | None = None
-    if settings.auth_mode == "password":
-        token = await fresh_token(CredentialScope.from_settings(settings))
-    seconds["get-token"] = time.monotonic() - started
+    with _timed(seconds, "get-token"):
+        if settings.auth_mode == "password":
+            token = await fresh_token(CredentialScope.from_settings(settings))
     if params.dry_run:
         return await _dry_run(params, request, key, token)
 
     if flow_run.get_run_count() > 1:
         await raise_if_failed_in_this_run(key, token)
-    started = time.monotonic()
-    check = await check_ecs_stopped(params.instance_id, token, stop_if_running=params.stop_if_running)
-    seconds["check-ecs-stopped"] = time.monotonic() - started
+    with _timed(seconds, "check-ecs-stopped"):
+        check = await check_ecs_stopped(params.instance_id, token, stop_if_running=params.stop_if_running)
     try:
-        started = time.monotonic()
-        submission = await submit_image(request, key, token)
-        seconds["submit-image"] = time.monotonic() - started
-
-        started = time.monotonic()
-        image = await poll_job(
-            submission, token, timeout=timedelta(minutes=params.timeout_minutes).total_seconds()
-        )
-        seconds["poll-job"] = time.monotonic() - started
+        with _timed(seconds, "submit-image"):
+            submission = await submit_image(request, key, token)
+        with _timed(seconds, "poll-job"):
+            timeout = timedelta(minutes=params.timeout_minutes).total_seconds()
+            image = await poll_job(submission, token, timeout=timeout)
     except JobTimeoutError:
         if check.stopped_by_us and params.restart_after:
             # The job may still be running, and IMS needs the ECS stopped until it ends (ECS refuses a start
