@@ -9,6 +9,7 @@ from prefect.settings import PREFECT_HOME
 
 from flows.create_image import CreateImageParams, create_image_from_ecs
 from imsflow.errors import EcsNotReadyError, InvalidCredentialsError
+from imsflow.validation import check_tag
 from tasks.image import INSTANCE_TAG, REQUEST_TAG, request_key
 from tests.support import DB_1, PASSWORD, WEB_1, cloud_runtime, make_cloud
 
@@ -104,4 +105,6 @@ def test_request_key_is_stable_and_tag_sized() -> None:
     assert key != request_key(WEB_1, "web-1-other")
     assert len(key) == 32
     assert request_key(WEB_1, "x", idempotency_key="abc") == request_key(DB_1, "y", idempotency_key="abc")
-    assert REQUEST_TAG != INSTANCE_TAG
+    # Both of imsflow's tags are valid IMS tags with this key and an instance ID as values.
+    assert check_tag(f"{REQUEST_TAG}.{key}")
+    assert check_tag(f"{INSTANCE_TAG}.{WEB_1}")
