@@ -77,6 +77,33 @@ def wait_for(
     raise TimeoutError(f"{what}: not ready after {timeout:.0f} s")
 
 
+def process_env(
+    home: Path, cloud_url: str, *, username: str = "demo", password: str = DEMO_PASSWORD, **extra: str
+) -> dict[str, str]:
+    """Environment for an imsflow/Prefect process: this machine's, less any PREFECT_*/IMSFLOW_* of the
+    developer's, with its own PREFECT_HOME and key directory under ``home`` and the local cloud at
+    ``cloud_url`` (all three services)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PREFECT_", "IMSFLOW_")) and key != "VIRTUAL_ENV"
+    }
+    env.update(
+        PREFECT_HOME=str(home / "prefect"),
+        XDG_CONFIG_HOME=str(home / "config"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        IMSFLOW_PROFILE="local",
+        IMSFLOW_IAM_URL=cloud_url,
+        IMSFLOW_ECS_URL=cloud_url,
+        IMSFLOW_IMS_URL=cloud_url,
+        IMSFLOW_DOMAIN="demo",
+        IMSFLOW_USERNAME=username,
+        IMSFLOW_PASSWORD=password,
+    )
+    env.update(extra)
+    return env
+
+
 @dataclass
 class Stack:
     home: Path
@@ -199,35 +226,20 @@ def running_stack(home: Path) -> Iterator[Stack]:
     seed = home / "seed.yaml"
     seed.write_text(yaml.safe_dump(SEED))
     cloud_url = f"http://127.0.0.1:{cloud_port}"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("PREFECT_", "IMSFLOW_")) and key not in ("VIRTUAL_ENV",)
-    }
-    env.update(
-        {
-            "PREFECT_HOME": str(home / "prefect"),
-            "XDG_CONFIG_HOME": str(home / "config"),
-            # The UI takes its API URL from these settings, not from `--port` (browser-notes.md).
-            "PREFECT_SERVER_API_HOST": "127.0.0.1",
-            "PREFECT_SERVER_API_PORT": str(prefect_port),
-            "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
-            "PREFECT_LOGGING_SERVER_LEVEL": "WARNING",
-            "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-            "IMSFLOW_PROFILE": "local",
-            "IMSFLOW_IAM_URL": cloud_url,
-            "IMSFLOW_ECS_URL": cloud_url,
-            "IMSFLOW_IMS_URL": cloud_url,
-            "IMSFLOW_DOMAIN": "demo",
-            "IMSFLOW_USERNAME": "demo",
-            "IMSFLOW_PASSWORD": DEMO_PASSWORD,
-            "IMSFLOW_POLL_INITIAL_DELAY": "1",
-            "IMSFLOW_POLL_MAX_INTERVAL": "2",
-            "IMSFLOW_RESULT_KEY": Fernet.generate_key().decode(),
-            "PYTHONUNBUFFERED": "1",
-        }
+    env = process_env(
+        home,
+        cloud_url,
+        # The UI takes its API URL from these settings, not from `--port` (browser-notes.md).
+        PREFECT_SERVER_API_HOST="127.0.0.1",
+        PREFECT_SERVER_API_PORT=str(prefect_port),
+        PREFECT_API_URL=f"http://127.0.0.1:{prefect_port}/api",
+        PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
+        PREFECT_LOGGING_SERVER_LEVEL="WARNING",
+        PREFECT_RUNNER_POLL_FREQUENCY="2",
+        IMSFLOW_POLL_INITIAL_DELAY="1",
+        IMSFLOW_POLL_MAX_INTERVAL="2",
+        IMSFLOW_RESULT_KEY=Fernet.generate_key().decode(),
+        PYTHONUNBUFFERED="1",
     )
     stack = Stack(home=home, prefect_port=prefect_port, cloud_port=cloud_port, env=env)
     try:

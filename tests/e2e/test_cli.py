@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.stack import DB_1, DEMO_PASSWORD, IMSFLOW, ROOT, SEED, WEB_1, free_port, wait_for
+from tests.e2e.stack import DB_1, DEMO_PASSWORD, IMSFLOW, ROOT, SEED, WEB_1, free_port, process_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -67,21 +67,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     seed.write_text(yaml.safe_dump(SEED))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "IMSFLOW_"))}
-    env.update(
-        {
-            "PREFECT_HOME": str(home / "prefect"),
-            "XDG_CONFIG_HOME": str(home / "config"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "IMSFLOW_PROFILE": "local",
-            "IMSFLOW_IAM_URL": url,
-            "IMSFLOW_ECS_URL": url,
-            "IMSFLOW_IMS_URL": url,
-            "IMSFLOW_DOMAIN": "demo",
-            "IMSFLOW_USERNAME": "demo",
-            "IMSFLOW_PASSWORD": DEMO_PASSWORD,
-        }
-    )
+    env = process_env(home, url)
     log = (home / "cloud.log").open("wb")
     cloud = subprocess.Popen(
         [*IMSFLOW, "cloud", "--port", str(port), "--seed", str(seed)],

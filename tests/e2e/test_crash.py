@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.e2e.stack import free_port, process_env
 
 pytestmark = pytest.mark.slow
 
@@ -43,18 +44,11 @@ SEED: dict[str, Any] = {
 IMSFLOW = [sys.executable, "-c", "from imsflow.cli import main; main()"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def cloud_url(tmp_path: Path) -> Iterator[str]:
     seed = tmp_path / "seed.json"
     seed.write_text(json.dumps(SEED))
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "localcloud", "--port", str(port), "--seed", str(seed)],
         stdout=subprocess.DEVNULL,
@@ -81,22 +75,14 @@ def cloud_url(tmp_path: Path) -> Iterator[str]:
 
 
 def _env(cloud_url: str, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMSFLOW_", "PREFECT_"))}
-    env.update(
-        PREFECT_HOME=str(home / "prefect"),
-        XDG_CONFIG_HOME=str(home / "config"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        IMSFLOW_PROFILE="local",
-        IMSFLOW_IAM_URL=cloud_url,
-        IMSFLOW_ECS_URL=cloud_url,
-        IMSFLOW_IMS_URL=cloud_url,
-        IMSFLOW_DOMAIN="demo",
-        IMSFLOW_USERNAME="alice",
-        IMSFLOW_PASSWORD=PASSWORD,
+    return process_env(
+        home,
+        cloud_url,
+        username="alice",
+        password=PASSWORD,
         IMSFLOW_POLL_INITIAL_DELAY="1",
         IMSFLOW_POLL_MAX_INTERVAL="2",
     )
-    return env
 
 
 def _create(env: dict[str, str], name: str) -> subprocess.Popen[str]:

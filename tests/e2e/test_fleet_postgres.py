@@ -22,6 +22,8 @@ from typing import IO, Any
 import httpx
 import pytest
 
+from tests.e2e.stack import free_port, process_env
+
 ROOT = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get("POSTGRES_PREFECT_URL")
 
@@ -38,15 +40,6 @@ pytestmark = [
 N_SERVERS, CHUNK = 12, 3
 POOL = "imsflow-fleet-e2e"
 PASSWORD = "fleet-e2e-Passw0rd"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _seed() -> dict[str, Any]:
@@ -89,26 +82,20 @@ def _wait(url: str, what: str, proc: subprocess.Popen[bytes], log: Path, timeout
 def _processes(home: Path) -> Iterator[tuple[dict[str, str], str]]:
     """PG-backed Prefect server, local cloud, work pool with two workers; yields (env, cloud URL)."""
     procs: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
-    api_port, cloud_port = _free_port(), _free_port()
+    api_port, cloud_port = free_port(), free_port()
     cloud_url = f"http://127.0.0.1:{cloud_port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "IMSFLOW_"))}
-    env.update(
-        PREFECT_HOME=str(home / "prefect"),  # shared by all: one token cache, one result store (one host)
-        XDG_CONFIG_HOME=str(home / "config"),  # one result-encryption key for all processes
+    # One PREFECT_HOME and key directory for all: one token cache, one result store, one key (one host).
+    env = process_env(
+        home,
+        cloud_url,
+        username="fleet",
+        password=PASSWORD,
         PREFECT_API_URL=f"http://127.0.0.1:{api_port}/api",
         PREFECT_SERVER_DATABASE_CONNECTION_URL=PG_URL or "",
         PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE="100",
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_UI_ENABLED="false",
         PREFECT_LOGGING_SERVER_LEVEL="WARNING",
         PREFECT_WORKER_QUERY_SECONDS="2",
-        IMSFLOW_PROFILE="local",
-        IMSFLOW_IAM_URL=cloud_url,
-        IMSFLOW_ECS_URL=cloud_url,
-        IMSFLOW_IMS_URL=cloud_url,
-        IMSFLOW_DOMAIN="demo",
-        IMSFLOW_USERNAME="fleet",
-        IMSFLOW_PASSWORD=PASSWORD,
         IMSFLOW_POLL_INITIAL_DELAY="1",
         PYTHONPATH=str(ROOT),
     )
