@@ -306,6 +306,7 @@ def config() -> None:
 
 # Importing these registers their commands on ``app``.
 from imsflow.commands import __name__ as _commands  # noqa: E402,F401
+from imsflow.commands import doctor as _doctor  # noqa: E402,F401
 from imsflow.commands import fleet as _fleet  # noqa: E402,F401
 from imsflow.commands import ops as _ops  # noqa: E402,F401
 
