@@ -101,8 +101,17 @@ async def credentials_from_block(block_name: str | None) -> AsyncIterator[Imsflo
         yield runtime.settings()
         return
     settings = await load_settings(block_name)
-    with runtime.use_runtime(settings_factory=lambda: settings):
+    with runtime.use_runtime(settings_factory=lambda: settings, settings_source=block_source(block_name)):
         yield settings
+
+
+def block_source(block_name: str) -> runtime.SettingsSource:
+    """Where a block's settings came from, for errors that tell the user what to fix."""
+    return runtime.SettingsSource(
+        label=f"credentials block '{block_name}'",
+        remedy=f"fix the password in credentials block '{block_name}' (Prefect UI: Blocks → {block_name}), "
+        "then run again",
+    )
 
 
 async def register_blocks() -> list[str]:
@@ -115,6 +124,7 @@ __all__ = [
     "BLOCK_NAME_PATTERN",
     "IDENTITY_FIELDS",
     "ImsflowCredentials",
+    "block_source",
     "credentials_from_block",
     "load_settings",
     "register_blocks",

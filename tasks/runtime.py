@@ -21,6 +21,22 @@ from imsflow.settings import ImsflowSettings
 Reporter = Callable[[str, str], None]
 
 
+@dataclass(frozen=True)
+class SettingsSource:
+    """Where the settings' credentials came from, so that an error can say what to fix (never a secret)."""
+
+    label: str  # "credentials block 'otc-prod'"
+    remedy: str  # what to do when IAM refuses them
+
+
+#: The default: ``ImsflowSettings()`` reads ``IMSFLOW_*`` from the environment and ``.env``.
+ENVIRONMENT = SettingsSource(
+    label="IMSFLOW_USERNAME/IMSFLOW_PASSWORD from the environment / .env",
+    remedy="fix IMSFLOW_PASSWORD (or IMSFLOW_USERNAME / IMSFLOW_DOMAIN) in the environment or .env "
+    "of the process that runs the flow, then run again",
+)
+
+
 @lru_cache(maxsize=1)
 def _default_settings() -> ImsflowSettings:
     return ImsflowSettings()
@@ -31,6 +47,8 @@ class Runtime:
     """The process-wide knobs the tasks read."""
 
     settings_factory: Callable[[], ImsflowSettings] = _default_settings
+    #: Where ``settings_factory``'s credentials come from; whoever replaces the factory says so here.
+    settings_source: SettingsSource = ENVIRONMENT
     transport: httpx.AsyncBaseTransport | None = None
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -46,6 +64,10 @@ def current() -> Runtime:
 
 def settings() -> ImsflowSettings:
     return _current.settings_factory()
+
+
+def settings_source() -> SettingsSource:
+    return _current.settings_source
 
 
 @contextlib.contextmanager
@@ -66,4 +88,13 @@ def report(step: str, message: str) -> None:
         reporter(step, message)
 
 
-__all__ = ["Runtime", "current", "report", "settings", "use_runtime"]
+__all__ = [
+    "ENVIRONMENT",
+    "Runtime",
+    "SettingsSource",
+    "current",
+    "report",
+    "settings",
+    "settings_source",
+    "use_runtime",
+]

@@ -4,10 +4,15 @@ Prefect's default serializer writes base64(cloudpickle): anyone who can read ``P
 read the token. This serializer encrypts with Fernet (``cryptography`` comes with Prefect). The key comes from
 ``IMSFLOW_RESULT_KEY``, else from a key file generated once with mode 0600. Only the serializer's *type*
 is written into the result's metadata, never the key.
+
+The same key, through a derived subkey, keys the HMAC that binds a cached token to the password it was
+fetched with (:func:`mac_key`, used by ``tasks/token.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -47,11 +52,32 @@ def _load_or_create_key(path: Path) -> bytes:
     return key
 
 
-def fernet() -> Fernet:
+def _result_key() -> bytes:
     configured = runtime.settings().result_key
     if configured is not None:
-        return _fernet_for(configured.get_secret_value().encode())
-    return _fernet_for(_load_or_create_key(key_file()))
+        return configured.get_secret_value().encode()
+    return _load_or_create_key(key_file())
+
+
+def fernet() -> Fernet:
+    return _fernet_for(_result_key())
+
+
+#: Domain separation: the MAC key is derived from the result key, never the Fernet key itself.
+_MAC_KEY_LABEL = b"imsflow/token-cache-key/hmac-sha256/v1"
+
+
+def mac_key() -> bytes:
+    """A 32-byte key for HMACs of secrets that end up in cache keys, derived from the result key.
+
+    Why the result key: it is a local secret that lives apart from the cache entries (``IMSFLOW_RESULT_KEY``
+    or a 0600 file under ``~/.config``, never in ``PREFECT_HOME/storage``), so a reader of the result storage
+    sees only digests it cannot test password guesses against. Whoever holds it can already decrypt the cached
+    tokens, so the MAC gives nobody a new capability. Hosts that share one cache must share this key anyway
+    (or they could not read each other's tokens), so they compute the same cache keys; a host with another
+    key, or a rotated key, gets different keys, i.e. a clean cache miss instead of an unreadable entry.
+    """
+    return hmac.new(_result_key(), _MAC_KEY_LABEL, hashlib.sha256).digest()
 
 
 class EncryptedPickleSerializer(Serializer):  # not Serializer[Any]: a parametrized class breaks its dispatch
