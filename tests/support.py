@@ -16,6 +16,15 @@ from imsflow.settings import ImsflowSettings
 from localcloud import ConnectionDropped, LocalCloud, ManualClock, Seed
 
 BASE_URL = "http://127.0.0.1:8780"
+#: How the client reaches the three services. ``one-url``: one base URL for IAM, ECS and IMS (the local
+#: profile's default). ``per-service``: a base URL per service, as on a real cloud, where ECS and IMS are
+#: different hosts that share the job path ``/v1/{project_id}/jobs/{job_id}`` (the local cloud's service
+#: prefixes play the hosts' part). The flow suite runs under both (tests/flows/conftest.py).
+LAYOUTS: dict[str, dict[str, str]] = {
+    "one-url": {"iam_url": BASE_URL, "ecs_url": BASE_URL, "ims_url": BASE_URL},
+    "per-service": {f"{s}_url": f"{BASE_URL}/{s}" for s in ("iam", "ecs", "ims")},
+}
+_layout = "one-url"
 PROJECT_ID = "0123456789abcdef0123456789abcdef"
 WEB_1 = "6f1c2d7e-0000-4000-8000-000000000001"  # SHUTOFF
 DB_1 = "6f1c2d7e-0000-4000-8000-000000000002"  # ACTIVE
@@ -46,12 +55,28 @@ def make_cloud(**overrides: Any) -> LocalCloud:
     return LocalCloud(seed=Seed.model_validate(seed_data(**overrides)), clock=ManualClock(datetime.now(UTC)))
 
 
+@contextmanager
+def endpoint_layout(name: str) -> Iterator[None]:
+    """Point :func:`settings_for` (and :func:`endpoints`) at the services the way ``name`` says."""
+    global _layout
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown endpoint layout {name!r}; known: {', '.join(LAYOUTS)}")
+    previous, _layout = _layout, name
+    try:
+        yield
+    finally:
+        _layout = previous
+
+
+def endpoints() -> dict[str, str]:
+    """``iam_url``, ``ecs_url``, ``ims_url`` of the current endpoint layout."""
+    return dict(LAYOUTS[_layout])
+
+
 def settings_for(**overrides: Any) -> ImsflowSettings:
     values: dict[str, Any] = {
         "profile": "local",
-        "iam_url": BASE_URL,
-        "ecs_url": BASE_URL,
-        "ims_url": BASE_URL,
+        **endpoints(),
         "domain": "demo",
         "username": "alice",
         "password": PASSWORD,

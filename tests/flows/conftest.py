@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import LAYOUTS, endpoint_layout
+
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_server() -> Iterator[None]:
@@ -23,3 +25,14 @@ def fresh_result_storage() -> None:
 
     storage = Path(PREFECT_HOME.value()) / "storage"
     shutil.rmtree(storage, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True, params=sorted(LAYOUTS))
+def layout(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every flow test runs twice: one base URL for all services, and a base URL per service.
+
+    On a real cloud ECS and IMS are separate hosts whose job paths look alike; a client that works on one
+    base URL only (or answers differ by layout) must fail here, not on a user's first real run.
+    """
+    with endpoint_layout(request.param):
+        yield request.param

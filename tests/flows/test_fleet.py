@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from flows.fleet import FleetParams, FleetResult, create_images_for_fleet, render_name
 from localcloud import LocalCloud
-from tests.support import cloud_runtime, make_cloud, seed_data
+from tests.support import cloud_runtime, endpoints, make_cloud, seed_data
 
 DAY = date(2026, 11, 27)
 
@@ -173,9 +173,7 @@ async def test_credentials_block_wins_over_the_environment() -> None:
     cloud = fleet_cloud(2)
     await ImsflowCredentials(
         profile="local",
-        iam_url="http://127.0.0.1:8780",
-        ecs_url="http://127.0.0.1:8780",
-        ims_url="http://127.0.0.1:8780",
+        **endpoints(),
         domain="demo",
         username="alice",
         password=PASSWORD,  # type: ignore[arg-type]

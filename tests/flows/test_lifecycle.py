@@ -23,7 +23,7 @@ from imsflow.errors import ImageBeingCreatedError, JobFailedError
 from localcloud import LocalCloud, ManualClock, Seed
 from tasks.credentials import ImsflowCredentials
 from tasks.image import INSTANCE_TAG, REQUEST_TAG
-from tests.support import DB_1, PASSWORD, WEB_1, cloud_runtime, seed_data
+from tests.support import DB_1, PASSWORD, WEB_1, cloud_runtime, endpoints, seed_data
 
 # Ages are measured against the wall clock, so the cloud's clock starts at the real now.
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -169,9 +169,7 @@ async def test_credentials_block_wins_over_the_environment() -> None:
     cloud = make_cloud()
     await ImsflowCredentials(
         profile="local",
-        iam_url="http://127.0.0.1:8780",
-        ecs_url="http://127.0.0.1:8780",
-        ims_url="http://127.0.0.1:8780",
+        **endpoints(),
         domain="demo",
         username="alice",
         password=PASSWORD,  # type: ignore[arg-type]
