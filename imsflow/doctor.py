@@ -395,7 +395,7 @@ class _Doctor:
         try:
             await self.client.ims.get_job(UNKNOWN_JOB_ID)
         except ApiError as exc:
-            path = _job_path(exc.url, self.project_id)
+            path = _job_path(exc.url, self.settings.endpoint("ims"), self.project_id)
             if isinstance(exc, JobNotFoundError) or exc.code in JOB_NOT_FOUND_CODES:
                 self.add(
                     "ims-job",
@@ -425,8 +425,10 @@ def _job_setting(settings: ImsflowSettings) -> str:
     return ""
 
 
-def _job_path(url: str, project_id: str | None) -> str:
-    path = urlsplit(url).path if url.startswith(("http://", "https://")) else url
+def _job_path(url: str, endpoint: str, project_id: str | None) -> str:
+    """The path of ``url`` under ``endpoint``, with the project and job ids as placeholders."""
+    path = url[len(endpoint) :] if url.startswith(endpoint) else urlsplit(url).path
+    path = path.split("?", 1)[0]
     if project_id:
         path = path.replace(f"/{project_id}/", "/{project_id}/")
     return path.replace(UNKNOWN_JOB_ID, "{job_id}")

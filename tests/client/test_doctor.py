@@ -74,6 +74,8 @@ def test_service_prefixed_endpoints_pass_and_the_ims_job_query_answers_img_0023(
     )
     assert all(r.ok for r in results.values()), statuses(results)
     assert "IMG.0023" in results["ims-job"].detail
+    # The path as the API pages name it: relative to the IMS endpoint, ids as placeholders.
+    assert results["ims-job"].detail.startswith("GET /v1/{project_id}/jobs/{job_id} answers")
     assert "ecs http://127.0.0.1:8780/ecs" in results["settings"].detail
 
 
