@@ -325,9 +325,12 @@ class Ecs:
         page = max(offset, 1)  # "If the value is 0, the first page is displayed, the same as 1."
         limit = min(limit, 1000)  # "a maximum of 1,000 ECSs are returned"
         name = _fuzzy_name(query["name"]) if query.get("name") else None
-        # [inference] a comma-separated tags value means "all of these".
-        tags = [t for t in query.get("tags", "").split(",") if t]
-        not_tags = [t for t in query.get("not-tags", "").split(",") if t]
+        # The page (rows tags / not-tags): "Queries ECSs with tags containing the specified value" (not
+        # containing, for not-tags). [inference] The value is one tag string ("key=value", or a bare key
+        # such as the page's not-tags=__type_baremetal); a server matches when one of its tags equals it.
+        # A comma is not a separator: "a=1,b=2" is one (odd) tag string and matches no server.
+        tags = query.get("tags") or None
+        not_tags = query.get("not-tags") or None
         status = query.get("status")
         flavor = query.get("flavor")
         ip = query.get("ip")
@@ -342,9 +345,9 @@ class Ecs:
                 continue
             if ip and ip not in s.ip:
                 continue
-            if tags and not all(t in s.tags for t in tags):
+            if tags is not None and tags not in s.tags:
                 continue
-            if not_tags and any(t in s.tags for t in not_tags):
+            if not_tags is not None and not_tags in s.tags:
                 continue
             matched.append(s)
         window = matched[(page - 1) * limit : page * limit] if limit else []
@@ -356,6 +359,10 @@ class Ecs:
         """``POST /v1/{project_id}/cloudservers/action`` with ``os-stop`` / ``os-start``; returns a job id."""
         if not isinstance(body, dict) or not body:
             raise ecs_error("Common.0002")
+        if len(body) != 1:
+            # [inference] The stop/start pages show a body with the one action key; two actions (or an
+            # action plus anything else) in one request are invalid.
+            raise ecs_error("Ecs.0005")
         if "os-stop" in body:
             kind: PowerKind = "stop"
             spec = body["os-stop"]
@@ -366,11 +373,15 @@ class Ecs:
             raise ecs_error("Ecs.0005")
         if not isinstance(spec, dict) or not isinstance(spec.get("servers"), list) or not spec["servers"]:
             raise ecs_error("Ecs.0005")
+        # The pages' request tables: os-stop {servers, type}, os-start {servers}, each server {id}.
+        # [inference] Another field (a misspelling such as "Type" or "server") is Ecs.0005.
+        if set(spec) - ({"servers", "type"} if kind == "stop" else {"servers"}):
+            raise ecs_error("Ecs.0005")
         if kind == "stop" and spec.get("type", "SOFT") not in ("SOFT", "HARD"):
             raise ecs_error("Ecs.0005")
         ids: list[str] = []
         for item in spec["servers"]:
-            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            if not isinstance(item, dict) or set(item) != {"id"} or not isinstance(item.get("id"), str):
                 raise ecs_error("Ecs.0005")
             ids.append(item["id"])
         # [inference] unknown ids are refused up front rather than failing inside the job.

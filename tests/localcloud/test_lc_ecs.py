@@ -206,6 +206,12 @@ async def test_power_action_during_a_transition_fails_in_the_job(
         ({"os-stop": {"servers": []}}, 400, "Ecs.0005"),
         ({"os-stop": {"type": "GENTLE", "servers": [{"id": DB1}]}}, 400, "Ecs.0005"),
         ({"os-stop": {"servers": [{"id": "6f1c2d7e-0000-4000-8000-0000000000ff"}]}}, 404, "Ecs.0114"),
+        # Undocumented spellings and combinations (the pages' request tables).
+        ({"os-stop": {"servers": [{"id": DB1}]}, "os-start": {"servers": [{"id": WEB1}]}}, 400, "Ecs.0005"),
+        ({"os-stop": {"Type": "HARD", "servers": [{"id": DB1}]}}, 400, "Ecs.0005"),
+        ({"os-start": {"type": "SOFT", "servers": [{"id": WEB1}]}}, 400, "Ecs.0005"),
+        ({"os-stop": {"servers": [{"server_id": DB1}]}}, 400, "Ecs.0005"),
+        ({"os-stop": {"servers": [{"id": DB1, "name": "db-1"}]}}, 400, "Ecs.0005"),
     ],
 )
 async def test_bad_actions(
@@ -253,3 +259,33 @@ async def test_server_state_is_visible_on_the_python_objects(
     assert cloud.ecs.servers[DB1].task_state == "powering-off"
     clock.advance(5)
     assert cloud.ecs.servers[DB1].status == "SHUTOFF"
+
+
+async def test_list_tags_is_one_tag_string(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    # A comma is not a separator: "env=prod,backup=nightly" is one tag string, and no server has it.
+    assert await list_names(client, auth, tags="env=prod,backup=nightly") == (0, [])
+    assert await list_names(client, auth, tags="env=prod") == (3, ["web-1", "db-1", "web-2"])
+    # Equality, not containment: a key alone or a prefix matches nothing.
+    assert await list_names(client, auth, tags="env") == (0, [])
+    assert await list_names(client, auth, tags="env=pro") == (0, [])
+    # not-tags alike: the comma value excludes nothing.
+    assert (await list_names(client, auth, **{"not-tags": "env=prod,env=dev"}))[0] == 5
+    assert await list_names(client, auth, **{"not-tags": "env=dev"}) == (
+        4,
+        ["web-1", "db-1", "web-2", "worker-1"],
+    )
+
+
+async def test_unknown_job_on_each_host(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    unknown = "f" * 32
+    r = await client.get(f"/ecs/v1/{PROJECT}/jobs/{unknown}", headers=auth)
+    assert r.status_code == 400
+    assert (r.json()["code"], r.json()["error"]["code"]) == ("Common.0011", "Common.0011")
+    r = await client.get(f"/ims/v1/{PROJECT}/jobs/{unknown}", headers=auth)
+    assert (r.status_code, r.json()) == (
+        400,
+        {"error": {"message": "An exception occurred during task query.", "code": "IMG.0023"}},
+    )
+    # The bare shared path: an id known to neither answers as ECS does ([inference]).
+    r = await client.get(f"/v1/{PROJECT}/jobs/{unknown}", headers=auth)
+    assert (r.status_code, r.json()["code"]) == (400, "Common.0011")
