@@ -17,12 +17,19 @@ IMS        DELETE /ims/v2/images/{image_id}                     ims.delete_image
 IMS        POST /ims/v1/cloudimages/{image_id}/file             ims.export_image
 IMS        GET  /ims/v1/cloudimages/quota                       ims.show_quota
 IMS        GET  /ims/v1/{project_id}/jobs/{job_id}              ims.show_job
+IMS        GET  /ims/v1/cloudimages/job/{job_id}                ims.show_job_progress
 =========  ===================================================  ==========================
 
 Every path is served twice: with the service prefix above, and bare (the real API path, for a client
 that uses one base URL for all three services). ECS and IMS share the job path ``/v1/{project_id}/jobs/
 {job_id}`` on different hosts: under a prefix a job id only resolves for its own service (the prefix plays
-the host's part); on the bare path the job id tells whose job it is.
+the host's part); on the bare path the job id tells whose job it is. ``/v1/cloudimages/job/{job_id}`` is
+Huawei Cloud's job API (ShowJobProgress; OTC documents only the older project path, Huawei Cloud marks
+that one deprecated): both are served.
+
+Every answer carries ``X-Request-Id`` (32 hex, fresh per request; set once, in the outermost ASGI layer);
+gateway bodies carry the same value in ``request_id``. A path or method no route serves answers as the API
+gateway does (404 ``APIG.0101``); FastAPI's own ``{"detail": ...}`` bodies never reach a client.
 
 Request pipeline: count the call, request-rate limit, fault rules, authentication (token or AK/SK), the
 operation itself (under the cloud's lock), then any commit-then-fail fault.
@@ -36,11 +43,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from localcloud.clock import ManualClock, fmt_micros
 from localcloud.ecs import JobFault
-from localcloud.errors import CloudError, ecs_error, gateway_error, iam_error, ims_error
+from localcloud.errors import (
+    APIG_0101,
+    CURRENT_REQUEST_ID,
+    CloudError,
+    ecs_error,
+    gateway_error,
+    iam_error,
+    ims_error,
+    new_request_id,
+)
 from localcloud.faults import ConnectionDropped, FaultRule
 from localcloud.iam import AuthFailure, AuthReason, Caller
 from localcloud.seed import FaultRuleSeed
@@ -52,6 +70,7 @@ if TYPE_CHECKING:
 
 Service = Literal["iam", "ecs", "ims"]
 RAW_SEND = "localcloud.raw_send"
+REQUEST_ID = "localcloud.request_id"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -179,20 +198,115 @@ def drop_connection(request: Request) -> Response:
     return Response(status_code=500)
 
 
-class _KeepRawSend:
-    """Outermost ASGI layer: remember the server's own ``send`` so a fault can abort the connection."""
+class _Outermost:
+    """Outermost ASGI layer, for every HTTP request (all services and ``/_local``).
+
+    - remembers the server's own ``send`` so a fault can abort the connection;
+    - gives the request a fresh id (32 hex) and sends it as ``X-Request-Id`` on every answer, success or
+      error; while the request runs, :func:`localcloud.errors.request_id` returns the same id, so a gateway
+      body's ``request_id`` equals the header. [inference] The pages name no request-id header; the
+      gateway bodies carry ``request_id`` and the client reads ``X-Request-Id``.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope[RAW_SEND] = send
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = new_request_id()
+        scope[RAW_SEND] = send
+        scope[REQUEST_ID] = rid
+        header = (b"x-request-id", rid.encode("ascii"))
+
+        async def send_with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, header]}
+            await send(message)
+
+        token = CURRENT_REQUEST_ID.set(rid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            CURRENT_REQUEST_ID.reset(token)
+
+
+def service_of_path(path: str) -> Service | None:
+    """Which service a path belongs to (prefix, else the shape of the real API path); None for others.
+
+    [inference] The bare job path ``/v1/{project_id}/jobs/...`` counts as ECS here (an unrouted request
+    on it has no job id to tell by).
+    """
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return None
+    if parts[0] in ("iam", "ecs", "ims"):
+        return parts[0]  # type: ignore[return-value]
+    if parts[0] == "v3":
+        return "iam"
+    if parts[0] == "v2":
+        return "ims"
+    if parts[0] == "v1" and len(parts) > 1:
+        return "ims" if parts[1] == "cloudimages" else "ecs"
+    return None
+
+
+def bad_request(service: Service) -> CloudError:
+    """A request the service cannot read (malformed parameters, wrong body type), in its error shape.
+
+    [inference] The pages give no code for these; we use each service's generic "bad request" code:
+    IMS ``IMG.0001`` "The request message format is invalid.", ECS ``Ecs.0005``, IAM ``IAM.0011``.
+    """
+    if service == "ims":
+        return ims_error("IMG.0001")
+    if service == "ecs":
+        return ecs_error("Ecs.0005")
+    return iam_error("IAM.0011")
+
+
+def check_content_type(service: Service, request: Request, raw: bytes) -> None:
+    """A request with a body must say ``Content-Type: application/json`` (parameters such as charset ok).
+
+    The pages: Content-Type is mandatory when a request has a body, and the APIs take JSON
+    (common/api-usage overview_of_rest_apis.rst; IAM pages: "application/json;charset=utf8").
+    [inference] The answer to a missing or other Content-Type is :func:`bad_request` (HTTP 400).
+    """
+    if not raw.strip():
+        return
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise bad_request(service)
 
 
 def build_app(cloud: LocalCloud) -> ASGIApp:
     api = FastAPI(title="localcloud", docs_url=None, redoc_url=None, openapi_url=None)
+    # [inference] The gateway does not redirect "/path/" to "/path": a trailing slash is another path.
+    api.router.redirect_slashes = False
+
+    @api.exception_handler(StarletteHTTPException)
+    async def no_route(request: Request, exc: StarletteHTTPException) -> Response:
+        """No route for this path (404) or for this method on it (405): the API gateway's answer.
+
+        [inference] APIG.0101 "The API does not exist or has not been published in the environment."
+        with HTTP 404, for an unknown method too: the gateway publishes APIs by method + path. (The
+        status-code pages list 405 "Method Not Allowed" generically, with no body or code.)
+        """
+        if exc.status_code in (404, 405):
+            return error_response(gateway_error("APIG.0101", APIG_0101, 404), request.method)
+        service = service_of_path(request.url.path)
+        if service is None:
+            return error_response(gateway_error("APIG.0101", APIG_0101, 404), request.method)
+        return error_response(server_error(service, exc.status_code, None, None), request.method)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        """FastAPI's 422 ``{"detail": ...}`` never reaches a client: the service's own 400 instead."""
+        service = service_of_path(request.url.path)
+        if service is None:
+            return error_response(gateway_error("APIG.0101", APIG_0101, 404), request.method)
+        return error_response(bad_request(service), request.method)
 
     def authenticate(ctx: Ctx, service: Service, url_project: str | None) -> Caller:
         request = ctx.request
@@ -259,6 +373,7 @@ def build_app(cloud: LocalCloud) -> ASGIApp:
             with cloud.lock:
                 if auth:
                     ctx.caller = authenticate(ctx, service, url_project)
+                check_content_type(service, request, raw)
                 response = impl(ctx)
         except CloudError as err:
             return error_response(err, request.method)
@@ -393,7 +508,7 @@ def build_app(cloud: LocalCloud) -> ASGIApp:
     @route("DELETE", "ims", "/v2/images/{image_id}")
     async def delete_image(request: Request, image_id: str) -> Response:
         def impl(ctx: Ctx) -> Response:
-            cloud.ims.delete_image(ctx.project_id, image_id)
+            cloud.ims.delete_image(ctx.project_id, image_id, ctx.raw)
             return Response(status_code=204)
 
         return await pipeline(request, "ims.delete_image", "ims", impl)
@@ -420,6 +535,15 @@ def build_app(cloud: LocalCloud) -> ASGIApp:
             return json_response(cloud.ims.job_body(project_id, job_id))
 
         return await pipeline(request, "ims.show_job", "ims", impl, url_project=project_id)
+
+    @route("GET", "ims", "/v1/cloudimages/job/{job_id}")
+    async def show_job_progress(request: Request, job_id: str) -> Response:
+        """Huawei Cloud's job API (ShowJobProgress): no project id in the path, the token's project."""
+
+        def impl(ctx: Ctx) -> Response:
+            return json_response(cloud.ims.job_body(ctx.project_id, job_id, progress=True))
+
+        return await pipeline(request, "ims.show_job_progress", "ims", impl)
 
     @api.get("/v1/{project_id}/jobs/{job_id}")
     async def show_any_job(request: Request, project_id: str, job_id: str) -> Response:
@@ -506,7 +630,7 @@ def build_app(cloud: LocalCloud) -> ASGIApp:
     ):
         api.add_api_route(path, local_only(handler), methods=[method], include_in_schema=False)
 
-    return _KeepRawSend(api)
+    return _Outermost(api)
 
 
 def cloud_verify_signature(cloud: LocalCloud, request: Request, raw: bytes) -> Caller:

@@ -30,6 +30,7 @@ OPERATIONS: tuple[str, ...] = (
     "ecs.show_job",
     "ims.create_image",
     "ims.show_job",
+    "ims.show_job_progress",
     "ims.list_images",
     "ims.show_image",
     "ims.delete_image",

@@ -7,6 +7,7 @@ HTTP responses themselves.
 from __future__ import annotations
 
 import secrets
+from contextvars import ContextVar
 from typing import Any
 
 # ---- IMS (ims/api-ref/source/error_codes.rst: "If the returned status code is 400, a customized error
@@ -116,8 +117,23 @@ HTTP_TITLES = {
 }
 
 
-def request_id() -> str:
+#: The id of the request being answered, set by the outermost ASGI layer (``app.py``), which also sends it
+#: as ``X-Request-Id``; gateway bodies carry the same value in ``request_id``.
+CURRENT_REQUEST_ID: ContextVar[str | None] = ContextVar("localcloud_request_id", default=None)
+
+# [inference] The gateway pages only show "request_id" as 32 lowercase hex characters in bodies; we use the
+# same form for the X-Request-Id header.
+APIG_0101 = "The API does not exist or has not been published in the environment."
+
+
+def new_request_id() -> str:
+    """A fresh request id: 32 lowercase hex characters."""
     return secrets.token_hex(16)
+
+
+def request_id() -> str:
+    """The current request's id (the one in ``X-Request-Id``), or a fresh one outside a request."""
+    return CURRENT_REQUEST_ID.get() or new_request_id()
 
 
 class CloudError(Exception):

@@ -148,8 +148,9 @@ class Iam:
         if not isinstance(identity, dict):
             raise iam_error("IAM.0072", "'identity' is a required property.", 400)
         methods = identity.get("methods")
-        if not isinstance(methods, list) or "password" not in methods:
-            # Only the password method is emulated; anything else is a request we cannot serve.
+        if methods != ["password"]:
+            # The page: methods "Set this parameter to "password"". [inference] Anything else (another or
+            # a second method) is IAM.0007.
             raise iam_error("IAM.0007", "Request parameter methods is invalid.", 400)
         user_body = (
             (identity.get("password") or {}).get("user")
@@ -163,23 +164,23 @@ class Iam:
             user_body.get("password"),
             user_body.get("domain"),
         )
-        user_id = user_body.get("id")
-        if not isinstance(password, str) or (not isinstance(name, str) and not isinstance(user_id, str)):
-            raise iam_error("IAM.0072", "'password' is a required property.", 400)
-
-        user: User | None = None
-        if isinstance(user_id, str):
-            user = self.users.get(user_id)
+        # The page's table auth.identity.password.user: name, password and domain are mandatory (no user
+        # id). domain: the table shows "name"; the ECS dev guide's example (request_example.rst) sends "id".
+        for field_name, value in (("name", name), ("password", password)):
+            if not isinstance(value, str) or not value:
+                raise iam_error("IAM.0072", f"'{field_name}' is a required property.", 400)
+        if not isinstance(domain_body, dict):
+            raise iam_error("IAM.0072", "'domain' is a required property.", 400)
+        assert isinstance(name, str)
+        assert isinstance(password, str)
+        domain = None
+        if isinstance(domain_body.get("id"), str):
+            domain = self.domains.get(domain_body["id"])
+        elif isinstance(domain_body.get("name"), str):
+            domain = self.domains_by_name.get(domain_body["name"])
         else:
-            if not isinstance(domain_body, dict):
-                raise iam_error("IAM.0072", "'domain' is a required property.", 400)
-            domain = None
-            if isinstance(domain_body.get("id"), str):
-                domain = self.domains.get(domain_body["id"])
-            elif isinstance(domain_body.get("name"), str):
-                domain = self.domains_by_name.get(domain_body["name"])
-            if domain is not None and isinstance(name, str):
-                user = self._user_named(domain.id, name)
+            raise iam_error("IAM.0072", "'name' is a required property.", 400)
+        user = self._user_named(domain.id, name) if domain is not None else None
         # Unknown user or domain: the generic authentication failure, so names cannot be probed.
         if user is None:
             raise iam_error("IAM.0001")

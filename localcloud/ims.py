@@ -36,6 +36,33 @@ BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 EXPORT_FORMATS = ("qcow2", "vhd", "zvhd", "vmdk")
 SORT_KEYS = ("name", "container_format", "disk_format", "status", "id", "size", "created_at")
 UNSUPPORTED_CREATE_FIELDS = ("image_url", "data_images", "volume_id", "backup_id")
+# Every request field creating_an_image.rst documents (its three request tables: from an ECS, from an OBS
+# file, from a data disk). [inference] A field outside this list is a misspelling: IMG.0001.
+CREATE_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "instance_id",
+        "data_images",
+        "tags",
+        "image_tags",
+        "enterprise_project_id",
+        "max_ram",
+        "min_ram",
+        "os_type",
+        "os_version",
+        "image_url",
+        "min_disk",
+        "is_config",
+        "cmk_id",
+        "type",
+        "is_quick_import",
+        "hw_firmware_type",
+        "volume_id",
+    }
+)
+# exporting_an_image.rst, request table.
+EXPORT_FIELDS = frozenset({"bucket_url", "file_format", "is_quick_export"})
 
 
 @dataclass
@@ -374,6 +401,8 @@ class Ims:
         quota, concurrent-job cap.
         """
         body = _parse_json_body(raw)
+        if set(body) - CREATE_FIELDS:
+            raise ims_error("IMG.0001")  # [inference] an undocumented field (see CREATE_FIELDS)
         if any(body.get(k) is not None for k in UNSUPPORTED_CREATE_FIELDS):
             # Only "create a system disk image from an ECS" is emulated.
             raise ims_error("IMG.0105")
@@ -468,18 +497,31 @@ class Ims:
 
     # ---- jobs -----------------------------------------------------------------------------------------
 
-    def job_body(self, project_id: str, job_id: str) -> dict[str, Any]:
-        """``GET /v1/{project_id}/jobs/{job_id}`` on the IMS endpoint."""
+    def job_body(self, project_id: str, job_id: str, *, progress: bool = False) -> dict[str, Any]:
+        """``GET /v1/{project_id}/jobs/{job_id}`` on the IMS endpoint; with ``progress``, Huawei Cloud's
+        ``GET /v1/cloudimages/job/{job_id}`` (ShowJobProgress, contract §6.8).
+
+        Both have the same top-level fields. [inference] ShowJobProgress's entities always carry
+        ``image_id``, ``image_name`` and ``process_percent`` (a number: 0 in INIT, the RUNNING share done,
+        100 on SUCCESS, 0 on FAIL — the status, not the percent, tells that a job ended).
+        """
         self.settle()
         job = self.jobs.get(job_id)
         if job is None or job.project_id != project_id:
-            # [inference] The job page lists 400/401/403/500/503 (no 404); IMG.0023 is the query error.
+            # [inference] The job page lists 400/401/403/500/503 (no 404); IMG.0023 "An exception occurred
+            # during task query." is the query error. The same for an unknown or another project's job,
+            # and on the ShowJobProgress path.
             raise ims_error("IMG.0023")
         now = self.clock.now()
         pos = job.timeline.at(now)
         status = pos.name
         entities: dict[str, Any] = {}
-        if job.job_type == JOB_CREATE:
+        if progress:
+            percent = {"INIT": 0.0, "SUCCESS": 100.0, "FAIL": 0.0}.get(status)
+            if percent is None:
+                percent = progress_percent(pos.fraction, self.timing.progress_profile)
+            entities = {"image_id": job.image_id, "image_name": job.image_name, "process_percent": percent}
+        elif job.job_type == JOB_CREATE:
             if status == "RUNNING":
                 # [inference] not on the OTC page; Huawei Cloud's job progress API reports
                 # entities.process_percent. Ours: percent of the RUNNING phase done, 0-100.
@@ -512,7 +554,8 @@ class Ims:
     def get_visible(self, project_id: str, image_id: str) -> Image:
         image = self.images.get(image_id)
         if image is None or not self._visible(image, project_id):
-            # [inference] 404 (listed for the Glance-native APIs) with the IMS body of IMG.0144.
+            # The Glance-native pages list 404 "The requested resource was not found." (no body documented).
+            # [inference] The body: IMS's shape with IMG.0144 "The image does not exist.", HTTP 404.
             raise ims_error("IMG.0144", status=404)
         return image
 
@@ -614,14 +657,15 @@ class Ims:
                     raise ims_error("IMG.0001") from None
                 preds.append(_attr_equals(key, str(number)))
         if "tag" in q:
-            # The page: tags once written "Key.Value" are queried as "Key=Value"; accept both spellings.
-            wanted = q["tag"].replace("=", ".", 1)
-            preds.append(
-                lambda i: (
-                    wanted in i.tags
-                    or ("." not in wanted and any(t.split(".", 1)[0] == wanted for t in i.tags))
-                )
-            )
+            # The page (row "tag"): tags are queried as "tag=Key=Value", even those written "Key.Value".
+            # Tags are stored "key.value", so tag=a=b matches the stored "a.b".
+            key, eq, value = q["tag"].partition("=")
+            if not eq or not key:
+                # [inference] a value without "=" (the old "Key.Value" spelling, or a bare key) is not a
+                # tag query: 400 IMG.0001 "The request message format is invalid.", not an empty list.
+                raise ims_error("IMG.0001")
+            wanted = f"{key}.{value}"
+            preds.append(lambda i: wanted in i.tags)
         if "created_at" in q:
             created = _time_filter(q["created_at"])
             preds.append(lambda i: created(i.created_at))
@@ -666,9 +710,24 @@ class Ims:
             matched = matched[ids.index(marker) + 1 :]
         return {"images": [self.image_body(i) for i in matched[:limit]]}
 
-    def delete_image(self, project_id: str, image_id: str) -> None:
-        """``DELETE /v2/images/{image_id}`` -> 204, or the documented refusals."""
+    def delete_image(self, project_id: str, image_id: str, raw: bytes = b"") -> None:
+        """``DELETE /v2/images/{image_id}`` -> 204, or the documented refusals.
+
+        The optional body is ``{"delete_backup": <bool>}`` (the page's only request parameter).
+        [inference] Any other body (not a JSON object, another field, a non-boolean) is IMG.0001.
+        """
         self.settle()
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                raise ims_error("IMG.0001") from None
+            if (
+                not isinstance(body, dict)
+                or set(body) - {"delete_backup"}
+                or not isinstance(body.get("delete_backup", False), bool)
+            ):
+                raise ims_error("IMG.0001")
         image = self.get_visible(project_id, image_id)
         if image.visibility == "public":
             raise ims_error("IMG.0094")
@@ -691,6 +750,8 @@ class Ims:
         self.settle()
         image = self.get_visible(project_id, image_id)
         body = _parse_json_body(raw)
+        if set(body) - EXPORT_FIELDS:
+            raise ims_error("IMG.0001")  # [inference] an undocumented field (see EXPORT_FIELDS)
         if image.visibility == "public":
             raise ims_error("IMG.0077")
         if image.owner != project_id:

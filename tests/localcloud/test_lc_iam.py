@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 import httpx
+import pytest
 
 from localcloud import LocalCloud, ManualClock
 
@@ -77,7 +80,8 @@ async def test_unknown_project_scope_is_401(client: httpx.AsyncClient) -> None:
 
 
 async def test_malformed_auth_body_is_400(client: httpx.AsyncClient) -> None:
-    r = await client.post("/iam/v3/auth/tokens", content=b"{not json")
+    json_type = {"Content-Type": "application/json;charset=utf8"}
+    r = await client.post("/iam/v3/auth/tokens", content=b"{not json", headers=json_type)
     assert r.status_code == 400
     assert r.json()["error_code"] == "IAM.0011"
     r = await client.post("/iam/v3/auth/tokens", json={"auth": {}})
@@ -149,3 +153,61 @@ async def test_domain_token_cannot_call_ims(client: httpx.AsyncClient, cloud: Lo
     assert r.json()["error"]["code"] == "IMG.0030"
     r = await client.get(f"/ecs/v1/{PROJECT}/cloudservers/detail", headers={"X-Auth-Token": token})
     assert r.json()["error"]["code"] == "Ecs.0023"
+
+
+def _without_domain_name(body: dict[str, Any]) -> dict[str, Any]:
+    body["auth"]["identity"]["password"]["user"]["domain"] = {}
+    return body
+
+
+def _with_user_id(body: dict[str, Any]) -> dict[str, Any]:
+    user = body["auth"]["identity"]["password"]["user"]
+    user["id"] = user.pop("name")
+    return body
+
+
+def _with_methods(methods: Any) -> Any:
+    def change(body: dict[str, Any]) -> dict[str, Any]:
+        body["auth"]["identity"]["methods"] = methods
+        return body
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        (_with_user_id, "IAM.0072"),  # the page's user table has name, no id
+        (_without_domain_name, "IAM.0072"),
+        (_with_methods(["password", "token"]), "IAM.0007"),
+        (_with_methods("password"), "IAM.0007"),
+        (_with_methods(["token"]), "IAM.0007"),
+    ],
+)
+async def test_token_body_takes_only_the_documented_form(
+    client: httpx.AsyncClient, change: Any, code: str
+) -> None:
+    r = await client.post("/iam/v3/auth/tokens", json=change(password_auth()))
+    assert r.status_code == 400
+    assert r.json()["error_code"] == code
+    assert "X-Subject-Token" not in r.headers
+
+
+async def test_token_domain_by_id_as_in_the_ecs_dev_guide(
+    client: httpx.AsyncClient, cloud: LocalCloud
+) -> None:
+    body = password_auth()
+    domain_id = next(iter(cloud.iam.domains))
+    body["auth"]["identity"]["password"]["user"]["domain"] = {"id": domain_id}
+    assert (await client.post("/iam/v3/auth/tokens", json=body)).status_code == 201
+
+
+async def test_token_body_needs_json_content_type(client: httpx.AsyncClient) -> None:
+    raw = json.dumps(password_auth()).encode()
+    for headers in ({}, {"Content-Type": "text/plain"}):
+        r = await client.post("/iam/v3/auth/tokens", content=raw, headers=headers)
+        assert r.status_code == 400, headers
+        assert r.json()["error_code"] == "IAM.0011"
+    for content_type in ("application/json", "application/json;charset=utf8"):
+        r = await client.post("/iam/v3/auth/tokens", content=raw, headers={"Content-Type": content_type})
+        assert r.status_code == 201, content_type

@@ -357,7 +357,7 @@ async def test_list_filters_sorting_and_paging() -> None:
         assert names(await images(client, auth, name="web-1")) == []  # exact match
         assert names(await images(client, auth, status="killed")) == ["broken"]
         assert names(await images(client, auth, id="00000000-0000-4000-8000-000000000001")) == ["web-1-1"]
-        assert len(await images(client, auth, tag="env.prod")) == 5
+        assert len(await images(client, auth, tag="env=prod")) == 5
         assert names(await images(client, auth, tag="n=3")) == ["web-1-3"]
         assert names(await images(client, auth, visibility="public")) == ["gold"]
         assert names(
@@ -535,3 +535,180 @@ async def test_stats_count_every_operation(
     assert set(cloud.stats().values()) == {0}
     assert cloud.ims.images[PUBLIC_IMAGE].status == "active"
     assert len(cloud.ims.images) == 2
+
+
+# ---- fidelity: tag queries, job queries, body fields (localcloud/FIDELITY.md) -------------------------
+
+
+async def test_tag_query_takes_only_key_equals_value() -> None:
+    async with seeded(RETENTION_SEED) as (_cloud, client, auth):
+        # Stored as "n.3" (the old Key.Value form); the page queries it as tag=n=3.
+        assert [i["name"] for i in await images(client, auth, tag="n=3")] == ["web-1-3"]
+        assert await images(client, auth, tag="n=9") == []
+        assert await images(client, auth, tag="n=") == []  # key n with an empty value: none stored
+        assert await images(client, auth, tag="env=prod=x") == []  # value "prod=x"
+        for old_form in ("env.prod", "n.3", "env", "=prod"):
+            r = await client.get("/v2/cloudimages", headers=auth, params={"tag": old_form})
+            assert r.status_code == 400, old_form
+            assert r.json() == {
+                "error": {"message": "The request message format is invalid.", "code": "IMG.0001"}
+            }
+
+
+async def test_unknown_ims_job_is_img_0023_on_every_ims_path(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    unknown = "0" * 32
+    for path in (
+        f"/ims/v1/{PROJECT}/jobs/{unknown}",
+        f"/ims/v1/cloudimages/job/{unknown}",
+        f"/v1/cloudimages/job/{unknown}",
+    ):
+        r = await client.get(path, headers=auth)
+        assert r.status_code == 400, path
+        assert r.json() == {
+            "error": {"message": "An exception occurred during task query.", "code": "IMG.0023"}
+        }, path
+
+
+async def test_ecs_job_id_is_unknown_to_the_ims_job_paths(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    r = await client.post(
+        f"/v1/{PROJECT}/cloudservers/action", headers=auth, json={"os-stop": {"servers": [{"id": DB1}]}}
+    )
+    ecs_job_id = r.json()["job_id"]
+    for path in (f"/ims/v1/{PROJECT}/jobs/{ecs_job_id}", f"/v1/cloudimages/job/{ecs_job_id}"):
+        r = await client.get(path, headers=auth)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "IMG.0023"), path
+
+
+async def test_job_progress_path_of_huawei_cloud(
+    cloud: LocalCloud, client: httpx.AsyncClient, auth: dict[str, str], clock: ManualClock
+) -> None:
+    job_id = await create(client, auth, name="progress-1")
+    seen = []
+    for path in (f"/ims/v1/cloudimages/job/{job_id}", f"/v1/cloudimages/job/{job_id}"):
+        r = await client.get(path, headers=auth)
+        assert r.status_code == 200, r.text
+        seen.append(r.json())
+    assert seen[0] == seen[1]
+    body = seen[0]
+    assert set(body) == {
+        "status",
+        "job_id",
+        "job_type",
+        "begin_time",
+        "end_time",
+        "error_code",
+        "fail_reason",
+        "entities",
+    }
+    old = await job(client, auth, job_id)
+    for key in ("status", "job_id", "job_type", "begin_time", "end_time", "error_code", "fail_reason"):
+        assert body[key] == old[key], key
+    image_id = body["entities"]["image_id"]
+    assert body["status"] == "INIT"
+    assert body["entities"] == {"image_id": image_id, "image_name": "progress-1", "process_percent": 0.0}
+    assert cloud.ims.images[image_id].name == "progress-1"
+
+    clock.advance(3)
+    running = (await client.get(f"/v1/cloudimages/job/{job_id}", headers=auth)).json()
+    assert running["status"] == "RUNNING"
+    assert isinstance(running["entities"]["process_percent"], float)
+    assert 0 < running["entities"]["process_percent"] < 100
+
+    clock.advance(3)
+    done = (await client.get(f"/v1/cloudimages/job/{job_id}", headers=auth)).json()
+    assert done["status"] == "SUCCESS"
+    assert done["entities"]["process_percent"] == 100.0
+    assert done["entities"]["image_id"] == (await job(client, auth, job_id))["entities"]["image_id"]
+    assert JOB_TIME.match(done["end_time"])
+
+    stats = cloud.stats()
+    assert stats["ims.show_job_progress"] == 4
+    assert stats["ims.show_job"] == 2
+
+
+async def test_job_progress_needs_a_token_and_the_tokens_project() -> None:
+    other = {"id": "f" * 32, "name": "eu-nl"}
+    data = small_seed(servers=[{"id": WEB1, "name": "w", "project": "eu-de", "status": "SHUTOFF"}])
+    data["domains"][0]["projects"].append(other)
+    async with seeded(data) as (_cloud, client, auth):
+        r = await client.post("/v2/cloudimages/action", headers=auth, json={"name": "x", "instance_id": WEB1})
+        job_id = r.json()["job_id"]
+        r = await client.get(f"/v1/cloudimages/job/{job_id}")
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "IMG.0087")
+        r = await client.post(
+            "/v3/auth/tokens",
+            json={
+                "auth": {
+                    "identity": {
+                        "methods": ["password"],
+                        "password": {"user": {"name": "u", "password": "p", "domain": {"name": "d"}}},
+                    },
+                    "scope": {"project": {"name": "eu-nl"}},
+                }
+            },
+        )
+        nl = {"X-Auth-Token": r.headers["X-Subject-Token"]}
+        r = await client.get(f"/v1/cloudimages/job/{job_id}", headers=nl)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "IMG.0023")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "ok", "instance_id": WEB1, "image_tag": ["a.b"]},  # misspelt image_tags
+        {"name": "ok", "instance_id": WEB1, "Description": "x"},
+        {"name": "ok", "instance_id": WEB1, "architecture": "x86"},  # Huawei Cloud only
+    ],
+)
+async def test_create_refuses_undocumented_fields(
+    client: httpx.AsyncClient, auth: dict[str, str], body: dict[str, Any]
+) -> None:
+    r = await client.post("/v2/cloudimages/action", headers=auth, json=body)
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "IMG.0001"
+
+
+async def test_bodies_need_json_content_type(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    raw = b'{"name": "ok", "instance_id": "' + WEB1.encode() + b'"}'
+    for headers in (
+        {},
+        {"Content-Type": "text/plain"},
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    ):
+        r = await client.post("/v2/cloudimages/action", headers={**auth, **headers}, content=raw)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "IMG.0001"), headers
+    ok = {**auth, "Content-Type": "application/json;charset=utf8"}
+    assert (await client.post("/v2/cloudimages/action", headers=ok, content=raw)).status_code == 200
+
+
+async def test_export_refuses_undocumented_fields(
+    client: httpx.AsyncClient, auth: dict[str, str], clock: ManualClock
+) -> None:
+    image_id = await active_image(client, auth, clock)
+    body = {"bucket_url": "imsflow-exports:x.qcow2", "file_format": "qcow2", "quick_export": True}
+    r = await client.post(f"/v1/cloudimages/{image_id}/file", headers=auth, json=body)
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "IMG.0001")
+
+
+async def test_delete_body_is_only_delete_backup(
+    client: httpx.AsyncClient, auth: dict[str, str], clock: ManualClock
+) -> None:
+    image_id = await active_image(client, auth, clock)
+    for body in ({"delete_backup": "yes"}, {"deleteBackup": True}, [True]):
+        r = await client.request("DELETE", f"/v2/images/{image_id}", headers=auth, json=body)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "IMG.0001"), body
+    r = await client.request("DELETE", f"/v2/images/{image_id}", headers=auth, json={"delete_backup": False})
+    assert r.status_code == 204
+
+
+async def test_image_gone_is_404(client: httpx.AsyncClient, auth: dict[str, str], clock: ManualClock) -> None:
+    image_id = await active_image(client, auth, clock)
+    assert (await client.delete(f"/v2/images/{image_id}", headers=auth)).status_code == 204
+    for method in ("GET", "DELETE"):
+        r = await client.request(method, f"/v2/images/{image_id}", headers=auth)
+        assert r.status_code == 404, method
+        assert r.json() == {"error": {"message": "The image does not exist.", "code": "IMG.0144"}}
