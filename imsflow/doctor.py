@@ -405,24 +405,29 @@ class _Doctor:
                 return
             detail, hint, request_id = _describe_error(exc)
             if exc.code in NO_SUCH_API_CODES or exc.status == 404:
-                hint = (
-                    f"The IMS endpoint does not serve GET {path}: the job query path differs for this cloud "
-                    "(Huawei Cloud: /v1/cloudimages/job/{job_id}; OTC: /v1/{project_id}/jobs/{job_id}). "
-                    "Check IMSFLOW_PROFILE and IMSFLOW_IMS_URL."
-                )
+                hint = _job_hint(self.settings, path)
             self.add("ims-job", CheckStatus.failed, f"GET {path}{via}: {detail}", hint, request_id)
             return
         self.add("ims-job", CheckStatus.ok, f"job query answers{via}")
 
 
 def _job_setting(settings: ImsflowSettings) -> str:
-    """`` via <setting>=<value>`` when the settings carry a job-endpoint choice (newer versions do)."""
-    for name in type(settings).model_fields:
-        if "job" in name and "timeout" not in name:
-            value = getattr(settings, name, None)
-            if value is not None and not isinstance(value, bool | int | float):
-                return f" (IMSFLOW_{name.upper()}={getattr(value, 'value', value)})"
+    """`` (ims_job_api X, where from)`` when the settings choose the job query API (newer versions do)."""
+    effective = getattr(settings, "effective_ims_job_api", None)
+    if isinstance(effective, str):
+        origin = "IMSFLOW_IMS_JOB_API" if getattr(settings, "ims_job_api", None) else "profile default"
+        return f" (ims_job_api {effective}, {origin})"
     return ""
+
+
+def _job_hint(settings: ImsflowSettings, path: str) -> str:
+    hint = (
+        f"The IMS endpoint does not serve GET {path}: the job query path differs between clouds "
+        "(Huawei Cloud: /v1/cloudimages/job/{job_id}; OTC: /v1/{project_id}/jobs/{job_id})."
+    )
+    if "ims_job_api" in type(settings).model_fields:
+        return hint + " Set IMSFLOW_IMS_JOB_API to cloudimages-job or project-jobs, or check IMSFLOW_IMS_URL."
+    return hint + " Check IMSFLOW_PROFILE and IMSFLOW_IMS_URL."
 
 
 def _job_path(url: str, endpoint: str, project_id: str | None) -> str:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from imsflow.doctor import CHECKS, UNKNOWN_JOB_ID, CheckResult, CheckStatus, run_checks
+from imsflow.settings import ImsflowSettings
 from localcloud import LocalCloud
 from localcloud.seed import FaultRuleSeed
 from tests.support import BASE_URL, PROJECT_ID, CloudNetwork, make_cloud, settings_for
@@ -75,7 +76,7 @@ def test_service_prefixed_endpoints_pass_and_the_ims_job_query_answers_img_0023(
     assert all(r.ok for r in results.values()), statuses(results)
     assert "IMG.0023" in results["ims-job"].detail
     # The path as the API pages name it: relative to the IMS endpoint, ids as placeholders.
-    assert results["ims-job"].detail.startswith("GET /v1/{project_id}/jobs/{job_id} answers")
+    assert results["ims-job"].detail.startswith("GET /v1/{project_id}/jobs/{job_id} ")
     assert "ecs http://127.0.0.1:8780/ecs" in results["settings"].detail
 
 
@@ -310,3 +311,17 @@ def test_tls_handshake_verifies_the_certificate_as_the_client_would(tmp_path: Pa
         assert "NOT verified" in tls.detail
         # The handshake passed; the mock cloud behind it answers 500, which the token check reports.
         assert results["token"].status is CheckStatus.failed
+
+
+@pytest.mark.skipif(
+    "ims_job_api" not in ImsflowSettings.model_fields, reason="settings without the ims_job_api choice"
+)
+@pytest.mark.parametrize(
+    ("api", "path"),
+    [("cloudimages-job", "/v1/cloudimages/job/{job_id}"), ("project-jobs", "/v1/{project_id}/jobs/{job_id}")],
+)
+def test_the_job_check_names_the_configured_job_api(api: str, path: str) -> None:
+    results = check(make_cloud(), ims_url=f"{BASE_URL}/ims", ims_job_api=api)
+    job = results["ims-job"]
+    assert job.ok, job
+    assert job.detail.startswith(f"GET {path} (ims_job_api {api}, IMSFLOW_IMS_JOB_API) answers")
