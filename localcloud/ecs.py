@@ -152,9 +152,39 @@ class EcsJob:
         return "SUCCESS"
 
 
+# listing_details_about_ecss.rst, query table.
+LIST_QUERY_KEYS = frozenset(
+    {"offset", "flavor", "name", "status", "limit", "tags", "not-tags", "reservation_id", "ip"}
+)
+# The same page, row "status": the value range.
+LIST_STATUSES = frozenset(
+    {
+        "ACTIVE",
+        "BUILD",
+        "ERROR",
+        "HARD_REBOOT",
+        "MIGRATING",
+        "REBOOT",
+        "REBUILD",
+        "RESIZE",
+        "REVERT_RESIZE",
+        "SHUTOFF",
+        "VERIFY_RESIZE",
+        "DELETED",
+        "SHELVED",
+        "SHELVED_OFFLOADED",
+        "UNKNOWN",
+    }
+)
+
+
 def _fuzzy_name(pattern: str) -> re.Pattern[str]:
     # The list page: name is fuzzy-matched and "." matches any single character except \n and \r.
     return re.compile("".join(r"[^\n\r]" if ch == "." else re.escape(ch) for ch in pattern))
+
+
+def _reservation_id(server_id: str) -> str:
+    return "r-" + stable_hex("resv", server_id)[:8]
 
 
 class Ecs:
@@ -301,7 +331,7 @@ class Ecs:
             "OS-EXT-SRV-ATTR:kernel_id": "",
             "OS-EXT-SRV-ATTR:ramdisk_id": "",
             "OS-EXT-SRV-ATTR:launch_index": 0,
-            "OS-EXT-SRV-ATTR:reservation_id": "r-" + stable_hex("resv", server.id)[:8],
+            "OS-EXT-SRV-ATTR:reservation_id": _reservation_id(server.id),
             "OS-EXT-SRV-ATTR:user_data": None,
             "hypervisor": None,
             "enclave_options": {"enabled": False},
@@ -314,7 +344,15 @@ class Ecs:
         }
 
     def list_servers(self, project_id: str, query: dict[str, str]) -> dict[str, Any]:
-        """``GET /v1/{project_id}/cloudservers/detail`` with the filters and paging of the list page."""
+        """``GET /v1/{project_id}/cloudservers/detail`` with the filters and paging of the list page.
+
+        [inference] A query parameter the page does not list (a misspelling such as ``not_tags`` or
+        ``tag``), or a ``status`` outside the page's value range, is Ecs.0005 rather than ignored.
+        """
+        if set(query) - LIST_QUERY_KEYS:
+            raise ecs_error("Ecs.0005")
+        if "status" in query and query["status"] not in LIST_STATUSES:
+            raise ecs_error("Ecs.0005")
         try:
             offset = int(query.get("offset", "1") or "1")
             limit = int(query.get("limit", "25") or "25")
@@ -334,6 +372,7 @@ class Ecs:
         status = query.get("status")
         flavor = query.get("flavor")
         ip = query.get("ip")
+        reservation_id = query.get("reservation_id")
         matched: list[Server] = []
         for sid in self.by_project.get(project_id, []):
             s = self.servers[sid]
@@ -344,6 +383,8 @@ class Ecs:
             if flavor and s.flavor != flavor:
                 continue
             if ip and ip not in s.ip:
+                continue
+            if reservation_id and reservation_id != _reservation_id(s.id):
                 continue
             if tags is not None and tags not in s.tags:
                 continue

@@ -61,6 +61,47 @@ CREATE_FIELDS = frozenset(
         "volume_id",
     }
 )
+# querying_images.rst, query table (Table 1).
+LIST_QUERY_KEYS = frozenset(
+    {
+        "__isregistered",
+        "__imagetype",
+        "__whole_image",
+        "__system__cmkid",
+        "protected",
+        "visibility",
+        "owner",
+        "id",
+        "status",
+        "name",
+        "container_format",
+        "disk_format",
+        "min_ram",
+        "min_disk",
+        "__os_bit",
+        "__platform",
+        "marker",
+        "limit",
+        "sort_key",
+        "sort_dir",
+        "__os_type",
+        "tag",
+        "member_status",
+        "__support_kvm",
+        "__support_xen",
+        "__support_largememory",
+        "__support_diskintensive",
+        "__support_highperformance",
+        "__support_xen_gpu_type",
+        "__support_kvm_gpu_type",
+        "__support_xen_hana",
+        "__support_kvm_infiniband",
+        "virtual_env_type",
+        "enterprise_project_id",
+        "created_at",
+        "updated_at",
+    }
+)
 # exporting_an_image.rst, request table.
 EXPORT_FIELDS = frozenset({"bucket_url", "file_format", "is_quick_export"})
 
@@ -618,6 +659,18 @@ class Ims:
         self.settle()
         preds: list[Callable[[Image], bool]] = []
         q = query
+        if set(q) - LIST_QUERY_KEYS:
+            # [inference] A parameter the page does not list (a misspelling such as "imagetype" or
+            # "tags") is IMG.0001 rather than ignored (which would list every image).
+            raise ims_error("IMG.0001")
+        # Attributes every local image has the same value of (see image_body); [inference] a filter on an
+        # attribute the local images never carry (__system__cmkid, the other __support_* flags) matches none.
+        for key, have in (("__os_bit", "64"), ("__support_kvm", "true"), ("__whole_image", "false")):
+            if key in q and q[key] != have:
+                preds.append(lambda i: False)
+        for key in LIST_QUERY_KEYS:
+            if key.startswith(("__support_", "__system__")) and key != "__support_kvm" and key in q:
+                preds.append(lambda i: False)
         imagetype = q.get("__imagetype")
         if imagetype is not None:
             if imagetype not in ("gold", "private", "shared"):

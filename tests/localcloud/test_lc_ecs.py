@@ -289,3 +289,17 @@ async def test_unknown_job_on_each_host(client: httpx.AsyncClient, auth: dict[st
     # The bare shared path: an id known to neither answers as ECS does ([inference]).
     r = await client.get(f"/v1/{PROJECT}/jobs/{unknown}", headers=auth)
     assert (r.status_code, r.json()["code"]) == (400, "Common.0011")
+
+
+async def test_list_refuses_undocumented_query_parameters(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    for params in ({"not_tags": "env=prod"}, {"tag": "env=prod"}, {"status": "STOPPED"}, {"Name": "web"}):
+        r = await client.get(f"/v1/{PROJECT}/cloudservers/detail", headers=auth, params=params)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "Ecs.0005"), params
+
+
+async def test_list_by_reservation_id(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    reservation = (await get_server(client, auth, DB1))["OS-EXT-SRV-ATTR:reservation_id"]
+    assert await list_names(client, auth, reservation_id=reservation) == (1, ["db-1"])
+    assert await list_names(client, auth, reservation_id="r-00000000") == (0, [])

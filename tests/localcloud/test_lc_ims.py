@@ -712,3 +712,16 @@ async def test_image_gone_is_404(client: httpx.AsyncClient, auth: dict[str, str]
         r = await client.request(method, f"/v2/images/{image_id}", headers=auth)
         assert r.status_code == 404, method
         assert r.json() == {"error": {"message": "The image does not exist.", "code": "IMG.0144"}}
+
+
+async def test_list_refuses_undocumented_query_parameters(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    for params in ({"imagetype": "private"}, {"tags": "a=b"}, {"Name": "x"}, {"__image_size": "0"}):
+        r = await client.get("/v2/cloudimages", headers=auth, params=params)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "IMG.0001"), params
+    # Documented filters the local images answer without an error.
+    assert len(await images(client, auth, __os_bit="64")) == 2
+    assert await images(client, auth, __os_bit="32") == []
+    assert await images(client, auth, __whole_image="true") == []
+    assert await images(client, auth, __support_xen="true") == []
