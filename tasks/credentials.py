@@ -109,8 +109,7 @@ def block_source(block_name: str) -> runtime.SettingsSource:
     """Where a block's settings came from, for errors that tell the user what to fix."""
     return runtime.SettingsSource(
         label=f"credentials block '{block_name}'",
-        remedy=f"fix the password in credentials block '{block_name}' (Prefect UI: Blocks → {block_name}), "
-        "then run again",
+        remedy=f"fix the password in the block (Prefect UI: Blocks → {block_name}), then run again",
     )
 
 
