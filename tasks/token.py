@@ -124,8 +124,7 @@ def _refused(error: AuthenticationError, scope: CredentialScope) -> Authenticati
     return cls(
         status=error.status,
         code=error.code,
-        message=f"{reason}: IAM refused the login of {scope.label} with the password from {source.label}; "
-        f"{remedy}",
+        message=f"{reason}: IAM refused the login of {scope.label} with {source.label}; {remedy}",
         url=error.url,
         request_id=error.request_id,
         retry_after=error.retry_after,
