@@ -259,7 +259,7 @@ async def select_servers(params: FleetParams, token: IamToken | None, day: date)
             async for server in client.ecs.iter_servers(
                 name=params.name_contains,
                 status=params.status,
-                tags=",".join(params.tags) or None,
+                tags=params.tags,
             ):
                 servers.append(server)
     targets = [

@@ -21,10 +21,14 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from imsflow import __version__
 from imsflow.auth import AkSkAuth, TokenAuth, token_request_body
 from imsflow.errors import (
+    ApiError,
     ConfigError,
+    ImageNotFoundError,
+    JobNotFoundError,
     TransportError,
     UnexpectedResponseError,
     parse_error_response,
+    request_id_of,
 )
 from imsflow.models import (
     CreateImageFromEcsRequest,
@@ -58,6 +62,31 @@ USER_AGENT = f"imsflow/{__version__}"
 M = TypeVar("M", bound=BaseModel)
 Refresh = Callable[[], Awaitable[IamToken]]
 _NO_AUTH: None = None  # httpx: ``auth=None`` on a request means "no auth", not "client default"
+
+
+#: The documented answers to a job query for a job the service does not know: IMS ``IMG.0023`` ("An
+#: exception occurred during task query.", HTTP 400, the job page's only query error) and ECS ``Common.0011``
+#: ("Failed to query system tasks."). Either one, from either service, is :class:`JobNotFoundError`: ECS and
+#: IMS share the job path, so behind one base URL the other service may be the one that answers.
+JOB_QUERY_ERRORS = frozenset({"IMG.0023", "Common.0011"})
+
+
+def _job_query(exc: ApiError) -> ApiError:
+    """A job query's error: the documented job-query codes become ``JobNotFoundError`` (never retried)."""
+    if exc.code in JOB_QUERY_ERRORS and not isinstance(exc, JobNotFoundError):
+        return exc.as_(JobNotFoundError)
+    return exc
+
+
+def _image_query(exc: ApiError) -> ApiError:
+    """An error of a request about one image: HTTP 404 is "no such image" whatever the body.
+
+    The Glance-native image pages (show, delete) document 404 without a body; some gateways send an HTML
+    page or a code of their own. IMS's own codes for a missing image (``IMG.0144`` ...) map already.
+    """
+    if exc.status == 404 and not isinstance(exc, ImageNotFoundError):
+        return exc.as_(ImageNotFoundError)
+    return exc
 
 
 def _segment(value: str) -> str:
@@ -262,6 +291,7 @@ def parse_model(model: type[M], response: httpx.Response) -> M:
             code=None,
             message=f"unexpected {model.__name__} body: {where}: {problem['msg']}",
             url=str(response.request.url),
+            request_id=request_id_of(response),
         ) from None
 
 
@@ -303,6 +333,7 @@ class IamApi:
                 code=None,
                 message="IAM answered without an X-Subject-Token header",
                 url=str(response.request.url),
+                request_id=request_id_of(response),
             )
         return IamToken.from_response(subject_token, parse_model(TokenResponse, response))
 
@@ -347,18 +378,31 @@ class EcsApi:
         *,
         name: str | None = None,
         status: str | None = None,
-        tags: str | None = None,
+        tags: str | Sequence[str] | None = None,
         not_tags: str | None = None,
         limit: int = 100,
     ) -> AsyncIterator[Server]:
-        """Every matching server, page by page."""
+        """Every matching server, page by page.
+
+        ``tags``: one ``key=value`` tag, or several that a server must *all* carry. The list API documents
+        one value for ``tags``, so the first tag is the query and the others are checked here, on each
+        server's ``tags``. ``name`` is a substring of the server name (checked here too: the API's fuzzy
+        match reads ``.`` as any character).
+        """
+        wanted = [tags] if isinstance(tags, str) else list(tags or [])
         offset, seen = 1, 0
         while True:
             page = await self.list_servers(
-                name=name, status=status, tags=tags, not_tags=not_tags, limit=limit, offset=offset
+                name=name,
+                status=status,
+                tags=wanted[0] if wanted else None,
+                not_tags=not_tags,
+                limit=limit,
+                offset=offset,
             )
             for server in page.servers:
-                yield server
+                if all(tag in server.tags for tag in wanted) and (name is None or name in server.name):
+                    yield server
             seen += len(page.servers)
             if not page.servers or len(page.servers) < limit or seen >= page.count:
                 return
@@ -378,14 +422,23 @@ class EcsApi:
         return await self._action(ServerActionRequest.start(list(ids)))
 
     async def get_job(self, job_id: str) -> EcsJob:
-        """``GET /v1/{project_id}/jobs/{job_id}`` on the ECS endpoint."""
+        """``GET /v1/{project_id}/jobs/{job_id}`` on the ECS endpoint.
+
+        An unknown job (``Common.0011``, or IMS's ``IMG.0023`` behind a shared base URL) raises
+        ``JobNotFoundError``.
+        """
         path = f"{await self._c._project_path()}/jobs/{_segment(job_id)}"
-        response = await self._c.request("GET", "ecs", path)
+        try:
+            response = await self._c.request("GET", "ecs", path)
+        except ApiError as exc:
+            raise _job_query(exc) from None
         body = _json(response)
         if isinstance(body, dict) and isinstance(body.get("code"), str) and "status" not in body:
-            # The job query itself failed (e.g. Common.0011 for an unknown job id).
-            raise parse_error_response(response)
-        return parse_model(EcsJob, response)
+            # The job query itself failed (e.g. Common.0011 for an unknown job id), answered with HTTP 200.
+            raise _job_query(parse_error_response(response))
+        job = parse_model(EcsJob, response)
+        job._request_id = request_id_of(response)
+        return job
 
 
 class ImsApi:
@@ -403,9 +456,26 @@ class ImsApi:
         return response.job_id
 
     async def get_job(self, job_id: str) -> ImsJob:
-        """``GET /v1/{project_id}/jobs/{job_id}`` on the IMS endpoint."""
-        path = f"{await self._c._project_path()}/jobs/{_segment(job_id)}"
-        return await self._c.request_model(ImsJob, "GET", "ims", path)
+        """An IMS job by the path the settings name (``ims_job_api``, by default per profile).
+
+        ``project-jobs``: ``GET /v1/{project_id}/jobs/{job_id}`` (the OTC page; deprecated on Huawei Cloud).
+        ``cloudimages-job``: ``GET /v1/cloudimages/job/{job_id}`` (Huawei Cloud's ShowJobProgress, same
+        fields).
+        An unknown job (``IMG.0023``, or ECS's ``Common.0011`` behind a shared base URL) raises
+        ``JobNotFoundError``, whichever path and endpoint layout.
+        """
+        if self._c.settings.effective_ims_job_api == "cloudimages-job":
+            await self._c._ensure_signing_project()
+            path = f"/v1/cloudimages/job/{_segment(job_id)}"
+        else:
+            path = f"{await self._c._project_path()}/jobs/{_segment(job_id)}"
+        try:
+            response = await self._c.request("GET", "ims", path)
+        except ApiError as exc:
+            raise _job_query(exc) from None
+        job = parse_model(ImsJob, response)
+        job._request_id = request_id_of(response)
+        return job
 
     async def list_images(self, query: ImageListQuery | None = None) -> list[Image]:
         """``GET /v2/cloudimages`` with the filters of ``query``."""
@@ -428,15 +498,22 @@ class ImsApi:
             marker = page[-1].id
 
     async def get_image(self, image_id: str) -> Image:
-        """``GET /v2/images/{image_id}``."""
+        """``GET /v2/images/{image_id}``; no such image (HTTP 404, any body) raises ``ImageNotFoundError``."""
         await self._c._ensure_signing_project()
-        return await self._c.request_model(Image, "GET", "ims", f"/v2/images/{_segment(image_id)}")
+        try:
+            return await self._c.request_model(Image, "GET", "ims", f"/v2/images/{_segment(image_id)}")
+        except ApiError as exc:
+            raise _image_query(exc) from None
 
     async def delete_image(self, image_id: str, *, delete_backup: bool | None = None) -> None:
-        """``DELETE /v2/images/{image_id}`` (204)."""
+        """``DELETE /v2/images/{image_id}`` (204); no such image (HTTP 404, any body) raises
+        ``ImageNotFoundError``."""
         await self._c._ensure_signing_project()
         body = DeleteImageRequest(delete_backup=delete_backup).to_body() or None
-        await self._c.request("DELETE", "ims", f"/v2/images/{_segment(image_id)}", json_body=body)
+        try:
+            await self._c.request("DELETE", "ims", f"/v2/images/{_segment(image_id)}", json_body=body)
+        except ApiError as exc:
+            raise _image_query(exc) from None
 
     async def export_image(self, image_id: str, req: ExportImageRequest) -> str:
         """``POST /v1/cloudimages/{image_id}/file``; returns the IMS job id."""

@@ -86,6 +86,7 @@ __all__ = [
     "UnsupportedOperationError",
     "error_for",
     "parse_error_response",
+    "request_id_of",
 ]
 
 
@@ -164,31 +165,63 @@ class EcsNotReadyError(ImsflowError):
     hint = "Stop the ECS first, or let imsflow stop it (--stop-if-running)."
 
 
+def _with_request_id(text: str, request_id: str | None) -> str:
+    return f"{text} [request id {request_id}]" if request_id else text
+
+
 class JobFailedError(ImsflowError):
-    """An asynchronous IMS or ECS job ended with status FAIL."""
+    """An asynchronous IMS or ECS job ended with status FAIL.
+
+    ``request_id`` is the cloud's request ID of the job query that reported the failure, when known.
+    """
 
     hint = "Read the fail reason; fix the cause (server state, quota, name) and start a new job."
 
-    def __init__(self, *, job_id: str | None, error_code: str | None, fail_reason: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        job_id: str | None,
+        error_code: str | None,
+        fail_reason: str | None,
+        request_id: str | None = None,
+    ) -> None:
         self.job_id = job_id
         self.error_code = error_code
         self.fail_reason = fail_reason
+        self.request_id = request_id
         reason = f"{error_code or 'no error code'}: {fail_reason or 'no reason given'}"
         super().__init__(f"job {job_id or '(unknown)'} failed: {reason}")
 
+    def __str__(self) -> str:
+        return _with_request_id(super().__str__(), self.request_id)
+
 
 class JobTimeoutError(ImsflowError):
-    """A job did not reach SUCCESS or FAIL in time; it may still finish in the cloud."""
+    """A job did not reach SUCCESS or FAIL in time; it may still finish in the cloud.
+
+    ``request_id`` is the cloud's request ID of the last job query answered, when known.
+    """
 
     hint = "The job may still finish: query it later, or raise IMSFLOW_JOB_TIMEOUT."
 
-    def __init__(self, *, job_id: str, last_status: str | None, waited_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        last_status: str | None,
+        waited_seconds: float,
+        request_id: str | None = None,
+    ) -> None:
         self.job_id = job_id
         self.last_status = last_status
         self.waited_seconds = waited_seconds
+        self.request_id = request_id
         super().__init__(
             f"job {job_id} still {last_status or 'unknown'} after {waited_seconds:.0f} s",
         )
+
+    def __str__(self) -> str:
+        return _with_request_id(super().__str__(), self.request_id)
 
 
 class ApiError(ImsflowError):
@@ -216,10 +249,20 @@ class ApiError(ImsflowError):
 
     def __str__(self) -> str:
         message = _one_line(self.message) or "(no message)"
-        text = f"HTTP {self.status} {self.code or '-'}: {message} ({self.url})"
-        if self.request_id:
-            text += f" [request id {self.request_id}]"
-        return text
+        return _with_request_id(
+            f"HTTP {self.status} {self.code or '-'}: {message} ({self.url})", self.request_id
+        )
+
+    def as_(self, cls: type[ApiError]) -> ApiError:
+        """The same answer as another class (status, code, message, url, request ID and Retry-After kept)."""
+        return cls(
+            status=self.status,
+            code=self.code,
+            message=self.message,
+            url=self.url,
+            request_id=self.request_id,
+            retry_after=self.retry_after,
+        )
 
 
 class AuthenticationError(ApiError):
@@ -499,11 +542,17 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 def _request_id(response: httpx.Response, body: dict[str, Any]) -> str | None:
     for key in ("request_id", "requestId"):
-        if isinstance(body.get(key), str):
+        if isinstance(body.get(key), str) and body[key]:
             return str(body[key])
+    return request_id_of(response)
+
+
+def request_id_of(response: httpx.Response) -> str | None:
+    """The cloud's request ID from the response headers (``X-Request-Id``, or an OpenStack one), if any."""
     for header in ("X-Request-Id", "X-Openstack-Request-Id", "X-Compute-Request-Id"):
-        if header in response.headers:
-            return response.headers[header]
+        value: str | None = response.headers.get(header)
+        if value:
+            return value
     return None
 
 

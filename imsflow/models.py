@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     WrapValidator,
@@ -76,6 +77,7 @@ __all__ = [
     "TokenUser",
     "VolumeAttachment",
     "build_request",
+    "tag_filter",
 ]
 
 JobStatus = Literal["INIT", "RUNNING", "SUCCESS", "FAIL"]
@@ -432,6 +434,13 @@ class _Job(_Response):
     end_time: Time = None
     error_code: str | None = None
     fail_reason: str | None = None
+    # The cloud's request ID of the job-query answer this was read from (set by the client, not a body field).
+    _request_id: str | None = PrivateAttr(default=None)
+
+    @property
+    def request_id(self) -> str | None:
+        """The request ID of the job-query answer (``X-Request-Id``), for error messages."""
+        return self._request_id
 
 
 class EcsSubJob(_Job):
@@ -626,9 +635,26 @@ class Image(_Response):
     def is_active(self) -> bool:
         return self.status == "active"
 
+    @property
+    def tag_map(self) -> dict[str, str]:
+        """The tags as a mapping. IMS lists them as ``key.value`` (tags made before its tag upgrade) or
+        ``key=value``; tag keys never hold ``.`` or ``=``, so the first of either separates key and value."""
+        tags: dict[str, str] = {}
+        for tag in self.tags:
+            cut = min((i for i in (tag.find("."), tag.find("=")) if i >= 0), default=-1)
+            if cut > 0:
+                tags[tag[:cut]] = tag[cut + 1 :]
+        return tags
+
 
 class ImageList(_Response):
     images: list[Image] = Field(default_factory=list)
+
+
+def tag_filter(key: str, value: str) -> str:
+    """The ``tag`` filter of ``GET /v2/cloudimages`` for one tag: ``Key=Value``, the only documented query
+    form (also for tags created in the ``Key.Value`` form)."""
+    return f"{key}={value}"
 
 
 class ImageListQuery(_Request):
@@ -671,6 +697,20 @@ class ImageListQuery(_Request):
             rule = "must be <gt|gte|lt|lte|eq|neq>:<UTC time>"
             raise InvalidRequestError("created_at/updated_at", value, rule)
         return value
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_filter(cls, value: str | None) -> str | None:
+        # The page (row ``tag``): tags are queried as ``tag=Key=Value``, even those created as ``Key.Value``.
+        key, equals, _ = (value or "").partition("=")
+        if value is not None and not (key and equals):
+            raise InvalidRequestError("tag", value, "a tag filter is Key=Value (build it with tag_filter)")
+        return value
+
+    @classmethod
+    def tagged(cls, key: str, value: str, **filters: Any) -> ImageListQuery:
+        """The query for images carrying the tag ``key``/``value`` (plus other ``filters``)."""
+        return cls(tag=tag_filter(key, value), **filters)
 
     def to_params(self) -> dict[str, str]:
         """Query parameters; booleans as ``true``/``false`` as the page writes them."""

@@ -118,6 +118,12 @@ class Schedule:
         return delay * (1 + policy.jitter * policy.rng.random())
 
 
+def _request_id(job: object) -> str | None:
+    # The client's job models carry the request ID of the answer they were read from; other JobLikes may not.
+    value = getattr(job, "request_id", None)
+    return value if isinstance(value, str) else None
+
+
 def transient_delay(error: ImsflowError, attempt: int, policy: PollPolicy) -> float:
     """Backoff after a transient error while polling, honouring the cloud's Retry-After."""
     retry_after = getattr(error, "retry_after", None)
@@ -168,7 +174,12 @@ async def wait_for_job(
             if job.status == "SUCCESS":
                 return job
             if job.status == "FAIL":
-                raise JobFailedError(job_id=job_id, error_code=job.error_code, fail_reason=job.fail_reason)
+                raise JobFailedError(
+                    job_id=job_id,
+                    error_code=job.error_code,
+                    fail_reason=job.fail_reason,
+                    request_id=_request_id(job),
+                )
             wait = schedule.next_delay(elapsed, percent_of(job))
         remaining = timeout - (clock() - start)
         if remaining <= 0:
@@ -176,6 +187,7 @@ async def wait_for_job(
                 job_id=job_id,
                 last_status=last.status if last is not None else None,
                 waited_seconds=clock() - start,
+                request_id=_request_id(last) if last is not None else None,
             )
         await sleep(min(wait, remaining))
 

@@ -17,9 +17,22 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from imsflow.errors import ConfigError
 
-__all__ = ["LOCAL_DEMO_ACCOUNT", "LOCAL_ENDPOINT", "SERVICES", "ImsflowSettings", "Profile", "Service"]
+__all__ = [
+    "LOCAL_DEMO_ACCOUNT",
+    "LOCAL_ENDPOINT",
+    "SERVICES",
+    "ImsJobApi",
+    "ImsflowSettings",
+    "Profile",
+    "Service",
+]
 
 Service = Literal["iam", "ecs", "ims"]
+#: How imsflow queries an IMS job: ``project-jobs`` is ``GET /v1/{project_id}/jobs/{job_id}`` (the only
+#: one OTC documents; Huawei Cloud marks it deprecated), ``cloudimages-job`` is
+#: ``GET /v1/cloudimages/job/{job_id}`` (Huawei Cloud's ShowJobProgress: no project ID in the path, the same
+#: top-level fields).
+ImsJobApi = Literal["project-jobs", "cloudimages-job"]
 SERVICES: tuple[Service, ...] = ("iam", "ecs", "ims")
 
 LOCAL_ENDPOINT = "http://127.0.0.1:8780"
@@ -41,6 +54,12 @@ class Profile(StrEnum):
 _ENDPOINT_PATTERNS: dict[Profile, str] = {
     Profile.huaweicloud: "https://{service}.{region}.myhuaweicloud.com",
     Profile.otc: "https://{service}.{region}.otc.t-systems.com",
+}
+
+_IMS_JOB_APIS: dict[Profile, ImsJobApi] = {
+    Profile.huaweicloud: "cloudimages-job",
+    Profile.otc: "project-jobs",
+    Profile.local: "project-jobs",
 }
 
 
@@ -69,6 +88,12 @@ class ImsflowSettings(BaseSettings):
     iam_url: str | None = Field(default=None, description="IAM endpoint; derived from profile and region.")
     ecs_url: str | None = Field(default=None, description="ECS endpoint; derived from profile and region.")
     ims_url: str | None = Field(default=None, description="IMS endpoint; derived from profile and region.")
+    ims_job_api: ImsJobApi | None = Field(
+        default=None,
+        description="How to query IMS jobs: project-jobs (GET /v1/{project_id}/jobs/{job_id}) or "
+        "cloudimages-job (GET /v1/cloudimages/job/{job_id}, Huawei Cloud's successor of the deprecated "
+        "first). Default by profile: huaweicloud cloudimages-job; otc and local project-jobs.",
+    )
     domain: str | None = Field(default=None, description="Account (domain) name for password login.")
     username: str | None = Field(default=None, description="IAM user name for password login.")
     password: SecretStr | None = Field(default=None, description="IAM user password.")
@@ -113,6 +138,11 @@ class ImsflowSettings(BaseSettings):
         return _ENDPOINT_PATTERNS[self.profile].format(service=service, region=self.region)
 
     @property
+    def effective_ims_job_api(self) -> ImsJobApi:
+        """``ims_job_api`` if set, else the profile's default."""
+        return self.ims_job_api or _IMS_JOB_APIS[self.profile]
+
+    @property
     def auth_mode(self) -> Literal["password", "aksk"]:
         """``aksk`` when an AK and an SK are set, else ``password``."""
         return "aksk" if self.access_key and self.secret_key else "password"
@@ -132,6 +162,7 @@ class ImsflowSettings(BaseSettings):
                 shown[name] = str(value)
         for service in SERVICES:
             shown[f"{service}_url"] = self.endpoint(service)
+        shown["ims_job_api"] = self.effective_ims_job_api
         shown["auth_mode"] = self.auth_mode
         return shown
 

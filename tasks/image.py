@@ -103,7 +103,12 @@ async def _resume(client: CloudClient, record: Submission) -> Submission | None:
         if record.flow_run_id is not None and record.flow_run_id == _current_flow_run_id():
             # A flow retry of the run that submitted it: the request failed, and it stays failed. Only a new
             # run (the user's decision) makes a new attempt.
-            raise JobFailedError(job_id=job.job_id, error_code=job.error_code, fail_reason=job.fail_reason)
+            raise JobFailedError(
+                job_id=job.job_id,
+                error_code=job.error_code,
+                fail_reason=job.fail_reason,
+                request_id=job.request_id,
+            )
         return None  # that attempt is over; a re-run is a new attempt
     return record.model_copy(update={"how": "resumed"})
 
@@ -129,7 +134,7 @@ def _current_flow_run_id() -> str | None:
 
 
 async def adopt_tagged(client: CloudClient, key: str) -> Submission | None:
-    images = await client.ims.list_images(ImageListQuery(tag=f"{REQUEST_TAG}.{key}"))
+    images = await client.ims.list_images(ImageListQuery.tagged(REQUEST_TAG, key))
     alive = [i for i in images if i.status in ("queued", "saving", "active")]
     if not alive:
         return None
@@ -263,7 +268,10 @@ async def poll_job(
                 job_seconds = (job.end_time - job.begin_time).total_seconds()
             if image_id is None:
                 raise JobFailedError(
-                    job_id=job_id, error_code=None, fail_reason="job succeeded without an image ID"
+                    job_id=job_id,
+                    error_code=None,
+                    fail_reason="job succeeded without an image ID",
+                    request_id=job.request_id,
                 )
         else:
             assert submission.image_id is not None

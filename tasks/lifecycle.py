@@ -30,13 +30,8 @@ GONE = frozenset({"deleted"})
 
 
 def image_tags(image: Image) -> dict[str, str]:
-    """The image's tags as a mapping. IMS lists them as ``key.value``; the keys never hold ``.`` or ``=``."""
-    tags: dict[str, str] = {}
-    for tag in image.tags:
-        cut = min((i for i in (tag.find("."), tag.find("=")) if i >= 0), default=-1)
-        if cut > 0:
-            tags[tag[:cut]] = tag[cut + 1 :]
-    return tags
+    """The image's tags as a mapping (``key.value`` or ``key=value`` as IMS lists them)."""
+    return image.tag_map
 
 
 def made_by_imsflow(image: Image) -> str | None:
@@ -171,7 +166,7 @@ async def list_imsflow_images(instance_ids: list[str], token: IamToken | None) -
         if instance_ids:
             images: list[Image] = []
             for instance_id in instance_ids:
-                query = ImageListQuery(imagetype="private", tag=f"{INSTANCE_TAG}.{instance_id}")
+                query = ImageListQuery.tagged(INSTANCE_TAG, instance_id, imagetype="private")
                 images += [i async for i in client.ims.iter_images(query)]
         else:
             images = [i async for i in client.ims.iter_images(ImageListQuery(imagetype="private"))]

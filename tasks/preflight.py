@@ -100,7 +100,7 @@ async def dry_run_check(
                 result.problems.append(f"the image quota is used up ({quota.used} of {quota.quota})")
 
         same_name = await client.ims.list_images(ImageListQuery(name=request.name, imagetype="private"))
-        ours = [i for i in same_name if f"{REQUEST_TAG}.{key}" in i.tags]
+        ours = [i for i in same_name if i.tag_map.get(REQUEST_TAG) == key]
         result.same_name_image_ids = [i.id for i in same_name]
         others = [i.id for i in same_name if i.id not in {o.id for o in ours}]
         if others:

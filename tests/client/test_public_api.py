@@ -60,8 +60,20 @@ def test_service_signatures() -> None:
     assert params(client.ImsApi.create_image_from_ecs) == ["self", "req"]
     assert params(client.ImsApi.export_image) == ["self", "image_id", "req"]
     assert params(errors.error_for) == ["status", "code", "message", "url", "request_id", "retry_after"]
-    assert params(errors.JobFailedError.__init__) == ["self", "job_id", "error_code", "fail_reason"]
-    assert params(errors.JobTimeoutError.__init__) == ["self", "job_id", "last_status", "waited_seconds"]
+    assert params(errors.JobFailedError.__init__) == [
+        "self",
+        "job_id",
+        "error_code",
+        "fail_reason",
+        "request_id",
+    ]
+    assert params(errors.JobTimeoutError.__init__) == [
+        "self",
+        "job_id",
+        "last_status",
+        "waited_seconds",
+        "request_id",
+    ]
 
 
 def test_retryable_is_defined_on_every_error() -> None:
