@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from imsflow.errors import ImsflowError, InvalidRequestError
@@ -58,9 +59,10 @@ def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
     from imsflow.redact import redact
 
     # An error message can quote what the cloud or a library said; never let a secret through to the screen.
-    err.print(f"[bold red]error:[/] {redact(message)}")
+    # Escaped: "[request id ...]" and other bracketed text would otherwise be read as rich markup and vanish.
+    err.print(f"[bold red]error:[/] {escape(redact(message))}")
     if hint:
-        err.print(f"[dim]hint:[/] {hint}")
+        err.print(f"[dim]hint:[/] {escape(hint)}")
     raise typer.Exit(code)
 
 
@@ -92,7 +94,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 def step_printer() -> Callable[[str, str], None]:
     def show(step: str, message: str) -> None:
-        console.print(f"  [green]✓[/] [bold]{step:<18}[/] {message}")
+        console.print(f"  [green]✓[/] [bold]{step:<18}[/] {escape(message)}")
 
     return show
 

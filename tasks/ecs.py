@@ -79,9 +79,10 @@ async def _power_job_failed(client: CloudClient, job_id: str, what: str, server:
             return  # ask again on the next look
         raise
     if job.status == "FAIL":
+        request_id = f" [request id {job.request_id}]" if job.request_id else ""
         raise EcsNotReadyError(
             f"the {what} of ECS {server.name} ({server.id}) failed: "
-            f"{job.error_code or 'no error code'}: {job.fail_reason or 'no reason given'}"
+            f"{job.error_code or 'no error code'}: {job.fail_reason or 'no reason given'}{request_id}"
         )
 
 

@@ -11,6 +11,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -71,7 +72,7 @@ def summary(result: FleetResult) -> Table:
             r.image_id or "",
             r.job_id or "",
             f"{r.job_seconds:.0f}",
-            r.error or "",
+            escape(r.error or ""),  # plain text: "[request id ...]" is not rich markup
         )
     return table
 
