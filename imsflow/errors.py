@@ -374,6 +374,8 @@ def _codes(cls: type[ApiError], prefix: str, numbers: str) -> dict[str, type[Api
 # Every code of the IMS error code page (177), the ECS/Common codes of the contract, the IAM codes of the
 # IAM error code page that token, project and AK/SK calls can return, and the API gateway codes.
 # Codes the pages send with HTTP 400 but that describe a server-side failure are ServerError (retryable).
+# IMG.0023 ("An exception occurred during task query.") stays one here; answering a job query, where it
+# means an unknown job, the client makes it JobNotFoundError (imsflow.client.JOB_QUERY_ERRORS).
 ERROR_CODES: dict[str, type[ApiError]] = {
     **_codes(
         InvalidParameterError,
