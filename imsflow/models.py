@@ -661,7 +661,8 @@ class ImageListQuery(_Request):
     """Filters of ``GET /v2/cloudimages``; ``to_params()`` gives the query string."""
 
     imagetype: Literal["gold", "private", "shared"] | None = Field(default=None, alias="__imagetype")
-    isregistered: bool | None = Field(default=None, alias="__isregistered")
+    # The page: "The value can be true" (and only that).
+    isregistered: Literal[True] | None = Field(default=None, alias="__isregistered")
     whole_image: bool | None = Field(default=None, alias="__whole_image")
     name: str | None = None
     id: str | None = None
@@ -684,7 +685,9 @@ class ImageListQuery(_Request):
     updated_at: str | None = None
     marker: str | None = None
     limit: int | None = Field(default=None, ge=1)
-    sort_key: str | None = None
+    sort_key: (
+        Literal["name", "container_format", "disk_format", "status", "id", "size", "created_at"] | None
+    ) = None
     sort_dir: Literal["asc", "desc"] | None = None
 
     @field_validator("created_at", "updated_at")

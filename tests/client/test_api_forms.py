@@ -275,3 +275,13 @@ async def test_local_cloud_job_paths_and_unknown_jobs(layout: str, job_api: str,
             await c.ims.get_job("f" * 32)
         with pytest.raises(JobNotFoundError):
             await c.ecs.get_job("f" * 32)
+
+
+@pytest.mark.parametrize("filters", [{"sort_key": "colour"}, {"isregistered": False}])
+def test_image_list_filters_outside_the_page_are_refused(filters: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        ImageListQuery(**filters)
+    assert ImageListQuery(isregistered=True, sort_key="created_at").to_params() == {
+        "__isregistered": "true",
+        "sort_key": "created_at",
+    }
