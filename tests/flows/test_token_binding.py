@@ -108,7 +108,17 @@ async def test_a_second_block_with_a_wrong_password_fails_at_get_token() -> None
     message = failed[0].state.message or ""
     assert "InvalidCredentialsError" in message
     assert "credentials block 'alice-typo'" in message
-    for text in (str(error), error.hint, message):
+    # The run itself says why (the header of the run page in the UI shows the flow run's state message).
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    async with get_client() as client:
+        flow_run = await client.read_flow_run(flow_run_id)
+    assert flow_run.state is not None
+    assert flow_run.state.is_failed()
+    run_message = flow_run.state.message or ""
+    assert "IAM.0062" in run_message
+    assert "credentials block 'alice-typo'" in run_message
+    for text in (str(error), error.hint, message, run_message):
         assert PASSWORD not in text
         assert WRONG_PASSWORD not in text
 
