@@ -27,6 +27,7 @@ from imsflow.errors import (
     JobNotFoundError,
     TransportError,
     UnexpectedResponseError,
+    is_gateway_not_found,
     parse_error_response,
     request_id_of,
 )
@@ -84,7 +85,8 @@ def _image_query(exc: ApiError) -> ApiError:
     The Glance-native image pages (show, delete) document 404 without a body; some gateways send an HTML
     page or a code of their own. IMS's own codes for a missing image (``IMG.0144`` ...) map already.
     """
-    if exc.status == 404 and not isinstance(exc, ImageNotFoundError):
+    if exc.status == 404 and not isinstance(exc, ImageNotFoundError) and not is_gateway_not_found(exc):
+        # Not a gateway 404 (a wrong endpoint must never read as "the image is already gone").
         return exc.as_(ImageNotFoundError)
     return exc
 

@@ -51,6 +51,7 @@ import httpx
 
 __all__ = [
     "ERROR_CODES",
+    "NO_SUCH_API_HINT",
     "AccountLockedError",
     "ApiError",
     "AuthenticationError",
@@ -85,6 +86,7 @@ __all__ = [
     "UnexpectedResponseError",
     "UnsupportedOperationError",
     "error_for",
+    "is_gateway_not_found",
     "parse_error_response",
     "request_id_of",
 ]
@@ -520,7 +522,7 @@ def error_for(
     cls: type[ApiError] | None = ERROR_CODES.get(code) if code else None
     if cls is None:
         cls = ServerError if status >= 500 else _BY_STATUS.get(status, ApiError)
-    return cls(
+    error = cls(
         status=status,
         code=code,
         message=message,
@@ -528,6 +530,22 @@ def error_for(
         request_id=request_id,
         retry_after=retry_after,
     )
+    if is_gateway_not_found(error):
+        error.hint = NO_SUCH_API_HINT
+    return error
+
+
+#: What to do when the API gateway, not the service, answers 404: the request never reached IAM, ECS or IMS.
+NO_SUCH_API_HINT = (
+    "The endpoint has no such API: check IMSFLOW_IAM_URL / IMSFLOW_ECS_URL / IMSFLOW_IMS_URL and "
+    "IMSFLOW_IMS_JOB_API (`imsflow doctor` checks them)."
+)
+
+
+def is_gateway_not_found(error: ApiError) -> bool:
+    """A 404 from the API gateway itself (``APIG.*``, e.g. APIG.0101 "The API does not exist ..."):
+    no service saw the request, so it says nothing about the resource the URL names."""
+    return error.status == 404 and (error.code or "").startswith("APIG.")
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -18,6 +18,7 @@ from imsflow.errors import (
     JobFailedError,
     JobNotFoundError,
     JobTimeoutError,
+    NotFoundError,
     ServerError,
     UnexpectedResponseError,
     parse_error_response,
@@ -110,7 +111,7 @@ def test_img_0023_elsewhere_stays_a_server_error() -> None:
         answer(
             404, "<html><body><h1>404 Not Found</h1></body></html>", headers={"Content-Type": "text/html"}
         ),
-        answer(404, {"error": {"code": "APIG.0101", "message": "The API does not exist"}}),
+        answer(404, {"error": {"code": "IMG.9999", "message": "No image found"}}),
         answer(404, {"itemNotFound": {"message": "Image not found", "code": 404}}),
     ],
     ids=["no-body", "html", "other-code", "glance-body"],
@@ -123,6 +124,31 @@ async def test_image_404_is_image_not_found_whatever_the_body(handler: Handler) 
             await c.ims.delete_image(IMAGE_ID)
     assert shown.value.status == deleted.value.status == 404
     assert f"/v2/images/{IMAGE_ID}" in shown.value.url
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "error_msg": "The API does not exist or has not been published in the environment.",
+            "error_code": "APIG.0101",
+            "request_id": "0f" * 16,
+        },
+        {"error": {"code": "APIG.0101", "message": "The API does not exist"}},
+    ],
+    ids=["gateway-body", "nested"],
+)
+async def test_a_gateway_404_is_not_an_image_gone(body: dict[str, Any]) -> None:
+    """The gateway's "no such API" (a wrong endpoint or path) must never read as "already deleted"."""
+    async with client(answer(404, body)) as c:
+        with pytest.raises(NotFoundError) as shown:
+            await c.ims.get_image(IMAGE_ID)
+        with pytest.raises(NotFoundError) as deleted:
+            await c.ims.delete_image(IMAGE_ID)
+    for error in (shown.value, deleted.value):
+        assert not isinstance(error, ImageNotFoundError)
+        assert error.code == "APIG.0101"
+        assert "IMSFLOW_IMS_URL" in error.hint
 
 
 # ---------------------------------------------------------------------------------- 4. ECS: several tags
