@@ -1,5 +1,8 @@
 """Create a private image from an ECS: token → stopped check → submit → poll → image ID.
 
+The steps after the token are ``flows.pipeline.image_one_ecs`` (shared with the fleet); this flow adds the
+dry run, the summary artifact, the events and the step timings.
+
 Run it ad hoc with ``imsflow create``, from the Prefect UI through a deployment, or directly::
 
     python flows/create_image.py --instance-id 6f1c2d7e-0000-4000-8000-000000000001 --name web-1-golden
@@ -7,19 +10,16 @@ Run it ad hoc with ``imsflow create``, from the Prefect UI through a deployment,
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import BaseModel, Field, field_validator
 
-from imsflow.errors import InvalidRequestError, JobTimeoutError
+from flows.pipeline import image_one_ecs, timed
+from imsflow.errors import InvalidRequestError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag
 from imsflow.redact import install_redaction
 from imsflow.validation import (
@@ -34,16 +34,8 @@ from imsflow.validation import (
 )
 from tasks import runtime
 from tasks.credentials import BLOCK_NAME_PATTERN, credentials_from_block
-from tasks.ecs import check_ecs_stopped, start_ecs
 from tasks.events import emit_image_created, emit_image_failed
-from tasks.image import (
-    INSTANCE_TAG,
-    REQUEST_TAG,
-    poll_job,
-    raise_if_failed_in_this_run,
-    request_key,
-    submit_image,
-)
+from tasks.image import INSTANCE_TAG, REQUEST_TAG, request_key
 from tasks.preflight import DryRunResult, dry_run_check
 from tasks.token import CredentialScope, fresh_token
 
@@ -212,28 +204,6 @@ async def _dry_run(
     return report
 
 
-async def _start_again(
-    params: CreateImageParams, name: str, token: IamToken | None, logger: Any, *, failing: bool
-) -> None:
-    """Start the ECS imsflow stopped. When the run is failing anyway, a failed start is logged, so that the
-    error the run ends with is the one that made it fail."""
-    logger.info("starting %s again, as it was running before", name)
-    try:
-        await start_ecs(params.instance_id, token)
-    except Exception as exc:
-        if not failing:
-            raise
-        logger.error("could not start %s again (start it by hand): %s", name, exc)
-
-
-@contextmanager
-def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
-    """Record how long a step took (for the result and the summary artifact)."""
-    started = time.monotonic()
-    yield
-    seconds[step] = time.monotonic() - started
-
-
 async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRunResult:
     """Create a private image from an ECS and return its ID; a retry or re-run never makes a second."""
     # Before anything can log: Prefect's run loggers write to its database, which outlives the run.
@@ -245,48 +215,36 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
     seconds: dict[str, float] = {}
 
     token: IamToken | None = None
-    with _timed(seconds, "get-token"):
+    with timed(seconds, "get-token"):
         if settings.auth_mode == "password":
             token = await fresh_token(CredentialScope.from_settings(settings))
     if params.dry_run:
         return await _dry_run(params, request, key, token)
 
-    if flow_run.get_run_count() > 1:
-        await raise_if_failed_in_this_run(key, token)
-    with _timed(seconds, "check-ecs-stopped"):
-        check = await check_ecs_stopped(params.instance_id, token, stop_if_running=params.stop_if_running)
-    try:
-        with _timed(seconds, "submit-image"):
-            submission = await submit_image(request, key, token)
-        with _timed(seconds, "poll-job"):
-            timeout = timedelta(minutes=params.timeout_minutes).total_seconds()
-            image = await poll_job(submission, token, timeout=timeout)
-    except JobTimeoutError:
-        if check.stopped_by_us and params.restart_after:
-            # The job may still be running, and IMS needs the ECS stopped until it ends (ECS refuses a start
-            # meanwhile). Imsflow's power record stays: a re-run resumes the job and then starts the ECS.
-            logger.warning("leaving %s stopped: its image job has not ended; run again to resume", check.name)
-        raise
-    except Exception:  # not on cancellation: the power record lets a re-run start the ECS
-        if check.stopped_by_us and params.restart_after:
-            await _start_again(params, check.name, token, logger, failing=True)
-        raise
-    if check.stopped_by_us and params.restart_after:
-        await _start_again(params, check.name, token, logger, failing=False)
+    outcome = await image_one_ecs(
+        request,
+        key=key,
+        token=token,
+        stop_if_running=params.stop_if_running,
+        restart=params.restart_after,
+        timeout=timedelta(minutes=params.timeout_minutes).total_seconds(),
+    )
+    seconds.update(outcome.seconds)
+    image = outcome.image
 
     result = CreateImageResult(
         image_id=image.image_id,
         job_id=image.job_id,
         name=image.name,
         instance_id=params.instance_id,
-        how=submission.how,
+        how=outcome.how,
         seconds=seconds,
     )
     await acreate_markdown_artifact(
         markdown=_summary(params, result), key="image-summary", description=f"image {result.name}"
     )
     logger.info("image %s (%s) is active", result.image_id, result.name)
-    return Completed(message=f"image {result.image_id} active ({submission.how})", data=result)  # type: ignore[return-value]
+    return Completed(message=f"image {result.image_id} active ({outcome.how})", data=result)  # type: ignore[return-value]
 
 
 @flow(

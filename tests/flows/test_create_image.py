@@ -8,10 +8,10 @@ import pytest
 from prefect.settings import PREFECT_HOME
 
 from flows.create_image import CreateImageParams, create_image_from_ecs
-from imsflow.errors import EcsNotReadyError, InvalidCredentialsError
+from imsflow.errors import EcsNotReadyError, InvalidCredentialsError, JobTimeoutError
 from imsflow.validation import check_tag
 from tasks.image import INSTANCE_TAG, REQUEST_TAG, request_key
-from tests.support import DB_1, PASSWORD, WEB_1, cloud_runtime, make_cloud
+from tests.support import DB_1, PASSWORD, WEB_1, cloud_runtime, fast_retries, make_cloud
 
 
 def _images(cloud) -> list:  # type: ignore[no-untyped-def]
@@ -72,6 +72,29 @@ async def test_stop_if_running_stops_images_and_starts_again() -> None:
     assert stats["ecs.start_servers"] == 1
     server = cloud.ecs.servers[DB_1]
     assert server.status == "ACTIVE"
+
+
+async def test_job_timeout_leaves_the_ecs_stopped_and_a_rerun_starts_it() -> None:
+    # A job that outlasts the run's timeout may still be running: IMS needs the ECS stopped until it ends,
+    # so no start is attempted. imsflow's power record stays, and the re-run that sees the job end starts it.
+    cloud = make_cloud(timing={"image_job_seconds": 300, "stop_seconds": 10, "start_seconds": 10})
+    slow = CreateImageParams(instance_id=DB_1, name="db-1-slow", stop_if_running=True, timeout_minutes=1)
+    with cloud_runtime(cloud), fast_retries():
+        with pytest.raises(JobTimeoutError, match="RUNNING"):
+            await create_image_from_ecs(slow)
+        stats = cloud.stats()
+        assert stats["ecs.stop_servers"] == 1
+        assert stats.get("ecs.start_servers", 0) == 0
+        assert cloud.ecs.servers[DB_1].status == "SHUTOFF"
+
+        result = await create_image_from_ecs(slow.model_copy(update={"timeout_minutes": 30}))
+    assert result.how == "resumed"
+    assert cloud.ims.images[result.image_id].status == "active"
+    stats = cloud.stats()
+    assert stats["ims.create_image"] == 1
+    assert stats["ecs.stop_servers"] == 1
+    assert stats["ecs.start_servers"] == 1
+    assert cloud.ecs.servers[DB_1].status == "ACTIVE"
 
 
 async def test_wrong_password_fails_once_without_retry_storm() -> None:

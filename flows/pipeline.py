@@ -1,0 +1,140 @@
+"""Imaging one ECS: stopped check → submit → poll → start again. The one place these steps run in order.
+
+The single-image flow (``flows/create_image.py``) and the fleet (``flows/fleet.py``) both call
+:func:`image_one_ecs`; so will new image kinds. The flows keep what is theirs (the token, dry runs,
+artifacts, events, a fleet's lanes and rows); the order of the steps and the power-state rules live here:
+
+* A running ECS is refused, unless ``stop_if_running``: then it is stopped (SOFT) and the check records that
+  imsflow stopped it (``tasks.ecs.PowerRecord``), so a retry or a re-run after a crash still knows.
+* If imsflow stopped it and ``restart`` is set, it is started again once the image job ended: after SUCCESS
+  (a failed start then fails the call), and after FAIL or any other error (a failed start is only logged, so
+  that the error raised is the one that made the imaging fail).
+* Never after :class:`~imsflow.errors.JobTimeoutError`: the job may still be running, and IMS needs the ECS
+  stopped until it ends (ECS refuses the start meanwhile). The power record stays, so a re-run resumes the
+  job and then starts the ECS.
+* Not on cancellation either (``CancelledError`` is no ``Exception``): the power record covers it too.
+* On a flow retry after a failed image job of this very run, that failure is raised again before the ECS is
+  touched: a retry neither submits a second job nor stops and starts the ECS once more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prefect import get_run_logger
+from prefect.runtime import flow_run
+from pydantic import BaseModel
+
+from imsflow.errors import JobTimeoutError
+from imsflow.models import CreateImageFromEcsRequest, IamToken
+from imsflow.polling import PollPolicy
+from tasks import runtime
+from tasks.ecs import EcsCheck, check_ecs_stopped, start_ecs
+from tasks.image import (
+    ImageResult,
+    Submission,
+    poll_job,
+    raise_if_failed_in_this_run,
+    request_key,
+    submit_image,
+)
+
+#: The steps :func:`image_one_ecs` times, in order (keys of :attr:`ImageOutcome.seconds`).
+STEPS = ("check-ecs-stopped", "submit-image", "poll-job")
+
+
+class ImageOutcome(BaseModel):
+    """One ECS imaged: what the check found, how the job came about, the active image, and step times."""
+
+    check: EcsCheck
+    submission: Submission
+    image: ImageResult
+    #: imsflow stopped the ECS for this image and started it again.
+    restarted: bool = False
+    #: Seconds per step (:data:`STEPS`), on the runtime's clock.
+    seconds: dict[str, float]
+
+    @property
+    def how(self) -> str:
+        """``submitted``, ``resumed`` or ``adopted``."""
+        return self.submission.how
+
+
+@contextmanager
+def timed(seconds: dict[str, float], step: str) -> Iterator[None]:
+    """Record how long a step took, on the runtime's clock (a step that raises is not recorded)."""
+    clock = runtime.current().clock
+    started = clock()
+    yield
+    seconds[step] = clock() - started
+
+
+async def image_one_ecs(
+    request: CreateImageFromEcsRequest,
+    *,
+    token: IamToken | None,
+    stop_if_running: bool,
+    restart: bool,
+    timeout: float,
+    key: str | None = None,
+    poll_policy: PollPolicy | None = None,
+    progress_artifact: bool = True,
+) -> ImageOutcome:
+    """Make the image ``request`` asks for from its ECS, exactly once, and return it once it is active.
+
+    ``key`` is the request key (``tasks.image.request_key``; by default from instance ID and image name).
+    ``timeout`` is how long to wait for the image job, in seconds; ``poll_policy`` how to poll it (the
+    settings' defaults when None); ``progress_artifact=False`` skips the job's progress artifact.
+
+    Raises what the steps raise: ``EcsNotReadyError`` (running and not to be stopped, or a refused stop or
+    start), ``JobFailedError``, ``JobTimeoutError`` (the ECS is then left stopped), ``ImsflowError``.
+    Must run inside a flow run.
+    """
+    logger = get_run_logger()
+    key = key or request_key(request.instance_id, request.name)
+    seconds: dict[str, float] = {}
+
+    if flow_run.get_run_count() > 1:
+        await raise_if_failed_in_this_run(key, token)
+    with timed(seconds, "check-ecs-stopped"):
+        check = await check_ecs_stopped(request.instance_id, token, stop_if_running=stop_if_running)
+    owes_start = check.stopped_by_us and restart
+    try:
+        with timed(seconds, "submit-image"):
+            submission = await submit_image(request, key, token)
+        with timed(seconds, "poll-job"):
+            image = await poll_job(
+                submission, token, timeout=timeout, policy=poll_policy, progress_artifact=progress_artifact
+            )
+    except JobTimeoutError:
+        if owes_start:
+            # The job may still be running, and IMS needs the ECS stopped until it ends (ECS refuses a start
+            # meanwhile). imsflow's power record stays: a re-run resumes the job and then starts the ECS.
+            logger.warning("leaving %s stopped: its image job has not ended; run again to resume", check.name)
+        raise
+    except Exception:  # not on cancellation: the power record lets a re-run start the ECS
+        if owes_start:
+            await _start_again(check, token, failing=True)
+        raise
+    if owes_start:
+        await _start_again(check, token, failing=False)
+    return ImageOutcome(
+        check=check, submission=submission, image=image, restarted=owes_start, seconds=seconds
+    )
+
+
+async def _start_again(check: EcsCheck, token: IamToken | None, *, failing: bool) -> None:
+    """Start the ECS imsflow stopped. When the imaging failed anyway, a failed start is logged, so that the
+    error raised is the one that made it fail."""
+    logger = get_run_logger()
+    logger.info("starting %s again, as it was running before", check.name)
+    try:
+        await start_ecs(check.instance_id, token)
+    except Exception as exc:
+        if not failing:
+            raise
+        logger.error("could not start %s again (start it by hand): %s", check.name, exc)
+
+
+__all__ = ["STEPS", "ImageOutcome", "image_one_ecs", "timed"]
