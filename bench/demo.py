@@ -18,7 +18,7 @@ def command() -> list[str]:
     script = Path(sys.executable).parent / "imsflow"
     if script.exists():
         return [str(script), "demo"]
-    return [sys.executable, "-c", "from imsflow.cli import main; main()", "demo"]
+    return [sys.executable, "-m", "cli", "demo"]
 
 
 def once(home: Path) -> float:

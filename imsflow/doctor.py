@@ -3,7 +3,7 @@
 ``run_checks(settings)`` runs the checks in order and returns one ``CheckResult`` each. Nothing is created,
 stopped or deleted: the cloud sees a token request (password mode), and GETs that list servers, list images,
 read the image quota and ask for a job that does not exist. A check that needs one that failed is reported
-as skipped, never as a crash. No Prefect here; the CLI command (``imsflow.commands.doctor``) only prints.
+as skipped, never as a crash. No Prefect here; the CLI command (``cli.commands.doctor``) only prints.
 """
 
 from __future__ import annotations

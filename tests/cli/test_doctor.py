@@ -12,8 +12,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import imsflow.commands.doctor as doctor_command
-from imsflow.cli import app
+import cli.commands.doctor as doctor_command
+from cli.main import app
 from imsflow.doctor import run_checks
 from localcloud import LocalCloud
 from localcloud.seed import FaultRuleSeed

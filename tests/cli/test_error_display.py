@@ -7,7 +7,7 @@ import pickle
 import pytest
 import typer
 
-from imsflow.cli import friendly_errors
+from cli.app import friendly_errors
 from imsflow.errors import ImsflowError, JobFailedError, JobTimeoutError, error_for
 
 
@@ -33,8 +33,8 @@ def test_cli_error_line_names_the_request_id(error: ImsflowError, capsys: pytest
 def test_fleet_summary_table_keeps_the_request_id() -> None:
     from rich.console import Console
 
+    from cli.commands.fleet import summary
     from flows.fleet import FleetResult, FleetRow
-    from imsflow.commands.fleet import summary
 
     row = FleetRow(
         instance_id="6f1c2d7e-0000-4000-8000-000000000001",

@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from imsflow.cli import app
-from imsflow.commands.ops import parse_age_days
+from cli.commands.ops import parse_age_days
+from cli.main import app
 
 runner = CliRunner()
 
@@ -55,7 +55,7 @@ def test_export_needs_exactly_one_of_format_and_quick(args: list[str], message: 
 def test_server_commands_say_a_server_is_needed(command: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
     result = subprocess.run(
-        [sys.executable, "-c", "from imsflow.cli import main; main()", *command],
+        [sys.executable, "-m", "cli", *command],
         env=env,
         capture_output=True,
         text=True,

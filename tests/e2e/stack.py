@@ -22,9 +22,8 @@ import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-# `python -m imsflow.cli` would load the CLI twice (as __main__ and as imsflow.cli) and lose the commands
-# registered on the second copy; this is what the `imsflow` console script runs.
-IMSFLOW = [sys.executable, "-c", "from imsflow.cli import main; main()"]
+# The `imsflow` command (the console script runs `cli.main:main`, as `python -m cli` does).
+IMSFLOW = [sys.executable, "-m", "cli"]
 DEMO_PASSWORD = "demo-password"
 # A second IAM user, known only to the imsflow-credentials block of the block test (not to IMSFLOW_*).
 OPS_USER, OPS_PASSWORD = "ops", "ops-Passw0rd-only-in-a-block"

@@ -41,7 +41,7 @@ SEED: dict[str, Any] = {
     # A modest job: long enough to kill mid-poll, short enough for a quick re-run.
     "timing": {"image_job_seconds": 6, "job_init_seconds": 1},
 }
-IMSFLOW = [sys.executable, "-c", "from imsflow.cli import main; main()"]
+IMSFLOW = [sys.executable, "-m", "cli"]
 
 
 @pytest.fixture

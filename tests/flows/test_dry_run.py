@@ -7,8 +7,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from typer.testing import CliRunner
 
+from cli.app import QUIET_PREFECT
+from cli.main import app
 from flows.create_image import CreateImageParams, CreateImageResult, create_image_from_ecs
-from imsflow.cli import QUIET_PREFECT, app
 from imsflow.errors import InvalidCredentialsError
 from localcloud import LocalCloud
 from tasks.preflight import DryRunResult

@@ -146,7 +146,8 @@ def test_parameters_are_checked_before_any_call() -> None:
 def test_cli_fleet_progress_summary_and_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from imsflow.cli import QUIET_PREFECT, app
+    from cli.app import QUIET_PREFECT
+    from cli.main import app
 
     for name, value in QUIET_PREFECT.items():  # restored after the test, unlike the CLI's setdefault
         monkeypatch.setenv(name, value)

@@ -15,8 +15,9 @@ from prefect.logging.handlers import APILogHandler
 from prefect.settings import PREFECT_HOME, get_current_settings
 from typer.testing import CliRunner
 
+from cli.app import QUIET_PREFECT
+from cli.main import app
 from flows.create_image import CreateImageParams, create_image_from_ecs
-from imsflow.cli import QUIET_PREFECT, app
 from imsflow.errors import ImsflowError
 from localcloud import LocalCloud
 from localcloud.seed import FaultRuleSeed

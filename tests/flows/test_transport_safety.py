@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.app import QUIET_PREFECT
+from cli.main import app
 from flows.create_image import CreateImageParams, create_image_from_ecs
-from imsflow.cli import QUIET_PREFECT, app
 from imsflow.errors import ConfigError
 from tasks import runtime
 from tests.support import WEB_1, cloud_runtime, make_cloud

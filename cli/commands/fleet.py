@@ -1,11 +1,10 @@
 """``imsflow fleet``: image many ECSs at once, with a live progress display and a summary table.
 
-Like the rest of the CLI, Prefect and the flows are imported inside the command.
+Like every command that runs a flow, it imports Prefect and the flow inside ``flow_from_shell``.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,7 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from imsflow.cli import _parse_tags, app, console, err, fail, friendly_errors, quiet_prefect, run_flow
+from cli.app import app, console, err, fail, parse_tags
+from cli.flowrun import flow_from_shell
 
 if TYPE_CHECKING:
     from flows.fleet import FleetResult
@@ -105,17 +105,15 @@ def fleet(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
 ) -> None:
     """Image many ECSs, chosen by ID or by tag / name / status, as many at once as IMS allows."""
-    quiet_prefect(verbose)
     # Hundreds of task runs: let the Prefect server record their events in batches (a temporary server
     # inherits this), or its SQLite database falls behind and stalls every other write.
-    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "100")
-    with friendly_errors():
+    batched = {"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100"}
+    with flow_from_shell(verbose, prefect_env=batched) as shell:
         from flows.fleet import FleetParams, FleetResult, create_images_for_fleet
-        from tasks import runtime
 
         values: dict[str, Any] = {
             "instance_ids": instance_id or [],
-            "tags": _parse_tags(tag or []),
+            "tags": parse_tags(tag or []),
             "name_contains": name_contains,
             "status": status.upper() if status else None,
             "name_template": name_template,
@@ -131,9 +129,10 @@ def fleet(
             except ValueError:
                 fail(f"--date {run_date!r} is not YYYY-MM-DD", code=2)
         params = FleetParams(**values)
-        settings = runtime.settings()
+        settings = shell.settings()
         settings.check_transport()
         err.print(f"imaging a fleet on {settings.endpoint('ims')}, at most {max_concurrent} jobs at once")
+        shell.server()  # before the progress bar: a server that does not start is one line, no empty bar
         columns = (
             TextColumn("[bold]fleet[/]"),
             BarColumn(),
@@ -142,14 +141,14 @@ def fleet(
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=console, transient=False) as progress:
-            display = FleetDisplay(progress)
-            with runtime.use_runtime(reporters=(display,)):
-                state = run_flow(create_images_for_fleet(params, return_state=True))
-        result = state.result(raise_on_failure=False)
-        if isinstance(result, BaseException):
-            raise result
-        if not isinstance(result, FleetResult):
-            fail(f"the fleet run ended {state.type.value.lower()}: {state.message}")
+            # A run with failed ECSs ends failed but still returns its FleetResult: the table shows them.
+            result = shell.run(
+                create_images_for_fleet,
+                params,
+                reporters=(FleetDisplay(progress),),
+                accept=FleetResult,
+                what="fleet",
+            )
     console.print(summary(result))
     if result.failed:
         fail(f"{len(result.failed)} of {len(result.rows)} ECSs failed (see the table above)")

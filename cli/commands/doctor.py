@@ -1,7 +1,7 @@
 """``imsflow doctor``: a read-only check of the configured cloud, one line per check.
 
 The checks are in ``imsflow.doctor`` (no Prefect); this module only picks the settings and prints. Prefect is
-imported only for ``--credentials-block``.
+imported only for ``--credentials-block``: loading a block is the CLI's business, not the library's.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from imsflow.cli import app, console, fail, friendly_errors, quiet_prefect
+from cli.app import app, console, fail, friendly_errors
+from cli.flowrun import flow_from_shell
 from imsflow.doctor import CheckResult, CheckStatus, run_checks
 from imsflow.settings import ImsflowSettings
 
@@ -24,16 +25,17 @@ _MARKS = {
 
 
 def _load_block(name: str) -> ImsflowSettings:
-    quiet_prefect(False)
-    from tasks.credentials import load_settings
+    with flow_from_shell() as shell:
+        from tasks.credentials import load_settings
 
-    try:
-        return asyncio.run(load_settings(name))
-    except Exception as exc:  # not found, no server, a block that makes no valid settings: one line
-        fail(
-            f"cannot load the imsflow-credentials block {name!r}: {exc}",
-            hint="Check the block name (Blocks in the Prefect UI) and PREFECT_API_URL.",
-        )
+        shell.server()  # without PREFECT_API_URL, a temporary server (which has no blocks: the error says so)
+        try:
+            return asyncio.run(load_settings(name))
+        except Exception as exc:  # not found, no server, a block that makes no valid settings: one line
+            fail(
+                f"cannot load the imsflow-credentials block {name!r}: {exc}",
+                hint="Check the block name (Blocks in the Prefect UI) and PREFECT_API_URL.",
+            )
 
 
 def format_result(result: CheckResult, width: int) -> list[str]:

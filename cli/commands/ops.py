@@ -1,6 +1,6 @@
 """Operating imsflow: delete, export, prune; serve the deployments; register blocks; failure notifications.
 
-Like the rest of the CLI, Prefect and the flows are imported inside the commands.
+Like every command that runs a flow, they import Prefect and the flows inside ``flow_from_shell``.
 """
 
 from __future__ import annotations
@@ -11,17 +11,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from imsflow.cli import (
-    app,
-    console,
-    err,
-    fail,
-    friendly_errors,
-    quiet_prefect,
-    result_or_raise,
-    run_flow,
-    step_printer,
-)
+from cli.app import app, console, err, fail, quiet_prefect
+from cli.flowrun import ShellFlow, flow_from_shell
 
 CredentialsOption = Annotated[
     str | None,
@@ -44,10 +35,10 @@ def parse_age_days(text: str) -> float:
     return float(match.group(1)) * _AGE_UNIT_DAYS[match.group(2)]
 
 
-def _check_settings() -> None:
-    from tasks import runtime
-
-    runtime.settings().check_transport()
+def _check_settings(shell: ShellFlow, credentials_block: str | None) -> None:
+    """Refuse unsafe ``IMSFLOW_*`` endpoints before the run (a credentials block is checked by the flow)."""
+    if credentials_block is None:
+        shell.settings().check_transport()
 
 
 @app.command()
@@ -58,17 +49,12 @@ def delete(
     verbose: VerboseOption = False,
 ) -> None:
     """Delete a private image and wait until it is gone (an image already gone is fine)."""
-    quiet_prefect(verbose)
-    with friendly_errors():
+    with flow_from_shell(verbose) as shell:
         from flows.lifecycle import DeleteImageParams, delete_image
-        from tasks import runtime
 
         params = DeleteImageParams(image_id=image_id, timeout_minutes=timeout)
-        if credentials_block is None:
-            _check_settings()
-        with runtime.use_runtime(reporters=(step_printer(),)):
-            state = run_flow(delete_image(params, credentials_block, return_state=True))
-        result = result_or_raise(state)
+        _check_settings(shell, credentials_block)
+        result = shell.run(delete_image, params, credentials_block)
     console.print(f"{result.image_id} {result.outcome}")
 
 
@@ -90,10 +76,8 @@ def export(
         fail("--quick and --format exclude each other (a quick export is always ZVHD2)", code=2)
     if not quick and file_format is None:
         fail("give --format qcow2|vhd|zvhd|vmdk, or --quick", code=2)
-    quiet_prefect(verbose)
-    with friendly_errors():
+    with flow_from_shell(verbose) as shell:
         from flows.lifecycle import ExportImageParams, export_image
-        from tasks import runtime
 
         params = ExportImageParams(
             image_id=image_id,
@@ -103,11 +87,8 @@ def export(
             timeout_minutes=timeout,
         )
         params.to_request()
-        if credentials_block is None:
-            _check_settings()
-        with runtime.use_runtime(reporters=(step_printer(),)):
-            state = run_flow(export_image(params, credentials_block, return_state=True))
-        result = result_or_raise(state)
+        _check_settings(shell, credentials_block)
+        result = shell.run(export_image, params, credentials_block)
     console.print(
         f"{result.image_id} exported to {result.bucket_url} ({result.file_format}), job {result.job_id}"
     )
@@ -130,19 +111,14 @@ def prune(
     if keep is None and max_age is None:
         fail("give --keep N, --max-age AGE or both", code=2)
     max_age_days = parse_age_days(max_age) if max_age is not None else None
-    quiet_prefect(verbose)
-    with friendly_errors():
+    with flow_from_shell(verbose) as shell:
         from flows.lifecycle import PruneParams, prune_images
-        from tasks import runtime
 
         params = PruneParams(
             instance_ids=instance_id or [], keep=keep, max_age_days=max_age_days, dry_run=dry_run
         )
-        if credentials_block is None:
-            _check_settings()
-        with runtime.use_runtime(reporters=(step_printer(),)):
-            state = run_flow(prune_images(params, credentials_block, return_state=True))
-        result = result_or_raise(state)
+        _check_settings(shell, credentials_block)
+        result = shell.run(prune_images, params, credentials_block)
     verb = "would delete" if result.dry_run else "deleted"
     current = None
     # Plain lines, one per image and grouped by ECS: readable in 80 columns and easy to grep.

@@ -1,0 +1,105 @@
+"""The ``imsflow`` Typer app and what every command shares: the consoles, error display, step lines.
+
+This module knows no command: the modules of ``cli.commands`` register theirs on :data:`app`, and
+``cli.main`` imports them. Nothing here imports Prefect, the flows or the tasks, so ``imsflow --help`` and
+``imsflow config`` stay fast; running a flow is :mod:`cli.flowrun`'s job.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from imsflow.errors import ImsflowError, InvalidRequestError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+app = typer.Typer(
+    name="imsflow",
+    help="Turn ECS servers into IMS images on Huawei Cloud and Open Telekom Cloud, as Prefect flows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+#: Prefect's console output for CLI runs. Our own step lines tell the story; Prefect's logs still reach its
+#: API (and the UI). The server level hides the temporary server's shutdown tracebacks on a successful run.
+QUIET_PREFECT = {
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "CRITICAL",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL": "CRITICAL",
+    "PREFECT_LOGGING_SERVER_LEVEL": "CRITICAL",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+def quiet_prefect(verbose: bool) -> None:
+    """Set before prefect is imported: its logging is configured at import time."""
+    if verbose:
+        return
+    for name, value in QUIET_PREFECT.items():
+        os.environ.setdefault(name, value)
+
+
+def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
+    from imsflow.redact import redact
+
+    # An error message can quote what the cloud or a library said; never let a secret through to the screen.
+    # Escaped: "[request id ...]" and other bracketed text would otherwise be read as rich markup and vanish.
+    err.print(f"[bold red]error:[/] {escape(redact(message))}")
+    if hint:
+        err.print(f"[dim]hint:[/] {escape(hint)}")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """One clear line (and a hint) instead of a traceback, for every error we know."""
+    from pydantic import ValidationError
+
+    try:
+        yield
+    except ImsflowError as exc:
+        fail(str(exc), getattr(exc, "hint", None))
+    except ValidationError as exc:
+        fail(describe_validation_error(exc), code=2)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem; where an IMS rule was broken, the rule itself rather than pydantic's wording."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, InvalidRequestError):
+            problems.append(str(cause))
+        else:
+            where = ".".join(str(p) for p in error["loc"]) or "value"
+            problems.append(f"{where}: {error['msg']}")
+    return "invalid input: " + "; ".join(problems)
+
+
+def step_printer() -> Callable[[str, str], None]:
+    """The reporter that prints one line per step of a single-image flow."""
+
+    def show(step: str, message: str) -> None:
+        console.print(f"  [green]✓[/] [bold]{step:<18}[/] {escape(message)}")
+
+    return show
+
+
+def parse_tags(tags: list[str]) -> list[str]:
+    """``--tag key=value`` options, refused (exit 2) when one has no ``=``."""
+    for tag in tags:
+        if "=" not in tag:
+            fail(f"tag {tag!r} is not key=value", code=2)
+    return tags

@@ -1,0 +1,192 @@
+"""Running a flow from the shell: the one opening every flow command shares.
+
+::
+
+    with flow_from_shell(verbose) as shell:      # quiet Prefect, friendly errors
+        from flows.lifecycle import DeleteImageParams, delete_image   # Prefect is imported after the quieting
+        params = DeleteImageParams(...)
+        result = shell.run(delete_image, params, credentials_block)   # step lines, the flow, its result
+
+Without ``PREFECT_API_URL`` Prefect starts a temporary server for the run. On a busy machine that takes longer
+than Prefect's default wait (20 s), so the server is started here, with :data:`STARTUP_TIMEOUT_SECONDS` unless
+the user set ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``; when it still does not come up, the command
+says so in one line, with what to do, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from cli.app import fail, friendly_errors, quiet_prefect, step_printer
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
+
+    from imsflow.settings import ImsflowSettings
+    from tasks.runtime import Reporter
+
+#: Seconds to wait for Prefect's temporary server: it starts in 5-12 s on 2 idle cores, several times that on
+#: busy ones. ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (environment, profile, .env) wins.
+STARTUP_TIMEOUT_SECONDS = 90
+TIMEOUT_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+#: What Prefect's ``SubprocessASGIServer.start`` raises (a ``RuntimeError``) when the server did not come up.
+PREFECT_START_FAILURE = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
+def startup_timeout() -> int:
+    """The seconds to wait for Prefect's temporary server: the user's setting, else ours."""
+    from prefect.settings import get_current_settings
+
+    ephemeral = get_current_settings().server.ephemeral
+    if "startup_timeout_seconds" in ephemeral.model_fields_set:
+        return ephemeral.startup_timeout_seconds
+    return STARTUP_TIMEOUT_SECONDS
+
+
+def server_did_not_start(timeout: int, exc: BaseException) -> NoReturn:
+    """The one line for a temporary server that did not come up (instead of Prefect's traceback)."""
+    exited = " Ephemeral server process exited with code "
+    if PREFECT_START_FAILURE not in str(exc):  # no answer at all, or an error answer to the health check
+        fail(
+            f"Prefect's temporary server did not start: {exc}",
+            hint="start one with `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api",
+        )
+    if exited in str(exc):
+        code = str(exc).split(exited, 1)[1].split(".", 1)[0]
+        fail(
+            f"Prefect's temporary server exited with code {code} before it started: run "
+            "`prefect server start` to see why, then set PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+    fail(
+        f"Prefect's temporary server did not start within {timeout} s (is the machine busy?): start one with "
+        "`prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api, "
+        f"or raise {TIMEOUT_SETTING}"
+    )
+
+
+def start_prefect_server(*, background: bool = False) -> Callable[[], None]:
+    """Start Prefect's temporary server (when no ``PREFECT_API_URL`` is set) with our startup timeout.
+
+    Returns a function that waits until the server answers, or says in one line why it did not. With
+    ``background`` the server starts in a thread, so that the wait overlaps the caller's own start-up
+    (imports, a local cloud); the caller must call the returned function before the first flow run.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return lambda: None
+    timeout = startup_timeout()
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        try:
+            # The one instance Prefect's client uses too: once it runs, the flow run finds it running.
+            SubprocessASGIServer().start(timeout=timeout)
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    def wait(thread: threading.Thread | None = None) -> None:
+        if thread is not None:
+            thread.join()
+        if failure:
+            server_did_not_start(timeout, failure[0])
+
+    if not background:
+        start()
+        return wait
+    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
+    thread.start()
+    return lambda: wait(thread)
+
+
+class ShellFlow:
+    """What :func:`flow_from_shell` hands to a command: the settings, the server, running the flow."""
+
+    def __init__(self) -> None:
+        self._server_ready: Callable[[], None] | None = None
+
+    def settings(self) -> ImsflowSettings:
+        """The settings the flow's tasks will use (``IMSFLOW_*`` and ``.env``)."""
+        from tasks import runtime
+
+        return runtime.settings()
+
+    def start_server_early(self) -> None:
+        """Start Prefect's temporary server now, in the background (``imsflow demo``)."""
+        if self._server_ready is None:
+            self._server_ready = start_prefect_server(background=True)
+
+    def server(self) -> None:
+        """Wait for Prefect's server (starting the temporary one if need be); one line if it does not come."""
+        if self._server_ready is None:
+            self._server_ready = start_prefect_server()
+        self._server_ready()
+
+    def run(
+        self,
+        flow: Callable[..., Any],
+        *args: Any,
+        reporters: tuple[Reporter, ...] | None = None,
+        settings_factory: Callable[[], ImsflowSettings] | None = None,
+        accept: type | None = None,
+        what: str = "flow",
+    ) -> Any:
+        """Run the async ``flow(*args)`` to its end and return its result.
+
+        ``reporters`` receive the steps (default: one printed line per step); ``settings_factory`` replaces
+        ``IMSFLOW_*``. The flow's own error is re-raised for the friendly error line; a run that ended
+        otherwise than completed fails the command, unless its result is an ``accept`` instance (a fleet
+        run fails with its table).
+        """
+        from tasks import runtime
+
+        self.server()
+        changes: dict[str, object] = {"reporters": reporters if reporters is not None else (step_printer(),)}
+        if settings_factory is not None:
+            changes["settings_factory"] = settings_factory
+        with runtime.use_runtime(**changes):
+            state: State[Any] = asyncio.run(flow(*args, return_state=True))
+        return unwrap(state, accept=accept, what=what)
+
+
+def unwrap(state: State[Any], *, accept: type | None = None, what: str = "flow") -> Any:
+    """The flow's result, or the exception that failed it (re-raised for ``friendly_errors``)."""
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    ended_well = isinstance(result, accept) if accept is not None else state.is_completed()
+    if not ended_well:
+        fail(f"the {what} run ended {state.type.value.lower()}: {state.message}")
+    return result
+
+
+@contextmanager
+def flow_from_shell(
+    verbose: bool = False, *, prefect_env: Mapping[str, str] | None = None
+) -> Iterator[ShellFlow]:
+    """The opening of every command that runs a flow.
+
+    Quiets Prefect's console (unless ``verbose``) and sets ``prefect_env`` defaults, both before Prefect is
+    imported; turns every error we know into one line (and a hint) with no traceback, Prefect's temporary
+    server that does not start included. Import the flow inside the ``with`` block.
+    """
+    quiet_prefect(verbose)
+    for name, value in (prefect_env or {}).items():
+        os.environ.setdefault(name, value)
+    with friendly_errors():
+        try:
+            yield ShellFlow()
+        except RuntimeError as exc:
+            # A server Prefect started on its own (not through ShellFlow.server) with its own timeout.
+            if PREFECT_START_FAILURE not in str(exc):
+                raise
+            from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+            server_did_not_start(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), exc)
