@@ -24,6 +24,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 # The `imsflow` command (the console script runs `cli.main:main`, as `python -m cli` does).
 IMSFLOW = [sys.executable, "-m", "cli"]
+#: Seconds a process waits for Prefect's temporary server. On a busy 2-core machine (other test runs, the
+#: processes of this test) it takes longer than Prefect's default 20 s; the CLI waits 90 s, tests wait more.
+PREFECT_STARTUP_TIMEOUT = "120"
 DEMO_PASSWORD = "demo-password"
 # A second IAM user, known only to the imsflow-credentials block of the block test (not to IMSFLOW_*).
 OPS_USER, OPS_PASSWORD = "ops", "ops-Passw0rd-only-in-a-block"
@@ -91,6 +94,7 @@ def process_env(
         PREFECT_HOME=str(home / "prefect"),
         XDG_CONFIG_HOME=str(home / "config"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=PREFECT_STARTUP_TIMEOUT,
         IMSFLOW_PROFILE="local",
         IMSFLOW_IAM_URL=cloud_url,
         IMSFLOW_ECS_URL=cloud_url,

@@ -14,7 +14,8 @@ def prefect_server() -> Iterator[None]:
     """One temporary Prefect server for all flow tests (starting one costs seconds)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    # Generous: on a busy 2-core machine the server can take minutes to start (Prefect's default: 20 s).
+    with prefect_test_harness(server_startup_timeout=120):
         yield
 
 
