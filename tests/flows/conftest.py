@@ -28,12 +28,21 @@ def fresh_result_storage() -> None:
     shutil.rmtree(storage, ignore_errors=True)
 
 
-@pytest.fixture(autouse=True, params=sorted(LAYOUTS))
+@pytest.fixture(
+    autouse=True,
+    params=[
+        # A base URL per service, as on a real cloud: the quick loop's layout.
+        pytest.param("per-service", id="per-service"),
+        # One base URL for all (the local profile's default): in the full run (CI), not the quick one.
+        pytest.param("one-url", id="one-url", marks=pytest.mark.slow),
+    ],
+)
 def layout(request: pytest.FixtureRequest) -> Iterator[str]:
     """Every flow test runs twice: one base URL for all services, and a base URL per service.
 
     On a real cloud ECS and IMS are separate hosts whose job paths look alike; a client that works on one
     base URL only (or answers differ by layout) must fail here, not on a user's first real run.
     """
+    assert request.param in LAYOUTS
     with endpoint_layout(request.param):
         yield request.param
