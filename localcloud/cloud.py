@@ -1,19 +1,24 @@
-"""LocalCloud: the services, the clock, the counters and the fault rules, wired together."""
+"""LocalCloud: the services, the clock, the counters and the fault rules, wired together. No HTTP here.
+
+The HTTP side (``app.py``, ``gateway.py`` and each service's ``wire.py``) is built from a cloud on demand,
+by :attr:`LocalCloud.app` or by whoever serves it (``build_app(cloud)``); nothing in it imports this module.
+"""
 
 from __future__ import annotations
 
 import random
 import threading
 from collections import Counter
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from localcloud.clock import Clock, ManualClock, SystemClock
-from localcloud.ecs import Ecs
+from localcloud.ecs.state import Ecs, ImageJobsByServer
 from localcloud.errors import CloudError, gateway_error
 from localcloud.faults import FaultEngine
-from localcloud.iam import Iam
-from localcloud.ims import Ims
-from localcloud.seed import Distribution, Seed, demo_seed
+from localcloud.iam.state import Iam
+from localcloud.ims.state import Ims
+from localcloud.seed import Distribution, Duration, Seed, demo_seed
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -52,22 +57,36 @@ class LocalCloud:
         # One lock around every state change: the app may run in a uvicorn thread while a test inspects.
         self.lock = threading.RLock()
         self._build()
-        from localcloud.app import build_app  # late import: app.py needs this module
-
-        self.app: ASGIApp = build_app(self)
 
     def _build(self) -> None:
         seed = self.seed
         self.rng = random.Random(seed.random_seed)
         self.iam = Iam(seed, self.clock)
-        self.ecs = Ecs(seed, self.clock, self.iam.resolve_project)
-        self.ims = Ims(seed, self.clock, self.ecs, self.iam.resolve_project)
-        self.ecs.image_job_running = self.ims.image_job_running
-        self.ecs.duration = self.ims.duration = self.duration
+        # Links between the services are passed in: ECS and IMS share who is imaging which server,
+        # IMS looks servers up in ECS, both draw durations from the cloud's seeded RNG.
+        image_jobs = ImageJobsByServer(self.clock)
+        self.ecs = Ecs(
+            seed, self.clock, self.iam.resolve_project, durations=self.duration, image_jobs=image_jobs
+        )
+        self.ims = Ims(
+            seed,
+            self.clock,
+            self.iam.resolve_project,
+            servers=self.ecs,
+            image_jobs=image_jobs,
+            durations=self.duration,
+        )
         self.faults = FaultEngine(seed.faults, seed.random_seed)
         self._stats: Counter[str] = Counter()
         self._rate_window: int | None = None
         self._rate_count = 0
+
+    @cached_property
+    def app(self) -> ASGIApp:
+        """The ASGI app serving this cloud, built on first use and kept (it survives :meth:`reset`)."""
+        from localcloud.app import build_app  # lazy: a cloud used without HTTP never loads FastAPI
+
+        return build_app(self)
 
     # ---- public helpers --------------------------------------------------------------------------------
 
@@ -99,7 +118,7 @@ class LocalCloud:
             raise TypeError("only a ManualClock can be advanced")
         self.clock.advance(seconds)
 
-    def duration(self, value: float | Distribution) -> float:
+    def duration(self, value: Duration) -> float:
         """A plain number, or a draw from ``{mean, spread}`` with the seeded RNG."""
         if isinstance(value, Distribution):
             with self.lock:

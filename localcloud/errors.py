@@ -117,7 +117,7 @@ HTTP_TITLES = {
 }
 
 
-#: The id of the request being answered, set by the outermost ASGI layer (``app.py``), which also sends it
+#: The id of the request being answered, set by the outermost ASGI layer (``gateway.py``), which also sends it
 #: as ``X-Request-Id``; gateway bodies carry the same value in ``request_id``.
 CURRENT_REQUEST_ID: ContextVar[str | None] = ContextVar("localcloud_request_id", default=None)
 
@@ -177,6 +177,18 @@ def ecs_error(
     if details:
         err["details"] = [{"message": err["message"], "code": code}]
     return CloudError(status or default_status, {"error": err})
+
+
+def ecs_job_error() -> CloudError:
+    """An ECS job query that failed (an unknown job id, or another project's).
+
+    The job page: top-level ``code``/``message`` appear when the job query itself fails (Common.0011 = bad
+    job id). [inference] We also keep the usual ``error`` object of ECS errors.
+    """
+    err = ecs_error("Common.0011")
+    assert err.body is not None
+    err.body.update(err.body["error"])
+    return err
 
 
 def iam_error(code: str, message: str | None = None, status: int | None = None) -> CloudError:

@@ -31,6 +31,16 @@ RESPONDING_KINDS: tuple[FaultKind, ...] = (
 JOB_KINDS: tuple[FaultKind, ...] = ("job_fail", "job_stuck")
 
 
+@dataclass
+class JobFault:
+    """How a fault rule bends a job that is about to be created."""
+
+    fail: bool = False
+    stuck: bool = False
+    error_code: str | None = None
+    fail_reason: str | None = None
+
+
 class ConnectionDropped(httpx.RemoteProtocolError):
     """The server hung up without answering.
 

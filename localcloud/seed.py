@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -115,6 +116,10 @@ class Distribution(_Model):
 
 
 Duration = float | Distribution
+
+
+#: Seconds from a timing value: a plain number, or a draw from a distribution (the cloud's seeded RNG).
+Durations = Callable[[Duration], float]
 
 
 class Timing(_Model):

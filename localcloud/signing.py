@@ -14,17 +14,11 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from localcloud.clock import fmt_sdk_date
 from localcloud.errors import CloudError, gateway_error
-from localcloud.iam import Caller
-
-if TYPE_CHECKING:
-    from starlette.requests import Request
-
-    from localcloud.cloud import LocalCloud
+from localcloud.iam.state import Caller, Iam
 
 ALGORITHM = "SDK-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -107,44 +101,54 @@ def _fail(detail: str) -> CloudError:
     return gateway_error("APIG.0301", f"Incorrect IAM authentication information: {detail}", 401)
 
 
-def verify_request(cloud: LocalCloud, request: Request, raw: bytes) -> Caller:
-    """Check an ``SDK-HMAC-SHA256`` request; return the caller or raise the gateway's 401."""
-    match = _AUTH_RE.match(request.headers.get("authorization", ""))
+def verify_request(
+    iam: Iam,
+    *,
+    now: datetime,
+    max_skew_seconds: float,
+    method: str,
+    path: str,
+    query: list[tuple[str, str]],
+    headers: Mapping[str, str],
+    body: bytes,
+) -> Caller:
+    """Check an ``SDK-HMAC-SHA256`` request; return the caller or raise the gateway's 401.
+
+    ``path`` is the raw (still percent-encoded) path; ``headers`` look up case-insensitively.
+    """
+    match = _AUTH_RE.match(headers.get("authorization", ""))
     if match is None:
         raise _fail("verify aksk signature fail")
     ak, signed_text, given = match["ak"], match["signed"], match["sig"].lower()
     signed = signed_text.split(";")
     if "x-sdk-date" not in signed:
         raise _fail("verify aksk signature fail")
-    sdk_date = request.headers.get("x-sdk-date", "")
+    sdk_date = headers.get("x-sdk-date", "")
     try:
         when = datetime.strptime(sdk_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError:
         raise _fail("verify aksk signature fail") from None
-    now = cloud.clock.now()
-    if abs((now - when).total_seconds()) > cloud.seed.limits.signature_skew_seconds:
+    if abs((now - when).total_seconds()) > max_skew_seconds:
         raise _fail(f"signature expired, signature time:{sdk_date},server time:{fmt_sdk_date(now)}")
-    key = cloud.iam.access_keys.get(ak)
+    key = iam.access_keys.get(ak)
     if key is None:
         raise _fail(f"ak {ak} not found")
-    if key.security_token is not None and request.headers.get("x-security-token") != key.security_token:
+    if key.security_token is not None and headers.get("x-security-token") != key.security_token:
         raise _fail("verify security token fail")
 
-    if request.headers.get("x-sdk-content-sha256") == UNSIGNED_PAYLOAD:
+    if headers.get("x-sdk-content-sha256") == UNSIGNED_PAYLOAD:
         payload_hash = UNSIGNED_PAYLOAD
     else:
-        payload_hash = hashlib.sha256(raw).hexdigest()
-    query = list(request.query_params.multi_items())
-    path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0] or request.url.path
-    canonical = canonical_request(request.method, path, query, request.headers, signed, payload_hash)
+        payload_hash = hashlib.sha256(body).hexdigest()
+    canonical = canonical_request(method, path, query, headers, signed, payload_hash)
     expected = signature(key.sk, string_to_sign(sdk_date, canonical))
     if not hmac.compare_digest(expected, given):
         raise _fail("verify aksk signature fail")
 
     project_id = key.project_id
-    wanted = request.headers.get("x-project-id")
+    wanted = headers.get("x-project-id")
     if wanted:
-        project = cloud.iam.projects.get(wanted)
+        project = iam.projects.get(wanted)
         if project is None or project.domain_id != key.domain_id:
             raise _fail("verify aksk signature fail")  # [inference] a project outside the AK's account
         project_id = project.id

@@ -1,13 +1,13 @@
-"""IAM state and rules: domains, users, projects, tokens, access keys. No HTTP here."""
+"""IAM state and rules: domains, users, projects, tokens, access keys. No HTTP here (see wire.py)."""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
-from localcloud.clock import Clock, fmt_micros
+from localcloud.clock import Clock
 from localcloud.errors import CloudError, iam_error
 from localcloud.seed import Seed, stable_hex
 
@@ -64,6 +64,24 @@ class Token:
     expires_at: datetime
     methods: list[str] = field(default_factory=lambda: ["password"])
     revoked: bool = False
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    """A project named by id or, when ``id`` is None, by name (a token's scope)."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ProjectFilters:
+    """The filters of ``GET /v3/projects`` (None: not filtered)."""
+
+    name: str | None = None
+    domain_id: str | None = None
+    parent_id: str | None = None
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -139,48 +157,18 @@ class Iam:
 
     # ---- tokens --------------------------------------------------------------------------------------
 
-    def issue_token(self, body: Any, *, nocatalog: bool, base_url: str) -> tuple[str, dict[str, Any]]:
-        """``POST /v3/auth/tokens`` with the password method. Returns (token, response body)."""
-        auth = body.get("auth") if isinstance(body, dict) else None
-        if not isinstance(auth, dict):
-            raise iam_error("IAM.0072", "'auth' is a required property.", 400)
-        identity = auth.get("identity")
-        if not isinstance(identity, dict):
-            raise iam_error("IAM.0072", "'identity' is a required property.", 400)
-        methods = identity.get("methods")
-        if methods != ["password"]:
-            # The page: methods "Set this parameter to "password"". [inference] Anything else (another or
-            # a second method) is IAM.0007.
-            raise iam_error("IAM.0007", "Request parameter methods is invalid.", 400)
-        user_body = (
-            (identity.get("password") or {}).get("user")
-            if isinstance(identity.get("password"), dict)
-            else None
-        )
-        if not isinstance(user_body, dict):
-            raise iam_error("IAM.0072", "'user' is a required property.", 400)
-        name, password, domain_body = (
-            user_body.get("name"),
-            user_body.get("password"),
-            user_body.get("domain"),
-        )
-        # The page's table auth.identity.password.user: name, password and domain are mandatory (no user
-        # id). domain: the table shows "name"; the ECS dev guide's example (request_example.rst) sends "id".
-        for field_name, value in (("name", name), ("password", password)):
-            if not isinstance(value, str) or not value:
-                raise iam_error("IAM.0072", f"'{field_name}' is a required property.", 400)
-        if not isinstance(domain_body, dict):
-            raise iam_error("IAM.0072", "'domain' is a required property.", 400)
-        assert isinstance(name, str)
-        assert isinstance(password, str)
-        domain = None
-        if isinstance(domain_body.get("id"), str):
-            domain = self.domains.get(domain_body["id"])
-        elif isinstance(domain_body.get("name"), str):
-            domain = self.domains_by_name.get(domain_body["name"])
+    def authenticate(
+        self, *, user_name: str, password: str, domain_id: str | None = None, domain_name: str | None = None
+    ) -> User:
+        """The user behind a password, the first step of ``POST /v3/auth/tokens``.
+
+        The domain is named by id or, when ``domain_id`` is None, by name.
+        """
+        if domain_id is not None:
+            domain = self.domains.get(domain_id)
         else:
-            raise iam_error("IAM.0072", "'name' is a required property.", 400)
-        user = self._user_named(domain.id, name) if domain is not None else None
+            domain = self.domains_by_name.get(domain_name or "")
+        user = self._user_named(domain.id, user_name) if domain is not None else None
         # Unknown user or domain: the generic authentication failure, so names cannot be probed.
         if user is None:
             raise iam_error("IAM.0001")
@@ -188,93 +176,27 @@ class Iam:
             raise iam_error("IAM.0062")
         if not user.enabled:
             raise iam_error("IAM.0082", f"The user {user.name} is disabled.")
+        return user
 
-        project_id = self._scope_project(auth.get("scope"), user)
+    def create_token(self, user: User, *, project: ProjectRef | None = None) -> Token:
+        """``POST /v3/auth/tokens`` once the user is known: a project token, or a global one."""
+        project_id = self._scope_project(project, user) if project is not None else None
         now = self.clock.now()
         token = Token(_new_token_value(), user.id, user.domain_id, project_id, now, now + self.token_ttl)
         self.tokens[token.value] = token
-        return token.value, self.token_body(token, nocatalog=nocatalog, base_url=base_url)
+        return token
 
-    def _scope_project(self, scope: Any, user: User) -> str | None:
-        if scope is None or scope == {}:
-            return None  # a global (domain) token
-        if not isinstance(scope, dict):
-            raise iam_error("IAM.0007", "Request parameter scope is invalid.", 400)
-        project = scope.get("project")
-        if project is None:
-            if isinstance(scope.get("domain"), dict):
-                return None
-            raise iam_error("IAM.0007", "Request parameter scope is invalid.", 400)
-        if not isinstance(project, dict):
-            raise iam_error("IAM.0007", "Request parameter scope.project is invalid.", 400)
+    def _scope_project(self, ref: ProjectRef, user: User) -> str:
         found: Project | None = None
-        if isinstance(project.get("id"), str):
-            found = self.projects.get(project["id"])
-        elif isinstance(project.get("name"), str):
-            pid = self.resolve_project(project["name"], user.domain_id)
-            found = self.projects.get(pid) if pid else None
+        if ref.id is not None:
+            found = self.projects.get(ref.id)
         else:
-            raise iam_error("IAM.0072", "'id' is a required property.", 400)
+            pid = self.resolve_project(ref.name or "", user.domain_id)
+            found = self.projects.get(pid) if pid else None
         if found is None or found.domain_id != user.domain_id:
             # [inference] Keystone answers 401 when the requested scope is not available to the user.
             raise iam_error("IAM.0001")
         return found.id
-
-    def token_body(self, token: Token, *, nocatalog: bool, base_url: str) -> dict[str, Any]:
-        user = self.users[token.user_id]
-        domain = self.domains[token.domain_id]
-        body: dict[str, Any] = {
-            "methods": list(token.methods),
-            "expires_at": fmt_micros(token.expires_at),
-            "issued_at": fmt_micros(token.issued_at),
-            "user": {
-                "domain": {"id": domain.id, "name": domain.name},
-                "id": user.id,
-                "name": user.name,
-                "password_expires_at": "",
-            },
-            "roles": [{"name": "te_admin", "id": stable_hex("role", "te_admin")}],
-        }
-        if token.project_id:
-            project = self.projects[token.project_id]
-            body["project"] = {
-                "domain": {"id": domain.id, "name": domain.name},
-                "id": project.id,
-                "name": project.name,
-            }
-        else:
-            body["domain"] = {"id": domain.id, "name": domain.name}
-        if not nocatalog:
-            body["catalog"] = self.catalog(token, base_url)
-        return {"token": body}
-
-    def catalog(self, token: Token, base_url: str) -> list[dict[str, Any]]:
-        """The service catalog; one port serves everything, told apart by the path prefix."""
-        base = base_url.rstrip("/")
-        region = self.projects[token.project_id].name if token.project_id else "*"
-        tenant = token.project_id or "$(tenant_id)s"
-
-        def entry(kind: str, name: str, url: str) -> dict[str, Any]:
-            return {
-                "type": kind,
-                "id": stable_hex("service", name),
-                "name": name,
-                "endpoints": [
-                    {
-                        "id": stable_hex("endpoint", name, region),
-                        "interface": "public",
-                        "region": region,
-                        "region_id": region,
-                        "url": url,
-                    }
-                ],
-            }
-
-        return [
-            entry("identity", "iam", f"{base}/iam/v3"),
-            entry("image", "ims", f"{base}/ims"),
-            entry("ecs", "ecs", f"{base}/ecs/v1/{tenant}"),
-        ]
 
     def check_token(self, value: str | None) -> Token:
         """The token record behind ``value``, or :class:`AuthFailure`."""
@@ -298,7 +220,7 @@ class Iam:
         token.revoked = True
         return True
 
-    def verify_subject(self, auth_token: str | None, subject: str | None) -> None:
+    def verify_token(self, auth_token: str | None, subject: str | None) -> None:
         """``HEAD /v3/auth/tokens``: 200 when ``subject`` is valid, else an error."""
         try:
             self.check_token(auth_token)
@@ -318,44 +240,15 @@ class Iam:
 
     # ---- projects ------------------------------------------------------------------------------------
 
-    def list_projects(self, caller: Caller, query: dict[str, str], base_url: str) -> dict[str, Any]:
-        """``GET /v3/projects`` within the caller's domain, filtered as the page describes."""
-        base = base_url.rstrip("/") + "/iam/v3"
-        items = [p for p in self.projects.values() if p.domain_id == caller.domain_id]
-        if "name" in query:
-            items = [p for p in items if p.name == query["name"]]
-        if "domain_id" in query:
-            items = [p for p in items if p.domain_id == query["domain_id"]]
-        if "parent_id" in query:
-            items = [p for p in items if p.domain_id == query["parent_id"]]
-        if "enabled" in query and query["enabled"].lower() == "false":
-            items = []
-        try:
-            page = int(query.get("page", "1"))
-            per_page = int(query.get("per_page", "5000"))
-        except ValueError:
-            raise iam_error("IAM.0007", "Request parameter page is invalid.", 400) from None
-        if page < 1 or not 1 <= per_page <= 5000:
-            raise iam_error("IAM.0007", "Request parameter page is invalid.", 400)
-        window = items[(page - 1) * per_page : page * per_page]
-        qs = "&".join(f"{k}={v}" for k, v in query.items())
-        return {
-            "links": {
-                "self": f"{base}/projects" + (f"?{qs}" if qs else ""),
-                "previous": None,
-                "next": None,
-            },
-            "projects": [
-                {
-                    "is_domain": False,
-                    "description": "",
-                    "links": {"self": f"{base}/projects/{p.id}"},
-                    "enabled": True,
-                    "id": p.id,
-                    "parent_id": p.domain_id,
-                    "domain_id": p.domain_id,
-                    "name": p.name,
-                }
-                for p in window
-            ],
-        }
+    def list_projects(self, domain_id: str, filters: ProjectFilters) -> list[Project]:
+        """``GET /v3/projects`` within the caller's domain, filtered as the page says (the wire pages)."""
+        items = [p for p in self.projects.values() if p.domain_id == domain_id]
+        if filters.name is not None:
+            items = [p for p in items if p.name == filters.name]
+        if filters.domain_id is not None:
+            items = [p for p in items if p.domain_id == filters.domain_id]
+        if filters.parent_id is not None:
+            items = [p for p in items if p.domain_id == filters.parent_id]
+        if not filters.enabled:
+            items = []  # every local project is enabled
+        return items

@@ -1,4 +1,6 @@
-"""IMS state and rules: images, image jobs (create from ECS, export), the emulated OBS buckets. No HTTP.
+"""IMS state and rules: images, image jobs (create from ECS, export), the emulated OBS buckets.
+
+No HTTP here: ``wire.py`` reads the requests (and checks their fields) and writes the bodies.
 
 An image created from an ECS shows up at once as ``queued`` (job INIT), then ``saving`` (job RUNNING), then
 ``active`` (job SUCCESS) or ``killed`` (job FAIL) — all computed from the job's timeline and the clock.
@@ -7,103 +9,26 @@ An image created from an ECS shows up at once as ``queued`` (job INIT), then ``s
 from __future__ import annotations
 
 import heapq
-import json
-import re
 import secrets
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from localcloud.clock import Clock, fmt_millis, fmt_seconds
-from localcloud.ecs import Ecs, JobFault
-from localcloud.errors import CloudError, ims_error
-from localcloud.lifecycle import Lifecycle, Timeline, progress_percent
-from localcloud.seed import ImageSeed, Seed, stable_hex, stable_uuid
+from localcloud.clock import Clock, fmt_seconds
+from localcloud.ecs.state import ImageJobsByServer, Server
+from localcloud.errors import ims_error
+from localcloud.faults import JobFault
+from localcloud.lifecycle import Lifecycle, Timeline
+from localcloud.seed import Durations, ImageSeed, Seed, stable_hex, stable_uuid
 
 JOB_CREATE = "imsCreateImageByInstance"
 JOB_EXPORT = "imsNativeExportImageJob"
 IMAGE_STATUS_BY_JOB = {"INIT": "queued", "RUNNING": "saving", "SUCCESS": "active", "FAIL": "killed"}
 PUBLIC_OWNER = stable_hex("public-images-owner")
-EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
-
-NAME_CHARS = re.compile(r"^[A-Za-z0-9\-._ ]+\Z")  # \Z: "$" would let a final "\n" through
-TAG_CHARS = re.compile(r"^[A-Za-z0-9_-]*\Z")
-# [inference] OBS bucket naming: 3-63 characters, lowercase letters, digits, hyphens and periods.
-BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-EXPORT_FORMATS = ("qcow2", "vhd", "zvhd", "vmdk")
 SORT_KEYS = ("name", "container_format", "disk_format", "status", "id", "size", "created_at")
-UNSUPPORTED_CREATE_FIELDS = ("image_url", "data_images", "volume_id", "backup_id")
-# Every request field creating_an_image.rst documents (its three request tables: from an ECS, from an OBS
-# file, from a data disk). [inference] A field outside this list is a misspelling: IMG.0001.
-CREATE_FIELDS = frozenset(
-    {
-        "name",
-        "description",
-        "instance_id",
-        "data_images",
-        "tags",
-        "image_tags",
-        "enterprise_project_id",
-        "max_ram",
-        "min_ram",
-        "os_type",
-        "os_version",
-        "image_url",
-        "min_disk",
-        "is_config",
-        "cmk_id",
-        "type",
-        "is_quick_import",
-        "hw_firmware_type",
-        "volume_id",
-    }
-)
-# querying_images.rst, query table (Table 1).
-LIST_QUERY_KEYS = frozenset(
-    {
-        "__isregistered",
-        "__imagetype",
-        "__whole_image",
-        "__system__cmkid",
-        "protected",
-        "visibility",
-        "owner",
-        "id",
-        "status",
-        "name",
-        "container_format",
-        "disk_format",
-        "min_ram",
-        "min_disk",
-        "__os_bit",
-        "__platform",
-        "marker",
-        "limit",
-        "sort_key",
-        "sort_dir",
-        "__os_type",
-        "tag",
-        "member_status",
-        "__support_kvm",
-        "__support_xen",
-        "__support_largememory",
-        "__support_diskintensive",
-        "__support_highperformance",
-        "__support_xen_gpu_type",
-        "__support_kvm_gpu_type",
-        "__support_xen_hana",
-        "__support_kvm_infiniband",
-        "virtual_env_type",
-        "enterprise_project_id",
-        "created_at",
-        "updated_at",
-    }
-)
-# exporting_an_image.rst, request table.
-EXPORT_FIELDS = frozenset({"bucket_url", "file_format", "is_quick_export"})
 
 
 @dataclass
@@ -192,99 +117,13 @@ class Image:
         return self.image_size if self.status == "active" else 0
 
 
-def _parse_json_body(raw: bytes) -> dict[str, Any]:
-    """IMS body rules: nothing -> IMG.0007, not JSON / not an object -> IMG.0001, ``{}`` -> IMG.0007."""
-    if not raw.strip():
-        raise ims_error("IMG.0007")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ims_error("IMG.0001") from None
-    if not isinstance(body, dict):
-        raise ims_error("IMG.0001")
-    if not body:
-        raise ims_error("IMG.0007")
-    return body
+@dataclass(frozen=True)
+class ImageQuota:
+    used: int
+    quota: int
 
 
-def validate_name(name: Any) -> str:
-    if name is None or name == "":
-        raise ims_error("IMG.0013")
-    if not isinstance(name, str):
-        raise ims_error("IMG.0001")
-    if len(name) > 128:
-        raise ims_error("IMG.0002")
-    if not NAME_CHARS.match(name) or name != name.strip(" "):
-        raise ims_error("IMG.0003")
-    return name
-
-
-def validate_description(description: Any) -> str:
-    if description is None:
-        return ""
-    if not isinstance(description, str):
-        raise ims_error("IMG.0001")
-    if len(description) > 1024:
-        raise ims_error("IMG.0004")
-    # "Carriage returns and angle brackets (< >) are not allowed." [inference] \n counts as a line break too.
-    if any(ch in description for ch in "\r\n<>"):
-        raise ims_error("IMG.0054")
-    return description
-
-
-def validate_tags(tags: Any, image_tags: Any, max_tags: int) -> list[str]:
-    """Both forms end up as ``key.value`` strings; a repeated key updates the earlier one."""
-    if tags is not None and image_tags is not None:
-        # "Use either tags or image_tags." [inference] both given -> the tag is invalid.
-        raise ims_error("IMG.0115")
-    pairs: dict[str, str] = {}
-    if tags is not None:
-        if not isinstance(tags, list):
-            raise ims_error("IMG.0115")
-        for tag in tags:
-            if not isinstance(tag, str) or "." not in tag:
-                raise ims_error("IMG.0115")
-            key, value = tag.split(".", 1)
-            _check_tag(key, value, charset=True)
-            pairs[key] = value
-    if image_tags is not None:
-        if not isinstance(image_tags, list):
-            raise ims_error("IMG.0115")
-        for item in image_tags:
-            if (
-                not isinstance(item, dict)
-                or not isinstance(item.get("key"), str)
-                or not isinstance(item.get("value"), str)
-            ):
-                raise ims_error("IMG.0115")
-            # "If the first and last characters of the tag key and value are spaces, the system deletes them."
-            key, value = item["key"].strip(" "), item["value"].strip(" ")
-            _check_tag(key, value, charset=False)
-            pairs[key] = value
-    if len(pairs) > max_tags:
-        raise ims_error("IMG.0116")
-    return [f"{k}.{v}" for k, v in pairs.items()]
-
-
-def _check_tag(key: str, value: str, *, charset: bool) -> None:
-    if not key or len(key) > 36 or len(value) > 43:
-        raise ims_error("IMG.0115")
-    if charset and not (TAG_CHARS.match(key) and TAG_CHARS.match(value)):
-        raise ims_error("IMG.0115")
-
-
-def _ram(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ims_error("IMG.0001")
-    if value < 0:
-        raise ims_error("IMG.0055")
-    return value
-
-
-_TIME_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S")
-_OPS: dict[str, Callable[[datetime, datetime], bool]] = {
+TIME_OPERATORS: dict[str, Callable[[datetime, datetime], bool]] = {
     "gt": lambda a, b: a > b,
     "gte": lambda a, b: a >= b,
     "lt": lambda a, b: a < b,
@@ -294,39 +133,100 @@ _OPS: dict[str, Callable[[datetime, datetime], bool]] = {
 }
 
 
-def _time_filter(expr: str) -> Callable[[datetime], bool]:
-    """``gt:2018-10-28T10:00:00Z`` (or ``yyyy-MM-dd hh:mm:ss``) -> predicate on a datetime."""
-    op, sep, text = expr.partition(":")
-    if not sep or op not in _OPS:
-        raise ims_error("IMG.0001")
-    for fmt in _TIME_FORMATS:
-        try:
-            bound = datetime.strptime(text, fmt).replace(tzinfo=UTC)
-            break
-        except ValueError:
-            continue
-    else:
-        raise ims_error("IMG.0001")
-    compare = _OPS[op]
-    return lambda t: compare(t.replace(microsecond=0), bound)
+@dataclass(frozen=True)
+class TimeBound:
+    """A ``created_at`` / ``updated_at`` filter: ``op`` (a :data:`TIME_OPERATORS` key) against ``bound``."""
+
+    op: str
+    bound: datetime
+
+    def matches(self, t: datetime) -> bool:
+        return TIME_OPERATORS[self.op](t.replace(microsecond=0), self.bound)
 
 
-def _attr_equals(attr: str, value: str) -> Callable[[Image], bool]:
-    return lambda image: str(getattr(image, attr)) == value
+@dataclass(frozen=True)
+class ImageFilters:
+    """The filters of ``GET /v2/cloudimages`` (querying_images.rst, Table 1); None: not filtered."""
+
+    imagetype: str | None = None  # "gold" | "private" | "shared"
+    name: str | None = None
+    id: str | None = None
+    status: str | None = None
+    owner: str | None = None
+    visibility: str | None = None
+    os_type: str | None = None
+    platform: str | None = None
+    disk_format: str | None = None
+    enterprise_project_id: str | None = None
+    protected: bool | None = None
+    min_disk: int | None = None
+    min_ram: int | None = None
+    tag: tuple[str, str] | None = None  # (key, value)
+    created_at: TimeBound | None = None
+    updated_at: TimeBound | None = None
+    # A filter on a value no local image has (the wire knows which: the values every image body shows).
+    matches_nothing: bool = False
+
+    def matches(self, image: Image) -> bool:
+        if self.matches_nothing:
+            return False
+        for attr in (
+            "imagetype",
+            "name",
+            "id",
+            "status",
+            "owner",
+            "visibility",
+            "os_type",
+            "platform",
+            "disk_format",
+            "enterprise_project_id",
+            "protected",
+            "min_disk",
+            "min_ram",
+        ):
+            wanted = getattr(self, attr)
+            if wanted is not None and getattr(image, attr) != wanted:
+                return False
+        # Tags are stored "key.value", so the query tag=a=b matches the stored "a.b".
+        if self.tag is not None and f"{self.tag[0]}.{self.tag[1]}" not in image.tags:
+            return False
+        if self.created_at is not None and not self.created_at.matches(image.created_at):
+            return False
+        return self.updated_at is None or self.updated_at.matches(image.updated_at)
+
+
+class ServerLookup(Protocol):
+    """What IMS asks ECS: the server an image is created from (None: no such server in the project)."""
+
+    def find(self, project_id: str, server_id: str) -> Server | None: ...
 
 
 class Ims:
-    """The image management service of the local cloud (with the OBS buckets it exports into)."""
+    """The image management service of the local cloud (with the OBS buckets it exports into).
 
-    def __init__(self, seed: Seed, clock: Clock, ecs: Ecs, project_ids: Callable[[str], str | None]) -> None:
+    One method per API operation; arguments arrive checked by ``wire.py`` (the page's field rules).
+    """
+
+    def __init__(
+        self,
+        seed: Seed,
+        clock: Clock,
+        project_ids: Callable[[str], str | None],
+        *,
+        servers: ServerLookup,
+        image_jobs: ImageJobsByServer,
+        durations: Durations,
+    ) -> None:
         self.clock = clock
-        self.ecs = ecs
+        self.servers = servers
+        self.image_jobs = image_jobs
+        self.durations = durations
         self.timing = seed.timing
         self.limits = seed.limits
         self.images: dict[str, Image] = {}
         self.jobs: dict[str, ImsJob] = {}
         self.buckets: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in seed.buckets}
-        self.duration: Callable[[Any], float] = lambda d: float(d)
         self._seq = 0
         # Jobs not settled yet, and a heap of (end time, job id) for those that will end: settling pops only
         # what has ended, so a fleet of running jobs costs O(log n) per request, not O(n).
@@ -334,8 +234,6 @@ class Ims:
         self._ends: list[tuple[datetime, int, str]] = []
         self._running_creates: Counter[str] = Counter()  # project -> create-image jobs not ended
         self._private_count: Counter[str] = Counter()  # project -> private images
-        # instance id -> its latest create-image job, for "has in-progress tasks" in O(1).
-        self._instance_job: dict[str, str] = {}
         # image id -> its running export job.
         self._image_export: dict[str, str] = {}
         now = clock.now()
@@ -422,10 +320,7 @@ class Ims:
         return self.buckets
 
     def image_job_running(self, instance_id: str) -> bool:
-        job_id = self._instance_job.get(instance_id)
-        if job_id is None:
-            return False
-        return self.jobs[job_id].status(self.clock.now()) in ("INIT", "RUNNING")
+        return self.image_jobs.running(instance_id)
 
     def running_image_jobs(self, project_id: str) -> int:
         """Create-image jobs of ``project_id`` in INIT or RUNNING (stuck ones included)."""
@@ -434,36 +329,25 @@ class Ims:
 
     # ---- create image from an ECS ---------------------------------------------------------------------
 
-    def create_image(self, project_id: str, raw: bytes, fault: JobFault | None = None) -> str:
-        """``POST /v2/cloudimages/action`` (system-disk image from an ECS); returns the job id.
+    def create_image(
+        self,
+        project_id: str,
+        *,
+        name: str,
+        instance_id: str,
+        description: str = "",
+        tags: Sequence[str] = (),
+        min_ram: int = 0,
+        max_ram: int | None = None,
+        enterprise_project_id: str = "0",
+        fault: JobFault | None = None,
+    ) -> ImsJob:
+        """``POST /v2/cloudimages/action``: a system-disk image from a stopped ECS; ``tags`` as ``key.value``.
 
-        [inference] Validation order: body, unsupported modes, name, description, tags, instance_id,
-        memory, then the ECS (exists, no task in progress, stopped), name uniqueness (if switched on),
-        quota, concurrent-job cap.
+        [inference] Validation order: the fields (wire.py), then the ECS (exists, no task in progress,
+        stopped), name uniqueness (if switched on), quota, concurrent-job cap.
         """
-        body = _parse_json_body(raw)
-        if set(body) - CREATE_FIELDS:
-            raise ims_error("IMG.0001")  # [inference] an undocumented field (see CREATE_FIELDS)
-        if any(body.get(k) is not None for k in UNSUPPORTED_CREATE_FIELDS):
-            # Only "create a system disk image from an ECS" is emulated.
-            raise ims_error("IMG.0105")
-        name = validate_name(body.get("name"))
-        description = validate_description(body.get("description"))
-        tags = validate_tags(body.get("tags"), body.get("image_tags"), self.limits.max_image_tags)
-        instance_id = body.get("instance_id")
-        if instance_id is None or instance_id == "":
-            raise ims_error("IMG.0012")
-        if not isinstance(instance_id, str):
-            raise ims_error("IMG.0001")
-        min_ram = _ram(body.get("min_ram")) or 0
-        max_ram = _ram(body.get("max_ram"))
-        if max_ram and min_ram and max_ram < min_ram:
-            raise ims_error("IMG.0055")
-        eps = body.get("enterprise_project_id", "0")
-        if not isinstance(eps, str):
-            raise ims_error("IMG.0001")
-
-        server = self.ecs.find(project_id, instance_id)
+        server = self.servers.find(project_id, instance_id)
         if server is None:
             raise ims_error("IMG.0005")
         if server.busy or self.image_job_running(server.id):
@@ -482,7 +366,7 @@ class Ims:
 
         fault = fault or JobFault()
         now = self.clock.now()
-        run = None if fault.stuck else self.duration(self.timing.image_job_seconds)
+        run = None if fault.stuck else self.durations(self.timing.image_job_seconds)
         outcome = "FAIL" if fault.fail else "SUCCESS"
         timeline = Timeline(
             Lifecycle.of(("INIT", self.timing.job_init_seconds), ("RUNNING", run), (outcome, None)), now
@@ -506,7 +390,7 @@ class Ims:
             owner=project_id,
             visibility="private",
             imagetype="private",
-            tags=tags,
+            tags=list(tags),
             description=description,
             min_disk=server.system_disk_gb,
             min_ram=min_ram,
@@ -525,27 +409,21 @@ class Ims:
             base_updated_at=now,
             seq=self._next_seq(),
             clock=self.clock,
-            enterprise_project_id=eps or "0",
+            enterprise_project_id=enterprise_project_id or "0",
             job=job,
         )
         self._private_count[project_id] += 1
         self._track(job)
-        self._instance_job[server.id] = job.id
-        return job.id
+        self.image_jobs.started(server.id, job.timeline)
+        return job
 
     def private_image_count(self, project_id: str) -> int:
         return self._private_count[project_id]
 
     # ---- jobs -----------------------------------------------------------------------------------------
 
-    def job_body(self, project_id: str, job_id: str, *, progress: bool = False) -> dict[str, Any]:
-        """``GET /v1/{project_id}/jobs/{job_id}`` on the IMS endpoint; with ``progress``, Huawei Cloud's
-        ``GET /v1/cloudimages/job/{job_id}`` (ShowJobProgress, contract §6.8).
-
-        Both have the same top-level fields. [inference] ShowJobProgress's entities always carry
-        ``image_id``, ``image_name`` and ``process_percent`` (a number: 0 in INIT, the RUNNING share done,
-        100 on SUCCESS, 0 on FAIL — the status, not the percent, tells that a job ended).
-        """
+    def show_job(self, project_id: str, job_id: str) -> ImsJob:
+        """``GET /v1/{project_id}/jobs/{job_id}`` (IMS) and ``GET /v1/cloudimages/job/{job_id}``."""
         self.settle()
         job = self.jobs.get(job_id)
         if job is None or job.project_id != project_id:
@@ -553,39 +431,7 @@ class Ims:
             # during task query." is the query error. The same for an unknown or another project's job,
             # and on the ShowJobProgress path.
             raise ims_error("IMG.0023")
-        now = self.clock.now()
-        pos = job.timeline.at(now)
-        status = pos.name
-        entities: dict[str, Any] = {}
-        if progress:
-            percent = {"INIT": 0.0, "SUCCESS": 100.0, "FAIL": 0.0}.get(status)
-            if percent is None:
-                percent = progress_percent(pos.fraction, self.timing.progress_profile)
-            entities = {"image_id": job.image_id, "image_name": job.image_name, "process_percent": percent}
-        elif job.job_type == JOB_CREATE:
-            if status == "RUNNING":
-                # [inference] not on the OTC page; Huawei Cloud's job progress API reports
-                # entities.process_percent. Ours: percent of the RUNNING phase done, 0-100.
-                entities["process_percent"] = progress_percent(pos.fraction, self.timing.progress_profile)
-            if status in ("SUCCESS", "FAIL"):
-                entities["image_name"] = job.image_name
-                entities["image_id"] = job.image_id
-        else:
-            entities["image_id"] = job.image_id
-            if status == "RUNNING":
-                entities["process_percent"] = progress_percent(pos.fraction, self.timing.progress_profile)
-        end = job.end_time(now)
-        return {
-            "job_id": job.id,
-            "job_type": job.job_type,
-            "begin_time": fmt_millis(job.created_at),
-            # [inference] end_time is null until the job ends.
-            "end_time": fmt_millis(end) if end else None,
-            "status": status,
-            "error_code": job.error_code if status == "FAIL" else None,
-            "fail_reason": job.fail_reason if status == "FAIL" else None,
-            "entities": entities,
-        }
+        return job
 
     # ---- images ---------------------------------------------------------------------------------------
 
@@ -600,187 +446,50 @@ class Ims:
             raise ims_error("IMG.0144", status=404)
         return image
 
-    def image_body(self, image: Image) -> dict[str, Any]:
-        """An image as ``GET /v2/images/{id}`` and the ``images`` list show it."""
-        status = image.status
-        body: dict[str, Any] = {
-            "schema": "/v2/schemas/image",
-            "min_disk": image.min_disk,
-            "created_at": fmt_seconds(image.created_at),
-            "__image_source_type": "uds",
-            "container_format": "bare",
-            "file": f"/v2/images/{image.id}/file",
-            "updated_at": fmt_seconds(image.updated_at),
-            "protected": image.protected,
-            "checksum": EMPTY_MD5,
-            "id": image.id,
-            "__isregistered": "true",
-            "min_ram": image.min_ram,
-            "__lazyloading": "true",
-            "owner": image.owner,
-            "__os_type": image.os_type,
-            "__imagetype": image.imagetype,
-            "visibility": image.visibility,
-            "virtual_env_type": "FusionCompute",
-            "tags": list(image.tags),
-            "__platform": image.platform,
-            "size": 0,
-            "__os_bit": "64",
-            "__os_version": image.os_version,
-            "name": image.name,
-            "self": f"/v2/images/{image.id}",
-            "disk_format": image.disk_format,
-            "virtual_size": None,
-            "hw_firmware_type": "bios",
-            "status": status,
-            "__description": image.description,
-            "__image_size": str(image.size_now),
-            "__support_kvm": "true",
-            "enterprise_project_id": image.enterprise_project_id,
-        }
-        if image.max_ram is not None:
-            body["max_ram"] = str(image.max_ram)  # a String in the list response table
-        if image.imagetype != "gold":
-            body["__originalimagename"] = image.original_image_id
-            if image.instance_id:
-                # [inference] the source of an ECS image, as Huawei Cloud shows it ("instance,<id>").
-                body["__data_origin"] = f"instance,{image.instance_id}"
-        active_at = image.active_at
-        if active_at is not None:
-            body["active_at"] = fmt_seconds(active_at)
-        return body
-
-    def show_image(self, project_id: str, image_id: str) -> dict[str, Any]:
+    def show_image(self, project_id: str, image_id: str) -> Image:
+        """``GET /v2/images/{image_id}``: an own or a public image."""
         self.settle()
-        return self.image_body(self.get_visible(project_id, image_id))
+        return self.get_visible(project_id, image_id)
 
-    def list_images(self, project_id: str, query: dict[str, str]) -> dict[str, Any]:
-        """``GET /v2/cloudimages`` with the filters, sorting and paging of the page (contract §3.3)."""
+    def list_images(
+        self,
+        project_id: str,
+        filters: ImageFilters | None = None,
+        *,
+        sort_key: str = "created_at",
+        sort_dir: str = "desc",
+        marker: str | None = None,
+        limit: int = 500,
+    ) -> list[Image]:
+        """``GET /v2/cloudimages``: own and public images, filtered, sorted, paged (contract §3.3)."""
         self.settle()
-        preds: list[Callable[[Image], bool]] = []
-        q = query
-        if set(q) - LIST_QUERY_KEYS:
-            # [inference] A parameter the page does not list (a misspelling such as "imagetype" or
-            # "tags") is IMG.0001 rather than ignored (which would list every image).
-            raise ims_error("IMG.0001")
-        # Attributes every local image has the same value of (see image_body); [inference] a filter on an
-        # attribute the local images never carry (__system__cmkid, the other __support_* flags) matches none.
-        for key, have in (("__os_bit", "64"), ("__support_kvm", "true"), ("__whole_image", "false")):
-            if key in q and q[key] != have:
-                preds.append(lambda i: False)
-        for key in LIST_QUERY_KEYS:
-            if key.startswith(("__support_", "__system__")) and key != "__support_kvm" and key in q:
-                preds.append(lambda i: False)
-        imagetype = q.get("__imagetype")
-        if imagetype is not None:
-            if imagetype not in ("gold", "private", "shared"):
-                raise ims_error("IMG.0001")
-            preds.append(lambda i: i.imagetype == imagetype)
-        for key, attr in (
-            ("name", "name"),
-            ("id", "id"),
-            ("status", "status"),
-            ("owner", "owner"),
-            ("visibility", "visibility"),
-            ("__os_type", "os_type"),
-            ("__platform", "platform"),
-            ("disk_format", "disk_format"),
-            ("enterprise_project_id", "enterprise_project_id"),
-        ):
-            if key in q and not (key == "enterprise_project_id" and q[key] == "all_granted_eps"):
-                preds.append(_attr_equals(attr, q[key]))
-        if "container_format" in q:
-            preds.append(lambda i: q["container_format"] == "bare")
-        if "virtual_env_type" in q:
-            preds.append(lambda i: q["virtual_env_type"] == "FusionCompute")
-        if "__isregistered" in q:
-            preds.append(lambda i: q["__isregistered"].lower() == "true")
-        if "member_status" in q:
-            preds.append(lambda i: False)  # [inference] nothing is shared in the local cloud
-        if "protected" in q:
-            want = q["protected"].lower()
-            if want not in ("true", "false"):
-                raise ims_error("IMG.0001")
-            preds.append(lambda i: i.protected == (want == "true"))
-        for key in ("min_disk", "min_ram"):
-            if key in q:
-                try:
-                    number = int(q[key])
-                except ValueError:
-                    raise ims_error("IMG.0001") from None
-                preds.append(_attr_equals(key, str(number)))
-        if "tag" in q:
-            # The page (row "tag"): tags are queried as "tag=Key=Value", even those written "Key.Value".
-            # Tags are stored "key.value", so tag=a=b matches the stored "a.b".
-            key, eq, value = q["tag"].partition("=")
-            if not eq or not key:
-                # [inference] a value without "=" (the old "Key.Value" spelling, or a bare key) is not a
-                # tag query: 400 IMG.0001 "The request message format is invalid.", not an empty list.
-                raise ims_error("IMG.0001")
-            wanted = f"{key}.{value}"
-            preds.append(lambda i: wanted in i.tags)
-        if "created_at" in q:
-            created = _time_filter(q["created_at"])
-            preds.append(lambda i: created(i.created_at))
-        if "updated_at" in q:
-            updated = _time_filter(q["updated_at"])
-            preds.append(lambda i: updated(i.updated_at))
-
-        sort_key = q.get("sort_key", "created_at")
-        sort_dir = q.get("sort_dir", "desc")
-        if sort_key not in SORT_KEYS or sort_dir not in ("asc", "desc"):
-            raise ims_error("IMG.0001")
-        try:
-            limit = int(q.get("limit", "500"))
-        except ValueError:
-            raise ims_error("IMG.0001") from None
-        if limit < 0:
-            raise ims_error("IMG.0001")
-
-        matched = [
-            i for i in self.images.values() if self._visible(i, project_id) and all(p(i) for p in preds)
-        ]
+        filters = filters or ImageFilters()
+        matched = [i for i in self.images.values() if self._visible(i, project_id) and filters.matches(i)]
 
         def sort_value(i: Image) -> tuple[Any, int]:
             value: Any = {
                 "name": i.name,
-                "container_format": "bare",
+                "container_format": "bare",  # every local image (wire.image_body)
                 "disk_format": i.disk_format,
                 "status": i.status,
                 "id": i.id,
-                "size": 0,
+                "size": 0,  # every local image (wire.image_body)
                 "created_at": i.created_at,
             }[sort_key]
             return value, i.seq
 
         matched.sort(key=sort_value, reverse=sort_dir == "desc")
-        marker = q.get("marker")
         if marker:
             ids = [i.id for i in matched]
             if marker not in ids:
                 # [inference] an unknown marker is a bad request, as in Glance.
                 raise ims_error("IMG.0066")
             matched = matched[ids.index(marker) + 1 :]
-        return {"images": [self.image_body(i) for i in matched[:limit]]}
+        return matched[:limit]
 
-    def delete_image(self, project_id: str, image_id: str, raw: bytes = b"") -> None:
-        """``DELETE /v2/images/{image_id}`` -> 204, or the documented refusals.
-
-        The optional body is ``{"delete_backup": <bool>}`` (the page's only request parameter).
-        [inference] Any other body (not a JSON object, another field, a non-boolean) is IMG.0001.
-        """
+    def delete_image(self, project_id: str, image_id: str, *, delete_backup: bool = False) -> None:
+        """``DELETE /v2/images/{image_id}``, or the documented refusals (no backups here to delete)."""
         self.settle()
-        if raw.strip():
-            try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                raise ims_error("IMG.0001") from None
-            if (
-                not isinstance(body, dict)
-                or set(body) - {"delete_backup"}
-                or not isinstance(body.get("delete_backup", False), bool)
-            ):
-                raise ims_error("IMG.0001")
         image = self.get_visible(project_id, image_id)
         if image.visibility == "public":
             raise ims_error("IMG.0094")
@@ -798,43 +507,32 @@ class Ims:
 
     # ---- export ---------------------------------------------------------------------------------------
 
-    def export_image(self, project_id: str, image_id: str, raw: bytes, fault: JobFault | None = None) -> str:
-        """``POST /v1/cloudimages/{image_id}/file`` -> job id (``imsNativeExportImageJob``)."""
-        self.settle()
+    def check_exportable(self, project_id: str, image_id: str) -> Image:
+        """An image of this project's own (not public): what may be exported."""
         image = self.get_visible(project_id, image_id)
-        body = _parse_json_body(raw)
-        if set(body) - EXPORT_FIELDS:
-            raise ims_error("IMG.0001")  # [inference] an undocumented field (see EXPORT_FIELDS)
         if image.visibility == "public":
             raise ims_error("IMG.0077")
         if image.owner != project_id:
             raise ims_error("IMG.0047")
-        bucket_url = body.get("bucket_url")
-        if bucket_url is None or bucket_url == "":
-            raise ims_error("IMG.0068")
-        if not isinstance(bucket_url, str):
-            raise ims_error("IMG.0001")
-        bucket, _, file_name = bucket_url.partition(":")
-        if not bucket:
-            raise ims_error("IMG.0068")
-        if not BUCKET_CHARS.match(bucket):
-            raise ims_error("IMG.0109")
-        if not file_name:
-            raise ims_error("IMG.0073")
-        if len(file_name) > 1024:
-            raise ims_error("IMG.0074")  # [inference] OBS object keys are at most 1024 characters
-        quick = body.get("is_quick_export", False)
-        if not isinstance(quick, bool):
-            raise ims_error("IMG.0001")
-        file_format = body.get("file_format")
-        if quick:
-            if file_format is not None:
-                # "If fast export is enabled, file_format cannot be specified." [inference] IMG.0001.
-                raise ims_error("IMG.0001")
-            file_format = "zvhd2"
-        elif file_format not in EXPORT_FORMATS:
-            raise ims_error("IMG.0072")
-        assert isinstance(file_format, str)
+        return image
+
+    def export_image(
+        self,
+        project_id: str,
+        image_id: str,
+        *,
+        bucket: str,
+        file: str,
+        file_format: str,
+        quick: bool = False,
+        fault: JobFault | None = None,
+    ) -> ImsJob:
+        """``POST /v1/cloudimages/{image_id}/file``: an ``imsNativeExportImageJob`` writing ``bucket:file``.
+
+        A missing bucket or an existing file fails in the job (the request itself is accepted).
+        """
+        self.settle()
+        image = self.check_exportable(project_id, image_id)
         if image.status != "active":
             raise ims_error("IMG.0046")
         if image_id in self._image_export:
@@ -845,7 +543,7 @@ class Ims:
         error_code: str | None = None
         if bucket not in self.buckets:
             error_code = "IMG.0069"  # the job fails: "The specified bucket cannot be accessed."
-        elif file_name in self.buckets[bucket]:
+        elif file in self.buckets[bucket]:
             error_code = "IMG.0070"
         elif fault.fail:
             error_code = fault.error_code or "IMG.0071"
@@ -853,7 +551,7 @@ class Ims:
         if error_code and not fault.fail:
             lifecycle = Lifecycle.of(("INIT", init), ("FAIL", None))
         else:
-            run = None if fault.stuck else self.duration(self.timing.export_job_seconds)
+            run = None if fault.stuck else self.durations(self.timing.export_job_seconds)
             lifecycle = Lifecycle.of(
                 ("INIT", init), ("RUNNING", run), ("FAIL" if error_code else "SUCCESS", None)
             )
@@ -864,7 +562,7 @@ class Ims:
             timeline=Timeline(lifecycle, now),
             image_id=image.id,
             image_name=image.name,
-            export=ExportTarget(bucket, file_name, file_format, quick),
+            export=ExportTarget(bucket, file, file_format, quick),
         )
         if error_code:
             job.error_code = error_code
@@ -872,24 +570,10 @@ class Ims:
             job.fail_reason = (fault.fail_reason if fault.fail else None) or default_reason
         self._track(job)
         self._image_export[image.id] = job.id
-        return job.id
+        return job
 
     # ---- quota ----------------------------------------------------------------------------------------
 
-    def quota(self, project_id: str) -> dict[str, Any]:
-        return {
-            "quotas": {
-                "resources": [
-                    {
-                        "type": "image",
-                        "used": self.private_image_count(project_id),
-                        "quota": self.limits.image_quota,
-                        "min": 1,
-                        "max": 1000,
-                    }
-                ]
-            }
-        }
-
-
-__all__ = ["JOB_CREATE", "JOB_EXPORT", "CloudError", "Image", "Ims", "ImsJob"]
+    def show_quota(self, project_id: str) -> ImageQuota:
+        """``GET /v1/cloudimages/quota``: private images used of the quota."""
+        return ImageQuota(self.private_image_count(project_id), self.limits.image_quota)

@@ -1,0 +1,554 @@
+"""IMS on the wire: reading requests into :class:`~localcloud.ims.state.Ims` calls, writing the bodies.
+
+Reading a request applies the page's field rules (the ``IMG.0001``-``IMG.0116`` format errors) in the
+order the state then continues; one function per operation (``handler(ims, call, **path parameters) ->
+Reply``) and the routing table :data:`ROUTES`, registered by ``app.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from localcloud.clock import fmt_millis, fmt_seconds
+from localcloud.errors import ims_error
+from localcloud.gateway import Call, Reply, Route
+from localcloud.ims.state import (
+    JOB_CREATE,
+    SORT_KEYS,
+    TIME_OPERATORS,
+    Image,
+    ImageFilters,
+    Ims,
+    ImsJob,
+    TimeBound,
+)
+from localcloud.lifecycle import ProgressProfile, progress_percent
+
+EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+NAME_CHARS = re.compile(r"^[A-Za-z0-9\-._ ]+\Z")  # \Z: "$" would let a final "\n" through
+TAG_CHARS = re.compile(r"^[A-Za-z0-9_-]*\Z")
+# [inference] OBS bucket naming: 3-63 characters, lowercase letters, digits, hyphens and periods.
+BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+EXPORT_FORMATS = ("qcow2", "vhd", "zvhd", "vmdk")
+UNSUPPORTED_CREATE_FIELDS = ("image_url", "data_images", "volume_id", "backup_id")
+# Every request field creating_an_image.rst documents (its three request tables: from an ECS, from an OBS
+# file, from a data disk). [inference] A field outside this list is a misspelling: IMG.0001.
+CREATE_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "instance_id",
+        "data_images",
+        "tags",
+        "image_tags",
+        "enterprise_project_id",
+        "max_ram",
+        "min_ram",
+        "os_type",
+        "os_version",
+        "image_url",
+        "min_disk",
+        "is_config",
+        "cmk_id",
+        "type",
+        "is_quick_import",
+        "hw_firmware_type",
+        "volume_id",
+    }
+)
+# querying_images.rst, query table (Table 1).
+LIST_QUERY_KEYS = frozenset(
+    {
+        "__isregistered",
+        "__imagetype",
+        "__whole_image",
+        "__system__cmkid",
+        "protected",
+        "visibility",
+        "owner",
+        "id",
+        "status",
+        "name",
+        "container_format",
+        "disk_format",
+        "min_ram",
+        "min_disk",
+        "__os_bit",
+        "__platform",
+        "marker",
+        "limit",
+        "sort_key",
+        "sort_dir",
+        "__os_type",
+        "tag",
+        "member_status",
+        "__support_kvm",
+        "__support_xen",
+        "__support_largememory",
+        "__support_diskintensive",
+        "__support_highperformance",
+        "__support_xen_gpu_type",
+        "__support_kvm_gpu_type",
+        "__support_xen_hana",
+        "__support_kvm_infiniband",
+        "virtual_env_type",
+        "enterprise_project_id",
+        "created_at",
+        "updated_at",
+    }
+)
+# exporting_an_image.rst, request table.
+EXPORT_FIELDS = frozenset({"bucket_url", "file_format", "is_quick_export"})
+
+
+# ---- reading requests -------------------------------------------------------------------------------------
+
+
+def _parse_json_body(raw: bytes) -> dict[str, Any]:
+    """IMS body rules: nothing -> IMG.0007, not JSON / not an object -> IMG.0001, ``{}`` -> IMG.0007."""
+    if not raw.strip():
+        raise ims_error("IMG.0007")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ims_error("IMG.0001") from None
+    if not isinstance(body, dict):
+        raise ims_error("IMG.0001")
+    if not body:
+        raise ims_error("IMG.0007")
+    return body
+
+
+def validate_name(name: Any) -> str:
+    if name is None or name == "":
+        raise ims_error("IMG.0013")
+    if not isinstance(name, str):
+        raise ims_error("IMG.0001")
+    if len(name) > 128:
+        raise ims_error("IMG.0002")
+    if not NAME_CHARS.match(name) or name != name.strip(" "):
+        raise ims_error("IMG.0003")
+    return name
+
+
+def validate_description(description: Any) -> str:
+    if description is None:
+        return ""
+    if not isinstance(description, str):
+        raise ims_error("IMG.0001")
+    if len(description) > 1024:
+        raise ims_error("IMG.0004")
+    # "Carriage returns and angle brackets (< >) are not allowed." [inference] \n counts as a line break too.
+    if any(ch in description for ch in "\r\n<>"):
+        raise ims_error("IMG.0054")
+    return description
+
+
+def validate_tags(tags: Any, image_tags: Any, max_tags: int) -> list[str]:
+    """Both forms end up as ``key.value`` strings; a repeated key updates the earlier one."""
+    if tags is not None and image_tags is not None:
+        # "Use either tags or image_tags." [inference] both given -> the tag is invalid.
+        raise ims_error("IMG.0115")
+    pairs: dict[str, str] = {}
+    if tags is not None:
+        if not isinstance(tags, list):
+            raise ims_error("IMG.0115")
+        for tag in tags:
+            if not isinstance(tag, str) or "." not in tag:
+                raise ims_error("IMG.0115")
+            key, value = tag.split(".", 1)
+            _check_tag(key, value, charset=True)
+            pairs[key] = value
+    if image_tags is not None:
+        if not isinstance(image_tags, list):
+            raise ims_error("IMG.0115")
+        for item in image_tags:
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("key"), str)
+                or not isinstance(item.get("value"), str)
+            ):
+                raise ims_error("IMG.0115")
+            # "If the first and last characters of the tag key and value are spaces, the system deletes them."
+            key, value = item["key"].strip(" "), item["value"].strip(" ")
+            _check_tag(key, value, charset=False)
+            pairs[key] = value
+    if len(pairs) > max_tags:
+        raise ims_error("IMG.0116")
+    return [f"{k}.{v}" for k, v in pairs.items()]
+
+
+def _check_tag(key: str, value: str, *, charset: bool) -> None:
+    if not key or len(key) > 36 or len(value) > 43:
+        raise ims_error("IMG.0115")
+    if charset and not (TAG_CHARS.match(key) and TAG_CHARS.match(value)):
+        raise ims_error("IMG.0115")
+
+
+def _ram(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ims_error("IMG.0001")
+    if value < 0:
+        raise ims_error("IMG.0055")
+    return value
+
+
+_TIME_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S")
+
+
+def _time_filter(expr: str) -> TimeBound:
+    """``gt:2018-10-28T10:00:00Z`` (or ``yyyy-MM-dd hh:mm:ss``) -> a bound on a datetime."""
+    op, sep, text = expr.partition(":")
+    if not sep or op not in TIME_OPERATORS:
+        raise ims_error("IMG.0001")
+    for fmt in _TIME_FORMATS:
+        try:
+            return TimeBound(op, datetime.strptime(text, fmt).replace(tzinfo=UTC))
+        except ValueError:
+            continue
+    raise ims_error("IMG.0001")
+
+
+# ---- writing bodies ---------------------------------------------------------------------------------------
+
+
+def image_body(image: Image) -> dict[str, Any]:
+    """An image as ``GET /v2/images/{id}`` and the ``images`` list show it."""
+    status = image.status
+    body: dict[str, Any] = {
+        "schema": "/v2/schemas/image",
+        "min_disk": image.min_disk,
+        "created_at": fmt_seconds(image.created_at),
+        "__image_source_type": "uds",
+        "container_format": "bare",
+        "file": f"/v2/images/{image.id}/file",
+        "updated_at": fmt_seconds(image.updated_at),
+        "protected": image.protected,
+        "checksum": EMPTY_MD5,
+        "id": image.id,
+        "__isregistered": "true",
+        "min_ram": image.min_ram,
+        "__lazyloading": "true",
+        "owner": image.owner,
+        "__os_type": image.os_type,
+        "__imagetype": image.imagetype,
+        "visibility": image.visibility,
+        "virtual_env_type": "FusionCompute",
+        "tags": list(image.tags),
+        "__platform": image.platform,
+        "size": 0,
+        "__os_bit": "64",
+        "__os_version": image.os_version,
+        "name": image.name,
+        "self": f"/v2/images/{image.id}",
+        "disk_format": image.disk_format,
+        "virtual_size": None,
+        "hw_firmware_type": "bios",
+        "status": status,
+        "__description": image.description,
+        "__image_size": str(image.size_now),
+        "__support_kvm": "true",
+        "enterprise_project_id": image.enterprise_project_id,
+    }
+    if image.max_ram is not None:
+        body["max_ram"] = str(image.max_ram)  # a String in the list response table
+    if image.imagetype != "gold":
+        body["__originalimagename"] = image.original_image_id
+        if image.instance_id:
+            # [inference] the source of an ECS image, as Huawei Cloud shows it ("instance,<id>").
+            body["__data_origin"] = f"instance,{image.instance_id}"
+    active_at = image.active_at
+    if active_at is not None:
+        body["active_at"] = fmt_seconds(active_at)
+    return body
+
+
+def job_body(
+    job: ImsJob, now: datetime, profile: ProgressProfile, *, progress: bool = False
+) -> dict[str, Any]:
+    """``GET /v1/{project_id}/jobs/{job_id}`` on the IMS endpoint; with ``progress``, Huawei Cloud's
+    ``GET /v1/cloudimages/job/{job_id}`` (ShowJobProgress, contract §6.8).
+
+    Both have the same top-level fields. [inference] ShowJobProgress's entities always carry
+    ``image_id``, ``image_name`` and ``process_percent`` (a number: 0 in INIT, the RUNNING share done,
+    100 on SUCCESS, 0 on FAIL — the status, not the percent, tells that a job ended).
+    """
+    pos = job.timeline.at(now)
+    status = pos.name
+    entities: dict[str, Any] = {}
+    if progress:
+        percent = {"INIT": 0.0, "SUCCESS": 100.0, "FAIL": 0.0}.get(status)
+        if percent is None:
+            percent = progress_percent(pos.fraction, profile)
+        entities = {"image_id": job.image_id, "image_name": job.image_name, "process_percent": percent}
+    elif job.job_type == JOB_CREATE:
+        if status == "RUNNING":
+            # [inference] not on the OTC page; Huawei Cloud's job progress API reports
+            # entities.process_percent. Ours: percent of the RUNNING phase done, 0-100.
+            entities["process_percent"] = progress_percent(pos.fraction, profile)
+        if status in ("SUCCESS", "FAIL"):
+            entities["image_name"] = job.image_name
+            entities["image_id"] = job.image_id
+    else:
+        entities["image_id"] = job.image_id
+        if status == "RUNNING":
+            entities["process_percent"] = progress_percent(pos.fraction, profile)
+    end = job.end_time(now)
+    return {
+        "job_id": job.id,
+        "job_type": job.job_type,
+        "begin_time": fmt_millis(job.created_at),
+        # [inference] end_time is null until the job ends.
+        "end_time": fmt_millis(end) if end else None,
+        "status": status,
+        "error_code": job.error_code if status == "FAIL" else None,
+        "fail_reason": job.fail_reason if status == "FAIL" else None,
+        "entities": entities,
+    }
+
+
+# ---- operations -------------------------------------------------------------------------------------------
+
+
+def create_image(ims: Ims, call: Call) -> Reply:
+    """``POST /v2/cloudimages/action`` (system-disk image from an ECS): ``{"job_id"}``.
+
+    [inference] Validation order: body, unsupported modes, name, description, tags, instance_id,
+    memory; then the state's checks (the ECS, name uniqueness, quota, concurrent-job cap).
+    """
+    body = _parse_json_body(call.raw)
+    if set(body) - CREATE_FIELDS:
+        raise ims_error("IMG.0001")  # [inference] an undocumented field (see CREATE_FIELDS)
+    if any(body.get(k) is not None for k in UNSUPPORTED_CREATE_FIELDS):
+        # Only "create a system disk image from an ECS" is emulated.
+        raise ims_error("IMG.0105")
+    name = validate_name(body.get("name"))
+    description = validate_description(body.get("description"))
+    tags = validate_tags(body.get("tags"), body.get("image_tags"), ims.limits.max_image_tags)
+    instance_id = body.get("instance_id")
+    if instance_id is None or instance_id == "":
+        raise ims_error("IMG.0012")
+    if not isinstance(instance_id, str):
+        raise ims_error("IMG.0001")
+    min_ram = _ram(body.get("min_ram")) or 0
+    max_ram = _ram(body.get("max_ram"))
+    if max_ram and min_ram and max_ram < min_ram:
+        raise ims_error("IMG.0055")
+    eps = body.get("enterprise_project_id", "0")
+    if not isinstance(eps, str):
+        raise ims_error("IMG.0001")
+    job = ims.create_image(
+        call.project_id,
+        name=name,
+        instance_id=instance_id,
+        description=description,
+        tags=tags,
+        min_ram=min_ram,
+        max_ram=max_ram,
+        enterprise_project_id=eps,
+        fault=call.job_fault,
+    )
+    return Reply({"job_id": job.id})
+
+
+def list_images(ims: Ims, call: Call) -> Reply:
+    """``GET /v2/cloudimages`` with the filters, sorting and paging of the page (contract §3.3)."""
+    q = call.query
+    if set(q) - LIST_QUERY_KEYS:
+        # [inference] A parameter the page does not list (a misspelling such as "imagetype" or
+        # "tags") is IMG.0001 rather than ignored (which would list every image).
+        raise ims_error("IMG.0001")
+    # Attributes every local image has the same value of (see image_body); [inference] a filter on an
+    # attribute the local images never carry (__system__cmkid, the other __support_* flags) matches none.
+    nothing = any(
+        key in q and q[key] != have
+        for key, have in (("__os_bit", "64"), ("__support_kvm", "true"), ("__whole_image", "false"))
+    ) or any(
+        key.startswith(("__support_", "__system__")) and key != "__support_kvm" and key in q
+        for key in LIST_QUERY_KEYS
+    )
+    if "container_format" in q and q["container_format"] != "bare":
+        nothing = True
+    if "virtual_env_type" in q and q["virtual_env_type"] != "FusionCompute":
+        nothing = True
+    if "__isregistered" in q and q["__isregistered"].lower() != "true":
+        nothing = True
+    if "member_status" in q:
+        nothing = True  # [inference] nothing is shared in the local cloud
+    imagetype = q.get("__imagetype")
+    if imagetype is not None and imagetype not in ("gold", "private", "shared"):
+        raise ims_error("IMG.0001")
+    protected: bool | None = None
+    if "protected" in q:
+        want = q["protected"].lower()
+        if want not in ("true", "false"):
+            raise ims_error("IMG.0001")
+        protected = want == "true"
+    numbers: dict[str, int] = {}
+    for key in ("min_disk", "min_ram"):
+        if key in q:
+            try:
+                numbers[key] = int(q[key])
+            except ValueError:
+                raise ims_error("IMG.0001") from None
+    tag: tuple[str, str] | None = None
+    if "tag" in q:
+        # The page (row "tag"): tags are queried as "tag=Key=Value", even those written "Key.Value".
+        key, eq, value = q["tag"].partition("=")
+        if not eq or not key:
+            # [inference] a value without "=" (the old "Key.Value" spelling, or a bare key) is not a
+            # tag query: 400 IMG.0001 "The request message format is invalid.", not an empty list.
+            raise ims_error("IMG.0001")
+        tag = (key, value)
+    created = _time_filter(q["created_at"]) if "created_at" in q else None
+    updated = _time_filter(q["updated_at"]) if "updated_at" in q else None
+    eps = q.get("enterprise_project_id")
+    filters = ImageFilters(
+        imagetype=imagetype,
+        name=q.get("name"),
+        id=q.get("id"),
+        status=q.get("status"),
+        owner=q.get("owner"),
+        visibility=q.get("visibility"),
+        os_type=q.get("__os_type"),
+        platform=q.get("__platform"),
+        disk_format=q.get("disk_format"),
+        enterprise_project_id=None if eps == "all_granted_eps" else eps,
+        protected=protected,
+        min_disk=numbers.get("min_disk"),
+        min_ram=numbers.get("min_ram"),
+        tag=tag,
+        created_at=created,
+        updated_at=updated,
+        matches_nothing=nothing,
+    )
+
+    sort_key = q.get("sort_key", "created_at")
+    sort_dir = q.get("sort_dir", "desc")
+    if sort_key not in SORT_KEYS or sort_dir not in ("asc", "desc"):
+        raise ims_error("IMG.0001")
+    try:
+        limit = int(q.get("limit", "500"))
+    except ValueError:
+        raise ims_error("IMG.0001") from None
+    if limit < 0:
+        raise ims_error("IMG.0001")
+    found = ims.list_images(
+        call.project_id, filters, sort_key=sort_key, sort_dir=sort_dir, marker=q.get("marker"), limit=limit
+    )
+    return Reply({"images": [image_body(i) for i in found]})
+
+
+def show_image(ims: Ims, call: Call, image_id: str) -> Reply:
+    """``GET /v2/images/{image_id}``: the image object, unwrapped."""
+    return Reply(image_body(ims.show_image(call.project_id, image_id)))
+
+
+def delete_image(ims: Ims, call: Call, image_id: str) -> Reply:
+    """``DELETE /v2/images/{image_id}`` -> 204, or the documented refusals.
+
+    The optional body is ``{"delete_backup": <bool>}`` (the page's only request parameter).
+    [inference] Any other body (not a JSON object, another field, a non-boolean) is IMG.0001.
+    """
+    delete_backup = False
+    if call.raw.strip():
+        try:
+            body = json.loads(call.raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ims_error("IMG.0001") from None
+        if (
+            not isinstance(body, dict)
+            or set(body) - {"delete_backup"}
+            or not isinstance(body.get("delete_backup", False), bool)
+        ):
+            raise ims_error("IMG.0001")
+        delete_backup = body.get("delete_backup", False)
+    ims.delete_image(call.project_id, image_id, delete_backup=delete_backup)
+    return Reply(status=204)
+
+
+def export_image(ims: Ims, call: Call, image_id: str) -> Reply:
+    """``POST /v1/cloudimages/{image_id}/file``: ``{"job_id"}`` of an ``imsNativeExportImageJob``.
+
+    The checks interleave the image and the body: the image must exist before the body is read, and a
+    public or another project's image is refused before the bucket is looked at.
+    """
+    project_id = call.project_id
+    ims.show_image(project_id, image_id)
+    body = _parse_json_body(call.raw)
+    if set(body) - EXPORT_FIELDS:
+        raise ims_error("IMG.0001")  # [inference] an undocumented field (see EXPORT_FIELDS)
+    ims.check_exportable(project_id, image_id)
+    bucket_url = body.get("bucket_url")
+    if bucket_url is None or bucket_url == "":
+        raise ims_error("IMG.0068")
+    if not isinstance(bucket_url, str):
+        raise ims_error("IMG.0001")
+    bucket, _, file_name = bucket_url.partition(":")
+    if not bucket:
+        raise ims_error("IMG.0068")
+    if not BUCKET_CHARS.match(bucket):
+        raise ims_error("IMG.0109")
+    if not file_name:
+        raise ims_error("IMG.0073")
+    if len(file_name) > 1024:
+        raise ims_error("IMG.0074")  # [inference] OBS object keys are at most 1024 characters
+    quick = body.get("is_quick_export", False)
+    if not isinstance(quick, bool):
+        raise ims_error("IMG.0001")
+    file_format = body.get("file_format")
+    if quick:
+        if file_format is not None:
+            # "If fast export is enabled, file_format cannot be specified." [inference] IMG.0001.
+            raise ims_error("IMG.0001")
+        file_format = "zvhd2"
+    elif file_format not in EXPORT_FORMATS:
+        raise ims_error("IMG.0072")
+    assert isinstance(file_format, str)
+    job = ims.export_image(
+        project_id,
+        image_id,
+        bucket=bucket,
+        file=file_name,
+        file_format=file_format,
+        quick=quick,
+        fault=call.job_fault,
+    )
+    return Reply({"job_id": job.id})
+
+
+def show_quota(ims: Ims, call: Call) -> Reply:
+    """``GET /v1/cloudimages/quota``: one ``image`` resource."""
+    quota = ims.show_quota(call.project_id)
+    resource = {"type": "image", "used": quota.used, "quota": quota.quota, "min": 1, "max": 1000}
+    return Reply({"quotas": {"resources": [resource]}})
+
+
+def show_job(ims: Ims, call: Call, project_id: str, job_id: str) -> Reply:
+    """``GET /v1/{project_id}/jobs/{job_id}`` on the IMS endpoint."""
+    job = ims.show_job(project_id, job_id)
+    return Reply(job_body(job, ims.clock.now(), ims.timing.progress_profile))
+
+
+def show_job_progress(ims: Ims, call: Call, job_id: str) -> Reply:
+    """Huawei Cloud's job API (ShowJobProgress): no project id in the path, the token's project."""
+    job = ims.show_job(call.project_id, job_id)
+    return Reply(job_body(job, ims.clock.now(), ims.timing.progress_profile, progress=True))
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("ims", "POST", "/v2/cloudimages/action", "ims.create_image", create_image),
+    Route("ims", "GET", "/v2/cloudimages", "ims.list_images", list_images),
+    Route("ims", "GET", "/v2/images/{image_id}", "ims.show_image", show_image),
+    Route("ims", "DELETE", "/v2/images/{image_id}", "ims.delete_image", delete_image),
+    Route("ims", "POST", "/v1/cloudimages/{image_id}/file", "ims.export_image", export_image),
+    Route("ims", "GET", "/v1/cloudimages/quota", "ims.show_quota", show_quota),
+    # Shared with ECS on one base URL: app.py serves the bare path and tells the two apart by the job id.
+    Route("ims", "GET", "/v1/{project_id}/jobs/{job_id}", "ims.show_job", show_job, shared=False),
+    Route("ims", "GET", "/v1/cloudimages/job/{job_id}", "ims.show_job_progress", show_job_progress),
+)
