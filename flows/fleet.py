@@ -1,8 +1,9 @@
 """Image a fleet of ECSs: chosen by ID or by tag / name / status, as many at once as IMS allows.
 
-Each ECS goes through the same tasks as the single-image flow (stopped check, exactly-once submission,
-adaptive polling), so a re-run of a fleet resumes or adopts what the earlier run started instead of
-making second images. One ECS failing does not stop the others; the run ends Failed, naming them.
+Each ECS goes through the same pipeline as the single-image flow (``flows.pipeline.image_one_ecs``: stopped
+check, exactly-once submission, adaptive polling, the power-state rules), so a re-run of a fleet resumes or
+adopts what the earlier run started instead of making second images. One ECS failing does not stop the
+others; the run ends Failed, naming them.
 
 Concurrency: one image job per slot of the global concurrency limit ``imsflow-ims-jobs`` (IMS's
 concurrent-job cap), and every API request spends a slot of the global rate limit ``imsflow-api`` (see
@@ -33,7 +34,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from flows.create_image import TAG_PATTERN, UUID_PATTERN
 from flows.lifecycle import CredentialsBlock
-from imsflow.errors import ImsflowError
+from flows.pipeline import image_one_ecs
+from imsflow.errors import ImsflowError, JobTimeoutError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag, Server
 from imsflow.polling import PollPolicy
 from imsflow.validation import NAME_PATTERN
@@ -41,8 +43,7 @@ from tasks import runtime
 from tasks.auth import client_for
 from tasks.budget import API_LIMIT, JOBS_LIMIT, ApiBudget, BudgetedTransport, ensure_limits
 from tasks.credentials import credentials_from_block
-from tasks.ecs import check_ecs_stopped, start_ecs
-from tasks.image import poll_job, request_key, submit_image
+from tasks.image import request_key
 from tasks.retry import transient_retries
 from tasks.token import CredentialScope, fresh_token
 
@@ -322,27 +323,28 @@ async def _image_one(
         request = _request(params, target)
         key = request_key(target.instance_id, target.image_name)
         runtime.report("fleet:running", target.server_name)
-        check = await check_ecs_stopped(target.instance_id, token, stop_if_running=params.stop_if_running)
-        try:
-            job_started = rt.clock()
-            submission = await submit_image(request, key, token)
-            image = await poll_job(
-                submission,
-                token,
-                timeout=params.timeout_minutes * 60.0,
-                policy=history.policy(),
-                progress_artifact=False,
-            )
-            row.job_seconds = rt.clock() - job_started
-            if image.job_seconds is not None:
-                # The cloud's own begin/end times: our wall time would add submission and detection
-                # delays, and feeding those back would make every later poll later still.
-                history.add(image.job_seconds)
-        finally:
-            if check.stopped_by_us and params.restart_after:
-                await start_ecs(target.instance_id, token)
-        row.outcome, row.image_id, row.job_id = submission.how, image.image_id, image.job_id
+        outcome = await image_one_ecs(
+            request,
+            key=key,
+            token=token,
+            stop_if_running=params.stop_if_running,
+            restart=params.restart_after,
+            timeout=params.timeout_minutes * 60.0,
+            poll_policy=history.policy(),
+            progress_artifact=False,
+        )
+        image = outcome.image
+        row.job_seconds = outcome.seconds["submit-image"] + outcome.seconds["poll-job"]
+        if image.job_seconds is not None:
+            # The cloud's own begin/end times: our wall time would add submission and detection
+            # delays, and feeding those back would make every later poll later still.
+            history.add(image.job_seconds)
+        row.outcome, row.image_id, row.job_id = outcome.how, image.image_id, image.job_id
         runtime.report("fleet:done", f"{target.server_name} {image.image_id}")
+    except JobTimeoutError as exc:
+        # The job may still be running: the pipeline left the ECS stopped, as IMS needs it until the job ends.
+        row.error = f"timeout: {exc} (ECS left stopped; run again to resume)"
+        runtime.report("fleet:failed", f"{target.server_name}: {row.error}")
     except Exception as exc:
         row.error = str(exc) or type(exc).__name__
         runtime.report("fleet:failed", f"{target.server_name}: {row.error}")

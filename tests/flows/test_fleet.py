@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from typing import Any
 
@@ -11,7 +12,8 @@ from pydantic import ValidationError
 
 from flows.fleet import FleetParams, FleetResult, create_images_for_fleet, render_name
 from localcloud import LocalCloud
-from tests.support import cloud_runtime, endpoints, make_cloud, seed_data
+from localcloud.seed import FaultRuleSeed
+from tests.support import cloud_runtime, endpoints, fast_retries, make_cloud, seed_data
 
 DAY = date(2026, 11, 27)
 
@@ -96,6 +98,55 @@ async def test_filters_tag_name_and_status() -> None:
     assert all(r.outcome == "submitted" for r in by_name.rows)
     assert cloud.ecs.servers[ecs_id(1)].status == "ACTIVE"  # stopped, imaged, started again
     assert cloud.stats()["ecs.stop_servers"] == 2
+
+
+async def test_job_timeout_row_says_timeout_and_the_ecs_stays_stopped() -> None:
+    # The job outlasts the run's timeout and may still be running: IMS needs the ECS stopped until it ends,
+    # so imsflow must not try to start it (the cloud would refuse, and the row would report that instead).
+    cloud = fleet_cloud(2, running=(0,))
+    cloud.faults.add(FaultRuleSeed.model_validate({"kind": "job_stuck", "operation": "ims.create_image"}))
+    with fast_retries():
+        state, result = await run(
+            cloud, params(name_contains="node", stop_if_running=True, timeout_minutes=1, max_concurrent=2)
+        )
+
+    assert state.is_failed()
+    assert "2 of 2 ECSs failed" in state.message
+    by_name = {r.server_name: r for r in result.rows}
+    for row in by_name.values():
+        assert row.outcome == "failed"
+        assert row.image_id is None
+        assert (row.error or "").startswith("timeout: "), row.error
+        # (the lanes share the cloud's clock, so a lane may have waited a little longer than 60 s)
+        assert re.search(r"job \w+ still RUNNING after \d+ s", row.error or ""), row.error
+        assert "ECS left stopped" in (row.error or "")
+    stats = cloud.stats()
+    assert stats["ims.create_image"] == 2
+    assert stats["ecs.stop_servers"] == 1  # node-00 was running: stopped by imsflow ...
+    assert stats.get("ecs.start_servers", 0) == 0  # ... and left stopped while its job may run
+    assert {s.status for s in cloud.ecs.servers.values()} == {"SHUTOFF"}
+
+
+async def test_failed_job_starts_the_ecs_again_and_the_row_names_the_job() -> None:
+    cloud = fleet_cloud(1, running=(0,))
+    cloud.faults.add(
+        FaultRuleSeed.model_validate(
+            {
+                "kind": "job_fail",
+                "operation": "ims.create_image",
+                "error_code": "IMG.0037",
+                "fail_reason": "disk snapshot failed",
+            }
+        )
+    )
+    state, result = await run(cloud, params(name_contains="node", stop_if_running=True))
+
+    assert state.is_failed()
+    [row] = result.rows
+    assert row.outcome == "failed"
+    assert "IMG.0037" in (row.error or "")
+    assert cloud.stats()["ecs.start_servers"] == 1
+    assert cloud.ecs.servers[ecs_id(0)].status == "ACTIVE"
 
 
 async def test_name_template_and_unknown_instance() -> None:
