@@ -27,6 +27,8 @@ from imsflow.validation import (
     MAX_IMAGE_TAGS,
     NAME_PATTERN,
     NAME_RULE,
+    TAG_PARAM_PATTERN,
+    UUID_PATTERN,
     check_description,
     check_image_name,
     check_tag,
@@ -39,8 +41,6 @@ from tasks.image import INSTANCE_TAG, REQUEST_TAG, request_key
 from tasks.preflight import DryRunResult, dry_run_check
 from tasks.token import CredentialScope, fresh_token
 
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-TAG_PATTERN = r"^[A-Za-z0-9_-]{1,36}=[A-Za-z0-9_-]{0,43}$"
 OWN_TAG_KEYS = frozenset({REQUEST_TAG, INSTANCE_TAG})
 
 
@@ -77,7 +77,7 @@ class CreateImageParams(BaseModel):
         ),
     ] = ""
     tags: Annotated[
-        list[Annotated[str, Field(pattern=TAG_PATTERN)]],
+        list[Annotated[str, Field(pattern=TAG_PARAM_PATTERN)]],
         Field(
             description="Image tags as key=value (key ≤ 36, value ≤ 43 characters; letters, digits, _, -).",
             json_schema_extra={"position": 3},

@@ -32,13 +32,12 @@ from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurr
 from prefect.states import Completed, Failed
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from flows.create_image import TAG_PATTERN, UUID_PATTERN
 from flows.lifecycle import CredentialsBlock
 from flows.pipeline import image_one_ecs
 from imsflow.errors import ImsflowError, JobTimeoutError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag, Server
 from imsflow.polling import PollPolicy
-from imsflow.validation import NAME_PATTERN
+from imsflow.validation import NAME_PATTERN, TAG_PARAM_PATTERN, UUID_PATTERN
 from tasks import runtime
 from tasks.auth import client_for
 from tasks.budget import API_LIMIT, JOBS_LIMIT, ApiBudget, BudgetedTransport, ensure_limits
@@ -68,7 +67,7 @@ class FleetParams(BaseModel):
         ),
     ] = []
     tags: Annotated[
-        list[Annotated[str, Field(pattern=TAG_PATTERN)]],
+        list[Annotated[str, Field(pattern=TAG_PARAM_PATTERN)]],
         Field(
             title="ECS tags",
             description="Select ECSs carrying all of these tags (key=value).",
@@ -102,7 +101,7 @@ class FleetParams(BaseModel):
         str, Field(max_length=1024, pattern=r"^[^\r<>]*$", json_schema_extra={"position": 5})
     ] = ""
     image_tags: Annotated[
-        list[Annotated[str, Field(pattern=TAG_PATTERN)]],
+        list[Annotated[str, Field(pattern=TAG_PARAM_PATTERN)]],
         Field(description="Tags for every image (key=value).", json_schema_extra={"position": 6}),
     ] = []
     stop_if_running: Annotated[

@@ -23,6 +23,7 @@ __all__ = [
     "NAME_PATTERN",
     "NAME_RULE",
     "TAG_COUNT_RULE",
+    "TAG_PARAM_PATTERN",
     "TAG_PATTERN",
     "TAG_RULE",
     "UUID_PATTERN",
@@ -66,6 +67,8 @@ NAME_PATTERN = r"^[A-Za-z0-9._-]([A-Za-z0-9._ -]{0,126}[A-Za-z0-9._-])?$"
 # refused by the local cloud and costs nothing to avoid.
 DESCRIPTION_PATTERN = r"^[^\r\n<>]{0,1024}$"
 TAG_PATTERN = r"^[A-Za-z0-9_-]{1,36}\.[A-Za-z0-9_-]{0,43}$"
+# The same tag as flow parameters and CLI options take it, "key=value" (it becomes an image_tags entry).
+TAG_PARAM_PATTERN = r"^[A-Za-z0-9_-]{1,36}=[A-Za-z0-9_-]{0,43}$"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 # OBS bucket names: 3-63 lowercase letters, digits, hyphens and periods; IMG.0175: no spaces in file names.
 BUCKET_URL_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]:[^ ]+$"
