@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -25,7 +24,7 @@ import httpx
 from imsflow.client import CloudClient, login
 from imsflow.errors import ApiError, ImsflowError, JobNotFoundError
 from imsflow.models import IamToken, ImageListQuery
-from imsflow.settings import SERVICES, ImsflowSettings, Service
+from imsflow.settings import SERVICES, ImsflowSettings, Service, is_loopback
 
 __all__ = [
     "CHECKS",
@@ -80,15 +79,6 @@ class CheckResult:
     @property
     def failed(self) -> bool:
         return self.status is CheckStatus.failed
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _describe_error(exc: BaseException) -> tuple[str, str | None, str | None]:
@@ -233,7 +223,7 @@ class _Doctor:
         shown: list[str] = []
         failures: list[str] = []
         for host in self.hosts():
-            if _is_loopback(host):
+            if is_loopback(host):
                 shown.append(f"{host} (loopback)")
                 continue
             try:
@@ -275,7 +265,7 @@ class _Doctor:
                 shown.append(f"{host}: not checked (dns failed)")
                 continue
             if parts.scheme == "http":
-                if _is_loopback(host):
+                if is_loopback(host):
                     shown.append(f"{host}:{port} plain http (loopback only)")
                 elif self.settings.allow_insecure:
                     shown.append(f"{host}:{port} plain http to a remote host (IMSFLOW_ALLOW_INSECURE=true)")

@@ -25,6 +25,7 @@ __all__ = [
     "ImsflowSettings",
     "Profile",
     "Service",
+    "is_loopback",
 ]
 
 Service = Literal["iam", "ecs", "ims"]
@@ -63,7 +64,8 @@ _IMS_JOB_APIS: dict[Profile, ImsJobApi] = {
 }
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address: where plain http cannot leave the machine."""
     if host == "localhost":
         return True
     try:
@@ -176,7 +178,7 @@ class ImsflowSettings(BaseSettings):
                     f"{service} endpoint {url!r} is not an http(s) URL",
                     hint=f"Set IMSFLOW_{service.upper()}_URL to https://host[:port].",
                 )
-            if parts.scheme == "http" and not _is_loopback(parts.hostname) and not self.allow_insecure:
+            if parts.scheme == "http" and not is_loopback(parts.hostname) and not self.allow_insecure:
                 raise ConfigError(
                     f"{service} endpoint {url} uses plain http to a remote host; "
                     "credentials would travel unencrypted",
