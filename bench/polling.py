@@ -41,7 +41,7 @@ async def one_size(seconds: float, jobs: int) -> dict[str, float]:
     clock = ManualClock(datetime.now(UTC))
     cloud = LocalCloud(seed=Seed.model_validate(data), clock=clock)
     settings = ImsflowSettings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         profile="local",
         iam_url=URL,
         ecs_url=URL,
@@ -57,13 +57,11 @@ async def one_size(seconds: float, jobs: int) -> dict[str, float]:
     def now() -> float:
         return clock.now().timestamp()
 
-    transport = httpx.ASGITransport(app=cloud.app)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=cloud.app)
+    assert settings.password is not None
     async with CloudClient.from_settings(settings, transport=transport) as login:
         token = await login.iam.create_token(
-            domain="bench",
-            username="bench",
-            password=settings.password,
-            project_name="eu-de",  # type: ignore[arg-type]
+            domain="bench", username="bench", password=settings.password, project_name="eu-de"
         )
     out: dict[str, list[float]] = {"fixed_calls": [], "fixed_delay": [], "calls": [], "delay": []}
     history: list[float] = []

@@ -83,7 +83,7 @@ def settings_for(**overrides: Any) -> ImsflowSettings:
         "poll_initial_delay": 2.0,
     }
     values.update(overrides)
-    return ImsflowSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return ImsflowSettings(_env_file=None, **values)
 
 
 @dataclass(frozen=True)

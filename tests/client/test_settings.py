@@ -147,5 +147,5 @@ def test_aksk_needs_no_password() -> None:
 def test_job_timeout_in_whole_minutes_for_the_flow_parameters() -> None:
     from imsflow.settings import ImsflowSettings
 
-    assert ImsflowSettings(_env_file=None).job_timeout_minutes == 30  # type: ignore[call-arg]
-    assert ImsflowSettings(_env_file=None, job_timeout=90).job_timeout_minutes == 2  # type: ignore[call-arg]
+    assert ImsflowSettings(_env_file=None).job_timeout_minutes == 30
+    assert ImsflowSettings(_env_file=None, job_timeout=90).job_timeout_minutes == 2

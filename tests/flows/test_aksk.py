@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
-from flows.create_image import CreateImageParams, create_image_from_ecs
+from flows.create_image import CreateImageParams, CreateImageResult, create_image_from_ecs
 from imsflow.auth import AkSkAuth
 from imsflow.client import CloudClient
 from imsflow.errors import AuthenticationError
@@ -28,7 +29,7 @@ def _cloud() -> LocalCloud:
     return make_cloud(domains=[domain])
 
 
-def _aksk_settings() -> dict[str, object]:
+def _aksk_settings() -> dict[str, Any]:
     return {"domain": None, "username": None, "password": None, "access_key": AK, "secret_key": SK}
 
 
@@ -39,6 +40,7 @@ async def test_flow_with_aksk_only_looks_up_the_project_once() -> None:
         assert settings.password is None
         assert settings.project_id is None
         result = await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="web-1-aksk"))
+        assert isinstance(result, CreateImageResult)
 
     image = cloud.ims.images[result.image_id]
     assert image.status == "active"

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flows.create_image import CreateImageParams, create_image_from_ecs
+from flows.create_image import CreateImageParams, CreateImageResult, create_image_from_ecs
 from flows.fleet import FleetParams, FleetResult, create_images_for_fleet
 from flows.lifecycle import DeleteImageParams, delete_image
 from localcloud.seed import FaultRuleSeed
@@ -59,6 +59,7 @@ async def test_a_record_of_an_unknown_job_moves_on_to_a_new_submission() -> None
     await _record_unknown_job(request_key(WEB_1, params.name))
     with cloud_runtime(cloud, network):
         result = await create_image_from_ecs(params)
+        assert isinstance(result, CreateImageResult)
 
     assert result.how == "submitted"
     assert cloud.ims.images[result.image_id].status == "active"
@@ -81,6 +82,7 @@ async def test_a_record_of_an_unknown_job_adopts_the_tagged_image() -> None:
     await _record_unknown_job(key)
     with cloud_runtime(cloud, network):
         result = await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name=name))
+        assert isinstance(result, CreateImageResult)
 
     assert result.how == "adopted"
     assert result.image_id == IMAGE_ID
@@ -93,6 +95,7 @@ async def test_create_image_on_either_ims_job_path(job_api: str) -> None:
     cloud = make_cloud()
     with cloud_runtime(cloud, ims_job_api=job_api):
         result = await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name=f"web-1-{job_api}"))
+        assert isinstance(result, CreateImageResult)
     assert cloud.ims.images[result.image_id].status == "active"
     stats = cloud.stats()
     used, unused = (

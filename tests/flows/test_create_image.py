@@ -7,14 +7,16 @@ from pathlib import Path
 import pytest
 from prefect.settings import PREFECT_HOME
 
-from flows.create_image import CreateImageParams, create_image_from_ecs
+from flows.create_image import CreateImageParams, CreateImageResult, create_image_from_ecs
 from imsflow.errors import EcsNotReadyError, InvalidCredentialsError, JobTimeoutError
 from imsflow.validation import check_tag
+from localcloud import LocalCloud
+from localcloud.ims.state import Image
 from tasks.image import INSTANCE_TAG, REQUEST_TAG, request_key
 from tests.support import DB_1, PASSWORD, WEB_1, cloud_runtime, fast_retries, make_cloud
 
 
-def _images(cloud) -> list:  # type: ignore[no-untyped-def]
+def _images(cloud: LocalCloud) -> list[Image]:
     return list(cloud.ims.images.values())
 
 
@@ -24,6 +26,7 @@ async def test_creates_one_active_image_with_our_tags() -> None:
         result = await create_image_from_ecs(
             CreateImageParams(instance_id=WEB_1, name="web-1-golden", tags=["env=prod"])
         )
+        assert isinstance(result, CreateImageResult)
 
     images = _images(cloud)
     assert len(images) == 1
@@ -43,7 +46,9 @@ async def test_rerun_resumes_and_makes_no_iam_call() -> None:
     params = CreateImageParams(instance_id=WEB_1, name="web-1-nightly")
     with cloud_runtime(cloud):
         first = await create_image_from_ecs(params)
+        assert isinstance(first, CreateImageResult)
         second = await create_image_from_ecs(params)
+        assert isinstance(second, CreateImageResult)
 
     assert second.image_id == first.image_id
     assert second.how == "resumed"
@@ -66,6 +71,7 @@ async def test_stop_if_running_stops_images_and_starts_again() -> None:
         result = await create_image_from_ecs(
             CreateImageParams(instance_id=DB_1, name="db-1-golden", stop_if_running=True)
         )
+        assert isinstance(result, CreateImageResult)
     assert cloud.ims.images[result.image_id].status == "active"
     stats = cloud.stats()
     assert stats["ecs.stop_servers"] == 1
@@ -88,6 +94,7 @@ async def test_job_timeout_leaves_the_ecs_stopped_and_a_rerun_starts_it() -> Non
         assert cloud.ecs.servers[DB_1].status == "SHUTOFF"
 
         result = await create_image_from_ecs(slow.model_copy(update={"timeout_minutes": 30}))
+        assert isinstance(result, CreateImageResult)
     assert result.how == "resumed"
     assert cloud.ims.images[result.image_id].status == "active"
     stats = cloud.stats()

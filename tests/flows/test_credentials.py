@@ -15,7 +15,7 @@ def test_block_identity_is_never_mixed_with_the_environment(monkeypatch: pytest.
     monkeypatch.setenv("IMSFLOW_JOB_TIMEOUT", "99")
     block = ImsflowCredentials(
         profile="otc", region="eu-nl", domain="acme", username="imaging", password="pw"
-    )  # type: ignore[arg-type]
+    )
 
     settings = block.to_settings()
 
@@ -30,7 +30,7 @@ def test_block_identity_is_never_mixed_with_the_environment(monkeypatch: pytest.
 def test_aksk_block() -> None:
     block = ImsflowCredentials(
         profile="huaweicloud", region="ap-southeast-1", access_key="AK", secret_key="SK"
-    )  # type: ignore[arg-type]
+    )
     settings = block.to_settings()
     assert settings.auth_mode == "aksk"
     assert settings.secret_key is not None
@@ -39,7 +39,7 @@ def test_aksk_block() -> None:
 
 
 def test_secrets_are_masked_in_the_block_schema_and_repr() -> None:
-    block = ImsflowCredentials(username="u", password="s3cret", secret_key="also-s3cret")  # type: ignore[arg-type]
+    block = ImsflowCredentials(username="u", password="s3cret", secret_key="also-s3cret")
     assert "s3cret" not in repr(block)
     properties = ImsflowCredentials.model_json_schema()["properties"]
     for name in ("password", "secret_key", "security_token"):

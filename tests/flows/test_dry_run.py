@@ -27,7 +27,7 @@ def _nothing_changed(cloud: LocalCloud, images_before: int = 0) -> None:
 
 async def _dry(cloud: LocalCloud, **params: object) -> DryRunResult:
     with cloud_runtime(cloud):
-        result = await create_image_from_ecs(CreateImageParams(dry_run=True, **params))  # type: ignore[arg-type]
+        result = await create_image_from_ecs(CreateImageParams(dry_run=True, **params))
     assert isinstance(result, DryRunResult)
     return result
 
@@ -82,7 +82,7 @@ async def test_after_a_real_run_it_would_resume_not_submit() -> None:
     cloud = make_cloud()
     params = {"instance_id": WEB_1, "name": "web-1-twice"}
     with cloud_runtime(cloud):
-        made = await create_image_from_ecs(CreateImageParams(**params))  # type: ignore[arg-type]
+        made = await create_image_from_ecs(CreateImageParams(**params))
     assert isinstance(made, CreateImageResult)
     result = await _dry(cloud, **params)
     assert result.would == "resume"

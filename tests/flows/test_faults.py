@@ -71,6 +71,14 @@ def _assert_equal(actual: object, expected: object) -> None:
     assert actual == expected
 
 
+def _all(*checks: Callable[[Outcome], None]) -> Callable[[Outcome], None]:
+    def check(o: Outcome) -> None:
+        for one in checks:
+            one(o)
+
+    return check
+
+
 def _retry_after_honoured(method: str, path: str, seconds: float) -> Callable[[Outcome], None]:
     def check(o: Outcome) -> None:
         calls = o.network.calls_to(method, path)
@@ -164,7 +172,7 @@ CASES = [
     Case(
         "throttle_429-create",
         [{"kind": "throttle_429", "operation": "ims.create_image", "retry_after": 12, "first": 1}],
-        check=lambda o: (_posted_twice(o), _retry_after_honoured("POST", "/v2/cloudimages/action", 12)(o)),
+        check=_all(_posted_twice, _retry_after_honoured("POST", "/v2/cloudimages/action", 12)),
     ),
     Case(
         "ims_flow_control",
@@ -196,9 +204,9 @@ CASES = [
     Case(
         "delay-past-read-timeout",
         [{"kind": "delay", "operation": "ims.create_image", "seconds": READ_TIMEOUT + 10, "first": 1}],
-        check=lambda o: (
-            _created_once(o),
-            _assert_equal(o.network.calls_to("POST", "/action")[0].outcome, "timeout"),
+        check=_all(
+            _created_once,
+            lambda o: _assert_equal(o.network.calls_to("POST", "/action")[0].outcome, "timeout"),
         ),
     ),
     Case(

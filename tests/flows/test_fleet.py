@@ -176,7 +176,9 @@ async def test_name_template_and_unknown_instance() -> None:
             )
         )
     assert len(artifacts) == 1
-    table = json.loads(artifacts[0].data) if isinstance(artifacts[0].data, str) else artifacts[0].data
+    data = artifacts[0].data
+    table = json.loads(data) if isinstance(data, str) else data
+    assert isinstance(table, list), table
     assert sorted(row["outcome"] for row in table) == ["failed", "submitted", "submitted"]
     assert {row["image name"] for row in table if row["outcome"] == "submitted"} == names
     assert all(row["job ID"] for row in table if row["outcome"] == "submitted")
@@ -228,7 +230,7 @@ async def test_credentials_block_wins_over_the_environment() -> None:
         **endpoints(),
         domain="demo",
         username="alice",
-        password=PASSWORD,  # type: ignore[arg-type]
+        password=PASSWORD,
     ).asave("fleet-test", overwrite=True)
     # The runner's own settings carry a wrong password: only the block can make this work.
     with cloud_runtime(cloud, password="not-the-password"):

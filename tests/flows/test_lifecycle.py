@@ -172,7 +172,7 @@ async def test_credentials_block_wins_over_the_environment() -> None:
         **endpoints(),
         domain="demo",
         username="alice",
-        password=PASSWORD,  # type: ignore[arg-type]
+        password=PASSWORD,
     ).asave("lifecycle-test", overwrite=True)
     # The runner's own settings carry a wrong password: only the block can make this work.
     with cloud_runtime(cloud, password="not-the-password"):

@@ -8,6 +8,7 @@ file under ``PREFECT_HOME``, the test server's database directory, and everythin
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect import flow, get_run_logger
@@ -100,7 +101,7 @@ async def test_no_secret_in_home_database_or_output(
             {"kind": "commit_then_fail", "operation": "ims.create_image", "status": 500, "first": 1},
         )
         clouds.append(cloud)
-        aksk = {"username": None, "password": None, "access_key": AK, "secret_key": SK}
+        aksk: dict[str, Any] = {"username": None, "password": None, "access_key": AK, "secret_key": SK}
         with cloud_runtime(cloud, security_token=SECURITY_TOKEN, **aksk):
             await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="hygiene-4"))
 

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from cli.app import QUIET_PREFECT
 from cli.main import app
-from flows.create_image import CreateImageParams, create_image_from_ecs
+from flows.create_image import CreateImageParams, CreateImageResult, create_image_from_ecs
 from imsflow.errors import ConfigError
 from tasks import runtime
 from tests.support import WEB_1, cloud_runtime, make_cloud
 
 REMOTE = "http://10.20.30.40:8780"
-ENDPOINTS = {"iam_url": REMOTE, "ecs_url": REMOTE, "ims_url": REMOTE}
+ENDPOINTS: dict[str, Any] = {"iam_url": REMOTE, "ecs_url": REMOTE, "ims_url": REMOTE}
 
 
 @pytest.fixture
@@ -66,7 +67,12 @@ async def test_flow_refuses_before_any_call() -> None:
 
 async def test_flow_with_aksk_refuses_too() -> None:
     cloud = make_cloud()
-    aksk = {"username": None, "password": None, "access_key": "AK0000000001", "secret_key": "sk-0000000001"}
+    aksk: dict[str, Any] = {
+        "username": None,
+        "password": None,
+        "access_key": "AK0000000001",
+        "secret_key": "sk-0000000001",
+    }
     with cloud_runtime(cloud, **ENDPOINTS, **aksk), pytest.raises(ConfigError, match="plain http"):
         await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="web-1-insecure"))
     assert sum(cloud.stats().values()) == 0
@@ -76,4 +82,5 @@ async def test_flow_runs_when_insecure_is_allowed() -> None:
     cloud = make_cloud()
     with cloud_runtime(cloud, allow_insecure=True, **ENDPOINTS):
         result = await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="web-1-insecure"))
+        assert isinstance(result, CreateImageResult)
     assert cloud.ims.images[result.image_id].status == "active"

@@ -68,7 +68,8 @@ async def test_wrong_password_is_401_with_iam_body(client: httpx.AsyncClient) ->
 
 
 async def test_unknown_user_or_domain_is_401(client: httpx.AsyncClient) -> None:
-    for kwargs in ({"user": "ghost"}, {"domain": "nowhere"}):
+    unknown: list[dict[str, Any]] = [{"user": "ghost"}, {"domain": "nowhere"}]
+    for kwargs in unknown:
         r = await client.post("/iam/v3/auth/tokens", json=password_auth(**kwargs))
         assert r.status_code == 401
         assert r.json()["error_code"] == "IAM.0001"
