@@ -530,7 +530,8 @@ class CreateImageFromEcsRequest(_Request):
     @model_validator(mode="after")
     def _cross_field(self) -> CreateImageFromEcsRequest:
         validation.check_tags_exclusive(self.tags, self.image_tags)
-        keys = [t.partition(".")[0] for t in self.tags or []] + [t.key for t in self.image_tags or []]
+        keys = [validation.parse_dotted_tag(t)[0] for t in self.tags or []]
+        keys += [t.key for t in self.image_tags or []]
         validation.check_tag_count(keys, "image_tags" if self.image_tags is not None else "tags")
         if self.min_ram is not None and self.max_ram is not None and self.max_ram < self.min_ram:
             raise InvalidRequestError("max_ram", self.max_ram, "max_ram must not be below min_ram")
@@ -705,10 +706,7 @@ class ImageListQuery(_Request):
     @classmethod
     def _tag_filter(cls, value: str | None) -> str | None:
         # The page (row ``tag``): tags are queried as ``tag=Key=Value``, even those created as ``Key.Value``.
-        key, equals, _ = (value or "").partition("=")
-        if value is not None and not (key and equals):
-            raise InvalidRequestError("tag", value, "a tag filter is Key=Value (build it with tag_filter)")
-        return value
+        return None if value is None else validation.check_tag_filter(value)
 
     @classmethod
     def tagged(cls, key: str, value: str, **filters: Any) -> ImageListQuery:

@@ -1,18 +1,28 @@
-"""The IMS field rules as pure functions (IMS API reference: Image Attributes, Image Tag Format,
-Creating an Image, Exporting an Image).
+"""The IMS field rules, and imsflow's one vocabulary of parameter fields (IMS API reference: Image
+Attributes, Image Tag Format, Creating an Image, Exporting an Image).
 
 Each ``check_*`` returns the value (possibly normalised) or raises ``InvalidRequestError`` naming the
-field and the rule; the request models call them, and so can the CLI before anything is sent.
+field and the rule in words; ``parse_tag`` turns a ``key=value`` parameter into an IMS ``image_tags`` pair.
+The request models call them, the CLI options call them (``cli.app.checked``), and the flow forms use the
+typed fields below (``InstanceId``, ``ImageId``, ``ImageName``, ``ImageDescription``, ``TagParam``,
+``BucketUrl``, ``CredentialsBlock``): each is a pydantic ``Annotated`` type whose JSON-schema pattern (the
+Prefect UI form) accepts what its check accepts, and whose validator runs first, so an error states the
+rule rather than the regex.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
 
 from imsflow.errors import InvalidRequestError
 
 __all__ = [
+    "BLOCK_NAME_PATTERN",
+    "BLOCK_NAME_RULE",
     "BUCKET_URL_PATTERN",
     "BUCKET_URL_RULE",
     "DESCRIPTION_PATTERN",
@@ -24,10 +34,19 @@ __all__ = [
     "NAME_RULE",
     "TAG_COUNT_RULE",
     "TAG_PARAM_PATTERN",
+    "TAG_PARAM_RULE",
     "TAG_PATTERN",
     "TAG_RULE",
     "UUID_PATTERN",
     "UUID_RULE",
+    "BucketUrl",
+    "CredentialsBlock",
+    "ImageDescription",
+    "ImageId",
+    "ImageName",
+    "InstanceId",
+    "TagParam",
+    "check_block_name",
     "check_bucket_url",
     "check_description",
     "check_enterprise_project_id",
@@ -36,9 +55,13 @@ __all__ = [
     "check_image_tag",
     "check_tag",
     "check_tag_count",
+    "check_tag_filter",
+    "check_tag_param",
     "check_tags",
     "check_tags_exclusive",
     "check_uuid",
+    "parse_dotted_tag",
+    "parse_tag",
 ]
 
 NAME_RULE = (
@@ -52,6 +75,11 @@ TAG_RULE = (
     'a tag is "key.value": key 1 to 36 characters, value 0 to 43 characters, '
     "only letters, digits, underscores (_) and hyphens (-)"
 )
+TAG_PARAM_RULE = (
+    'a tag is "key=value": key 1 to 36 characters, value 0 to 43 characters, '
+    "only letters, digits, underscores (_) and hyphens (-)"
+)
+TAG_FILTER_RULE = "a tag filter is Key=Value (build it with tag_filter)"
 IMAGE_TAG_RULE = "key 1 to 36 characters and value 0 to 43 characters (surrounding spaces are trimmed)"
 TAGS_EXCLUSIVE_RULE = "use either tags or image_tags, not both (not even an empty list of one)"
 MAX_IMAGE_TAGS = 10
@@ -59,6 +87,7 @@ TAG_COUNT_RULE = f"at most {MAX_IMAGE_TAGS} tags per image (a repeated key count
 UUID_RULE = "must be a UUID such as 877a2cda-ba63-4e1e-b95f-e67e48b6129a"
 EXPORT_FORMATS = ("qcow2", "vhd", "zvhd", "vmdk")
 BUCKET_URL_RULE = 'must be "<bucket>:<file>" (an OBS bucket name and a file name, no spaces)'
+BLOCK_NAME_RULE = "a block name: lowercase letters, digits and hyphens (-), starting with a letter or digit"
 
 # The patterns are also used as JSON-schema patterns (Prefect UI forms, Rust and JS regex engines), so
 # they avoid look-arounds: "no space at either end" is spelled out as first/last character classes.
@@ -70,14 +99,19 @@ TAG_PATTERN = r"^[A-Za-z0-9_-]{1,36}\.[A-Za-z0-9_-]{0,43}$"
 # The same tag as flow parameters and CLI options take it, "key=value" (it becomes an image_tags entry).
 TAG_PARAM_PATTERN = r"^[A-Za-z0-9_-]{1,36}=[A-Za-z0-9_-]{0,43}$"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-# OBS bucket names: 3-63 lowercase letters, digits, hyphens and periods; IMG.0175: no spaces in file names.
+# Exporting an Image: bucket_url is "<bucket name>:<file name>". OBS bucket names: 3-63 lowercase letters,
+# digits, hyphens and periods, a letter or digit at either end; IMG.0175: no spaces in file names.
 BUCKET_URL_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]:[^ ]+$"
+# Prefect block names (the ImsflowCredentials block a flow run names): lowercase letters, digits, hyphens.
+BLOCK_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 
 _NAME = re.compile(NAME_PATTERN)
 _DESCRIPTION = re.compile(DESCRIPTION_PATTERN)
 _TAG = re.compile(TAG_PATTERN)
 _UUID = re.compile(UUID_PATTERN)
 _BUCKET_URL = re.compile(BUCKET_URL_PATTERN)
+_TAG_PARAM = re.compile(TAG_PARAM_PATTERN)
+_BLOCK_NAME = re.compile(BLOCK_NAME_PATTERN)
 
 TAG_KEY_MAX = 36
 TAG_VALUE_MAX = 43
@@ -102,6 +136,34 @@ def check_tag(tag: str, field: str = "tags") -> str:
     if not _TAG.fullmatch(tag):
         raise InvalidRequestError(field, tag, TAG_RULE)
     return tag
+
+
+def parse_dotted_tag(tag: str, field: str = "tags") -> tuple[str, str]:
+    """A ``key.value`` tag (the IMS ``tags`` form) as ``(key, value)``."""
+    key, _, value = check_tag(tag, field).partition(".")
+    return key, value
+
+
+def check_tag_param(tag: str, field: str = "tags") -> str:
+    """One ``key=value`` tag as flow parameters and CLI options take it."""
+    if not _TAG_PARAM.fullmatch(tag):
+        raise InvalidRequestError(field, tag, TAG_PARAM_RULE)
+    return tag
+
+
+def parse_tag(tag: str, field: str = "tags") -> tuple[str, str]:
+    """A ``key=value`` parameter as ``(key, value)``, the pair of an IMS ``image_tags`` entry."""
+    key, _, value = check_tag_param(tag, field).partition("=")
+    return key, value
+
+
+def check_tag_filter(value: str, field: str = "tag") -> str:
+    """The ``tag`` filter of ``GET /v2/cloudimages``: ``Key=Value`` for any tag an image may carry
+    (also one created as ``Key.Value``), so only the form is checked, not the tag rules."""
+    key, equals, _ = value.partition("=")
+    if not (key and equals):
+        raise InvalidRequestError(field, value, TAG_FILTER_RULE)
+    return value
 
 
 def check_tags(tags: Iterable[str], field: str = "tags") -> list[str]:
@@ -154,8 +216,76 @@ def check_bucket_url(value: str, field: str = "bucket_url") -> str:
     return value
 
 
+def check_block_name(value: str, field: str = "credentials_block") -> str:
+    """The name of a Prefect block (the ImsflowCredentials block a flow run uses)."""
+    if not _BLOCK_NAME.fullmatch(value):
+        raise InvalidRequestError(field, value, BLOCK_NAME_RULE)
+    return value
+
+
 def check_export_format(value: str, field: str = "file_format") -> str:
     """An export file format IMS supports."""
     if value not in EXPORT_FORMATS:
         raise InvalidRequestError(field, value, f"must be one of {', '.join(EXPORT_FORMATS)}")
     return value
+
+
+# ------------------------------------------------------------------------------ the typed parameter fields
+
+
+def _checked(check: Callable[[str, str], str], field: str) -> BeforeValidator:
+    """Run ``check`` before the schema constraints, so that an error states the rule, not a pattern."""
+
+    def run(value: object) -> object:
+        return check(value, field) if isinstance(value, str) else value
+
+    return BeforeValidator(run)
+
+
+#: An ECS ID. Use sites add their own description with ``Annotated[InstanceId, Field(description=...)]``.
+InstanceId = Annotated[
+    str,
+    Field(title="Instance ID", description="ID (UUID) of an ECS.", pattern=UUID_PATTERN),
+    _checked(check_uuid, "instance_id"),
+]
+#: An image ID.
+ImageId = Annotated[
+    str,
+    Field(title="Image ID", description="ID (UUID) of a private image.", pattern=UUID_PATTERN),
+    _checked(check_uuid, "image_id"),
+]
+#: An image name as IMS accepts it.
+ImageName = Annotated[
+    str,
+    Field(title="Image name", description=NAME_RULE, min_length=1, max_length=128, pattern=NAME_PATTERN),
+    _checked(check_image_name, "name"),
+]
+#: An image description as IMS accepts it.
+ImageDescription = Annotated[
+    str,
+    Field(description=DESCRIPTION_RULE, max_length=1024, pattern=DESCRIPTION_PATTERN),
+    _checked(check_description, "description"),
+]
+#: One tag as ``key=value`` (``parse_tag`` makes it an ``image_tags`` pair).
+TagParam = Annotated[str, Field(pattern=TAG_PARAM_PATTERN), _checked(check_tag_param, "tags")]
+#: The OBS target of an export, ``<bucket>:<file>``.
+BucketUrl = Annotated[
+    str,
+    Field(
+        title="OBS target",
+        description=f"bucket:file, e.g. my-images:web-1.qcow2 — {BUCKET_URL_RULE}. "
+        "A Standard bucket in the same region.",
+        pattern=BUCKET_URL_PATTERN,
+    ),
+    _checked(check_bucket_url, "bucket_url"),
+]
+#: The ``credentials_block`` parameter of every flow: the name of an imsflow-credentials block, or none.
+CredentialsBlock = Annotated[
+    str | None,
+    Field(
+        title="Credentials block",
+        description="Name of an imsflow-credentials block to use; empty: IMSFLOW_* settings of the runner.",
+        pattern=BLOCK_NAME_PATTERN,
+    ),
+    _checked(check_block_name, "credentials_block"),
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from imsflow import validation
 from imsflow.errors import InvalidRequestError
@@ -210,3 +210,166 @@ def test_exported_patterns(pattern: str, good: str, bad: str) -> None:
     assert re.fullmatch(pattern, good)
     assert not re.fullmatch(pattern, bad)
     assert regex_without_lookaround(pattern)
+
+
+# ------------------------------------------------------------------ the vocabulary of parameter fields
+
+
+@pytest.mark.parametrize(
+    ("tag", "pair"),
+    [("env=prod", ("env", "prod")), ("key=", ("key", "")), ("a_b-c=d_e-f", ("a_b-c", "d_e-f"))],
+)
+def test_parse_tag(tag: str, pair: tuple[str, str]) -> None:
+    assert validation.parse_tag(tag) == pair
+    assert validation.parse_tag("k" * 36 + "=" + "v" * 43) == ("k" * 36, "v" * 43)
+
+
+@pytest.mark.parametrize(
+    "tag",
+    ["novalue", "=value", "env.prod", "k=v=w", "k=v!", "a b=c", "k" * 37 + "=v", "k=" + "v" * 44, "ü=v"],
+)
+def test_parse_tag_states_the_rule(tag: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        validation.parse_tag(tag, "--tag")
+    assert info.value.field == "--tag"
+    assert info.value.rule == validation.TAG_PARAM_RULE
+    assert '"key=value"' in str(info.value)
+    assert "^" not in str(info.value)  # the rule in words, never the regex
+
+
+def test_parse_dotted_tag() -> None:
+    assert validation.parse_dotted_tag("env.prod") == ("env", "prod")
+    assert validation.parse_dotted_tag("key.") == ("key", "")
+    with pytest.raises(InvalidRequestError, match=r"key\.value"):
+        validation.parse_dotted_tag("env=prod")
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("a=b", True), ("a=", True), ("a=b c.d", True), ("=b", False), ("ab", False)]
+)
+def test_tag_filter(value: str, ok: bool) -> None:
+    if ok:
+        assert validation.check_tag_filter(value) == value
+    else:
+        with pytest.raises(InvalidRequestError, match="Key=Value"):
+            validation.check_tag_filter(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("prod", True),
+        ("team-a-2", True),
+        ("0", True),
+        ("-a", False),
+        ("Prod", False),
+        ("a_b", False),
+        ("", False),
+    ],
+)
+def test_block_names(value: str, ok: bool) -> None:
+    assert bool(re.fullmatch(validation.BLOCK_NAME_PATTERN, value)) is ok
+    if ok:
+        assert validation.check_block_name(value) == value
+    else:
+        with pytest.raises(InvalidRequestError, match="lowercase letters, digits and hyphens"):
+            validation.check_block_name(value)
+
+
+class Form(BaseModel):
+    """Every typed field of the vocabulary, as a flow form uses them."""
+
+    instance_id: validation.InstanceId | None = None
+    image_id: validation.ImageId | None = None
+    name: validation.ImageName | None = None
+    description: validation.ImageDescription | None = None
+    tags: list[validation.TagParam] = []
+    bucket_url: validation.BucketUrl | None = None
+    credentials_block: validation.CredentialsBlock = None
+
+
+GOOD_FIELDS: list[tuple[str, object]] = [
+    ("instance_id", SERVER_ID),
+    ("instance_id", SERVER_ID.upper()),
+    ("image_id", SERVER_ID),
+    ("name", "web-1 2026.01.05"),
+    ("description", ""),
+    ("description", "a\tb ünï"),
+    ("tags", ["env=prod", "key="]),
+    ("bucket_url", "ims-image:centos7_5.qcow2"),
+    ("bucket_url", "my.bucket-1:dir/file.vhd"),
+    ("credentials_block", "prod-eu"),
+    ("credentials_block", None),
+]
+BAD_FIELDS: list[tuple[str, object, str]] = [
+    ("instance_id", "web-1", validation.UUID_RULE),
+    ("instance_id", SERVER_ID.replace("-", ""), validation.UUID_RULE),
+    ("image_id", "{" + SERVER_ID + "}", validation.UUID_RULE),
+    ("name", " lead", validation.NAME_RULE),
+    ("name", "", validation.NAME_RULE),
+    ("name", "A" * 129, validation.NAME_RULE),
+    ("description", "a\nb", validation.DESCRIPTION_RULE),
+    ("description", "<b>", validation.DESCRIPTION_RULE),
+    ("tags", ["env.prod"], validation.TAG_PARAM_RULE),
+    ("tags", ["k=v!"], validation.TAG_PARAM_RULE),
+    ("bucket_url", "b:f", validation.BUCKET_URL_RULE),
+    ("bucket_url", "Bucket:file", validation.BUCKET_URL_RULE),
+    ("bucket_url", "bucket:file name", validation.BUCKET_URL_RULE),
+    ("bucket_url", "nocolon", validation.BUCKET_URL_RULE),
+    ("credentials_block", "Prod_EU", validation.BLOCK_NAME_RULE),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), GOOD_FIELDS)
+def test_typed_fields_accept_the_documented_forms(field: str, value: object) -> None:
+    assert getattr(Form(**{field: value}), field) == value
+
+
+@pytest.mark.parametrize(("field", "value", "rule"), BAD_FIELDS)
+def test_typed_fields_state_the_rule_not_the_regex(field: str, value: object, rule: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Form(**{field: value})
+    (error,) = info.value.errors()
+    assert isinstance(error["ctx"]["error"], InvalidRequestError)
+    assert rule in error["msg"]
+    assert "pattern" not in error["msg"]
+
+
+@pytest.mark.parametrize(("field", "value"), GOOD_FIELDS)
+def test_typed_field_patterns_accept_what_the_checks_accept(field: str, value: object) -> None:
+    # The Prefect UI checks a form against the JSON schema, the flow against the checks: they must agree.
+    schema = Form.model_json_schema()["properties"][field]
+    if field == "tags":
+        schema = schema["items"]
+    pattern = next((s["pattern"] for s in schema.get("anyOf", [schema]) if "pattern" in s), None)
+    for item in value if isinstance(value, list) else [value]:
+        if item is not None:
+            assert pattern is not None
+            assert re.fullmatch(pattern, str(item))
+
+
+@pytest.mark.parametrize(("field", "value", "rule"), BAD_FIELDS)
+def test_typed_field_patterns_refuse_what_the_checks_refuse(field: str, value: object, rule: str) -> None:
+    schema = Form.model_json_schema()["properties"][field]
+    if field == "tags":
+        schema = schema["items"]
+    constraints = next(s for s in schema.get("anyOf", [schema]) if "pattern" in s)
+    for item in value if isinstance(value, list) else [value]:
+        text = str(item)
+        too_long = len(text) > constraints.get("maxLength", len(text))
+        assert too_long or not re.fullmatch(constraints["pattern"], text)
+
+
+def test_typed_fields_carry_their_titles() -> None:
+    properties = Form.model_json_schema()["properties"]
+    assert properties["instance_id"]["anyOf"][0]["title"] == "Instance ID"
+    assert properties["image_id"]["anyOf"][0]["title"] == "Image ID"
+    assert properties["name"]["anyOf"][0]["title"] == "Image name"
+    assert properties["bucket_url"]["anyOf"][0]["title"] == "OBS target"
+    assert validation.BUCKET_URL_RULE in properties["bucket_url"]["anyOf"][0]["description"]
+
+
+def test_one_pattern_per_rule() -> None:
+    assert validation.TAG_PARAM_PATTERN.replace("=", "\\.") == validation.TAG_PATTERN
+    assert regex_without_lookaround(validation.TAG_PARAM_PATTERN)
+    assert regex_without_lookaround(validation.BLOCK_NAME_PATTERN)
