@@ -23,23 +23,19 @@ from imsflow.errors import InvalidRequestError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag
 from imsflow.redact import install_redaction
 from imsflow.validation import (
-    DESCRIPTION_RULE,
     MAX_IMAGE_TAGS,
-    NAME_PATTERN,
-    NAME_RULE,
-    TAG_PARAM_PATTERN,
-    UUID_PATTERN,
-    check_description,
-    check_image_name,
-    check_tag,
-    check_uuid,
+    CredentialsBlock,
+    ImageDescription,
+    ImageName,
+    InstanceId,
+    TagParam,
+    parse_tag,
 )
-from tasks import runtime
-from tasks.credentials import BLOCK_NAME_PATTERN, credentials_from_block
+from tasks.credentials import credentials_from_block
 from tasks.events import emit_image_created, emit_image_failed
 from tasks.image import INSTANCE_TAG, REQUEST_TAG, request_key
 from tasks.preflight import DryRunResult, dry_run_check
-from tasks.token import CredentialScope, fresh_token
+from tasks.token import flow_token
 
 OWN_TAG_KEYS = frozenset({REQUEST_TAG, INSTANCE_TAG})
 
@@ -48,36 +44,16 @@ class CreateImageParams(BaseModel):
     """What to image. This model is the deployment's form in the Prefect UI: it holds no secret."""
 
     instance_id: Annotated[
-        str,
+        InstanceId,
         Field(
-            title="Instance ID",
             description="ID (UUID) of the ECS whose system disk becomes the image.",
-            pattern=UUID_PATTERN,
             json_schema_extra={"position": 0},
         ),
     ]
-    name: Annotated[
-        str,
-        Field(
-            title="Image name",
-            description=NAME_RULE,
-            min_length=1,
-            max_length=128,
-            pattern=NAME_PATTERN,
-            json_schema_extra={"position": 1},
-        ),
-    ]
-    description: Annotated[
-        str,
-        Field(
-            description=DESCRIPTION_RULE,
-            max_length=1024,
-            pattern=r"^[^\r\n<>]*$",
-            json_schema_extra={"position": 2},
-        ),
-    ] = ""
+    name: Annotated[ImageName, Field(json_schema_extra={"position": 1})]
+    description: Annotated[ImageDescription, Field(json_schema_extra={"position": 2})] = ""
     tags: Annotated[
-        list[Annotated[str, Field(pattern=TAG_PARAM_PATTERN)]],
+        list[TagParam],
         Field(
             description="Image tags as key=value (key ≤ 36, value ≤ 43 characters; letters, digits, _, -).",
             json_schema_extra={"position": 3},
@@ -127,41 +103,19 @@ class CreateImageParams(BaseModel):
         ),
     ] = False
 
-    # Checked before the schema constraints so that an error states the IMS rule, not a regex.
-    @field_validator("instance_id", mode="before")
+    # Each field's type checks its IMS rule before the schema constraints, so an error states the rule.
+    @field_validator("tags")
     @classmethod
-    def _instance_id(cls, value: object) -> object:
-        return check_uuid(value, "instance_id") if isinstance(value, str) else value
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _name(cls, value: object) -> object:
-        return check_image_name(value) if isinstance(value, str) else value
-
-    @field_validator("description", mode="before")
-    @classmethod
-    def _description(cls, value: object) -> object:
-        return check_description(value) if isinstance(value, str) else value
-
-    @field_validator("tags", mode="before")
-    @classmethod
-    def _tags(cls, value: object) -> object:
-        if isinstance(value, list):
-            for tag in value:
-                if isinstance(tag, str):
-                    key, sep, val = tag.partition("=")
-                    if not sep:
-                        raise InvalidRequestError("tags", tag, "each tag is key=value")
-                    check_tag(f"{key}.{val}")
-            # imsflow adds two tags of its own (tasks.image.with_imsflow_tags); IMS takes ten in all.
-            keys = {t.partition("=")[0] for t in value if isinstance(t, str)} - OWN_TAG_KEYS
-            if len(keys) > MAX_IMAGE_TAGS - len(OWN_TAG_KEYS):
-                raise InvalidRequestError(
-                    "tags",
-                    f"{len(keys)} tags",
-                    f"at most {MAX_IMAGE_TAGS - len(OWN_TAG_KEYS)} tags"
-                    f" (imsflow adds {len(OWN_TAG_KEYS)} of its own; an image has at most {MAX_IMAGE_TAGS})",
-                )
+    def _tag_count(cls, value: list[str]) -> list[str]:
+        # imsflow adds two tags of its own (tasks.image.with_imsflow_tags); IMS takes ten in all.
+        keys = {parse_tag(tag)[0] for tag in value} - OWN_TAG_KEYS
+        if len(keys) > MAX_IMAGE_TAGS - len(OWN_TAG_KEYS):
+            raise InvalidRequestError(
+                "tags",
+                f"{len(keys)} tags",
+                f"at most {MAX_IMAGE_TAGS - len(OWN_TAG_KEYS)} tags"
+                f" (imsflow adds {len(OWN_TAG_KEYS)} of its own; an image has at most {MAX_IMAGE_TAGS})",
+            )
         return value
 
     def to_request(self) -> CreateImageFromEcsRequest:
@@ -169,8 +123,7 @@ class CreateImageParams(BaseModel):
             name=self.name,
             instance_id=self.instance_id,
             description=self.description or None,
-            image_tags=[ImageTag(key=k, value=v) for k, _, v in (t.partition("=") for t in self.tags)]
-            or None,
+            image_tags=[ImageTag(key=k, value=v) for k, v in map(parse_tag, self.tags)] or None,
         )
 
 
@@ -209,15 +162,12 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
     # Before anything can log: Prefect's run loggers write to its database, which outlives the run.
     install_redaction()
     logger = get_run_logger()
-    settings = runtime.settings()
     request = params.to_request()  # validates every field by the IMS rules before any call
     key = request_key(params.instance_id, params.name, params.idempotency_key)
     seconds: dict[str, float] = {}
 
-    token: IamToken | None = None
     with timed(seconds, "get-token"):
-        if settings.auth_mode == "password":
-            token = await fresh_token(CredentialScope.from_settings(settings))
+        token = await flow_token()
     if params.dry_run:
         return await _dry_run(params, request, key, token)
 
@@ -250,12 +200,11 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
 @flow(
     name="create-image-from-ecs",
     flow_run_name="create-image-{params.instance_id}-{params.name}",
-    # A flow retry re-runs the body in the same flow run, for what the task retries did not absorb (a lost
-    # API server, a crash of a step). It is safe: the token is cached, and submit-image resumes the job this
-    # run recorded; after a failed image job it raises that failure again rather than submit a second job
-    # (Prefect cannot make a flow retry conditional). A stuck job is waited for once per attempt.
-    retries=1,
-    retry_delay_seconds=3,
+    # No flow retry (the retry story: tasks/retry.py). Every cloud call is in a task that retries what is
+    # transient, and every wait absorbs transient errors; what reaches the flow is not transient or was
+    # retried already. Prefect cannot make a flow retry conditional, so one would repeat all of that and a
+    # wrong password's login. A re-run, or `prefect flow-run retry`, is safe: it resumes this request's job,
+    # and after a failed job of the same run raises that failure before touching the ECS (flows/pipeline.py).
     # Events for automations (notify on failure); once per run, on its final state.
     on_completion=[emit_image_created],
     on_failure=[emit_image_failed],
@@ -263,14 +212,7 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
 )
 async def create_image_from_ecs(
     params: CreateImageParams,
-    credentials_block: Annotated[
-        str | None,
-        Field(
-            title="Credentials block",
-            description="Name of an imsflow-credentials block; empty: the IMSFLOW_* settings of the runner.",
-            pattern=BLOCK_NAME_PATTERN,
-        ),
-    ] = None,
+    credentials_block: CredentialsBlock = None,
 ) -> CreateImageResult | DryRunResult:
     """Create a private image from an ECS and return its ID; a retry or re-run never makes a second.
 

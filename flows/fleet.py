@@ -32,19 +32,25 @@ from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurr
 from prefect.states import Completed, Failed
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from flows.lifecycle import CredentialsBlock
 from flows.pipeline import image_one_ecs
 from imsflow.errors import ImsflowError, JobTimeoutError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag, Server
 from imsflow.polling import PollPolicy
-from imsflow.validation import NAME_PATTERN, TAG_PARAM_PATTERN, UUID_PATTERN
+from imsflow.validation import (
+    NAME_PATTERN,
+    CredentialsBlock,
+    ImageDescription,
+    InstanceId,
+    TagParam,
+    parse_tag,
+)
 from tasks import runtime
 from tasks.auth import client_for
 from tasks.budget import API_LIMIT, JOBS_LIMIT, ApiBudget, BudgetedTransport, ensure_limits
 from tasks.credentials import credentials_from_block
 from tasks.image import request_key
 from tasks.retry import transient_retries
-from tasks.token import CredentialScope, fresh_token
+from tasks.token import flow_token
 
 TEMPLATE_FIELDS = "{server_name}, {server_id}, {date} (e.g. {date:%Y%m%d})"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -59,7 +65,7 @@ class FleetParams(BaseModel):
     """Which ECSs to image and how. The deployment's form in the Prefect UI: it holds no secret."""
 
     instance_ids: Annotated[
-        list[Annotated[str, Field(pattern=UUID_PATTERN)]],
+        list[InstanceId],
         Field(
             title="Instance IDs",
             description="ECS IDs to image. Leave empty to select by tag, name and status instead.",
@@ -67,7 +73,7 @@ class FleetParams(BaseModel):
         ),
     ] = []
     tags: Annotated[
-        list[Annotated[str, Field(pattern=TAG_PARAM_PATTERN)]],
+        list[TagParam],
         Field(
             title="ECS tags",
             description="Select ECSs carrying all of these tags (key=value).",
@@ -97,11 +103,9 @@ class FleetParams(BaseModel):
             json_schema_extra={"position": 4},
         ),
     ] = "{server_name}-{date:%Y%m%d}"
-    description: Annotated[
-        str, Field(max_length=1024, pattern=r"^[^\r<>]*$", json_schema_extra={"position": 5})
-    ] = ""
+    description: Annotated[ImageDescription, Field(json_schema_extra={"position": 5})] = ""
     image_tags: Annotated[
-        list[Annotated[str, Field(pattern=TAG_PARAM_PATTERN)]],
+        list[TagParam],
         Field(description="Tags for every image (key=value).", json_schema_extra={"position": 6}),
     ] = []
     stop_if_running: Annotated[
@@ -294,12 +298,11 @@ class DurationHistory:
 
 
 def _request(params: FleetParams, target: Target) -> CreateImageFromEcsRequest:
-    pairs = (t.partition("=") for t in params.image_tags)
     return CreateImageFromEcsRequest(
         name=target.image_name,
         instance_id=target.instance_id,
         description=params.description or None,
-        image_tags=[ImageTag(key=k, value=v) for k, _, v in pairs] or None,
+        image_tags=[ImageTag(key=k, value=v) for k, v in map(parse_tag, params.image_tags)] or None,
     )
 
 
@@ -542,9 +545,7 @@ async def _create_images_for_fleet(params: FleetParams, credentials_block: str |
     transport = BudgetedTransport(inner, budget)
     try:
         with runtime.use_runtime(transport=transport):
-            token: IamToken | None = None
-            if settings.auth_mode == "password":
-                token = await fresh_token(CredentialScope.from_settings(settings))
+            token = await flow_token()
             selection = await select_servers(params, token, day)
             logger.info("%d ECSs selected", len(selection.targets) + len(selection.missing))
             if params.chunk_deployment:

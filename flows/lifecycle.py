@@ -16,10 +16,9 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from pydantic import BaseModel, Field, model_validator
 
 from imsflow.errors import ImsflowError
-from imsflow.models import ExportImageRequest, IamToken
-from imsflow.validation import BUCKET_URL_RULE
-from tasks import runtime
-from tasks.credentials import BLOCK_NAME_PATTERN, credentials_from_block
+from imsflow.models import ExportImageRequest
+from imsflow.validation import BucketUrl, CredentialsBlock, ImageId, InstanceId
+from tasks.credentials import credentials_from_block
 from tasks.lifecycle import (
     DeleteResult,
     ExportResult,
@@ -33,27 +32,7 @@ from tasks.lifecycle import (
     remove_image,
     submit_export,
 )
-from tasks.token import CredentialScope, fresh_token
-
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-BUCKET_URL_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]:[^\s]+$"
-
-CredentialsBlock = Annotated[
-    str | None,
-    Field(
-        title="Credentials block",
-        description="Name of an imsflow-credentials block to use; empty: IMSFLOW_* settings of the runner.",
-        pattern=BLOCK_NAME_PATTERN,
-    ),
-]
-
-
-async def _token() -> IamToken | None:
-    settings = runtime.settings()
-    if settings.auth_mode == "password":
-        return await fresh_token(CredentialScope.from_settings(settings))
-    return None  # AK/SK signs each request; no token
-
+from tasks.token import flow_token
 
 # ---------------------------------------------------------------------------------------------- delete
 
@@ -61,12 +40,7 @@ async def _token() -> IamToken | None:
 class DeleteImageParams(BaseModel):
     """Which image to delete."""
 
-    image_id: Annotated[
-        str,
-        Field(
-            title="Image ID", description="ID (UUID) of the private image to delete.", pattern=UUID_PATTERN
-        ),
-    ]
+    image_id: Annotated[ImageId, Field(description="ID (UUID) of the private image to delete.")]
     timeout_minutes: Annotated[
         int,
         Field(
@@ -82,7 +56,7 @@ async def delete_image(params: DeleteImageParams, credentials_block: Credentials
     An image that is already gone counts as done. An image still being created is refused (IMG.0090).
     """
     async with credentials_from_block(credentials_block):
-        token = await _token()
+        token = await flow_token()
         result = await remove_image(params.image_id, token, timeout_seconds=params.timeout_minutes * 60.0)
     get_run_logger().info("image %s: %s", result.image_id, result.outcome)
     return result
@@ -95,24 +69,10 @@ class ExportImageParams(BaseModel):
     """Which image to export, where to, and in which format."""
 
     image_id: Annotated[
-        str,
-        Field(
-            title="Image ID",
-            description="ID (UUID) of the private image to export.",
-            pattern=UUID_PATTERN,
-            json_schema_extra={"position": 0},
-        ),
+        ImageId,
+        Field(description="ID (UUID) of the private image to export.", json_schema_extra={"position": 0}),
     ]
-    bucket_url: Annotated[
-        str,
-        Field(
-            title="OBS target",
-            description=f"bucket:file, e.g. my-images:web-1.qcow2 — {BUCKET_URL_RULE}. "
-            "A Standard bucket in the same region.",
-            pattern=BUCKET_URL_PATTERN,
-            json_schema_extra={"position": 1},
-        ),
-    ]
+    bucket_url: Annotated[BucketUrl, Field(json_schema_extra={"position": 1})]
     file_format: Annotated[
         Literal["qcow2", "vhd", "zvhd", "vmdk"],
         Field(
@@ -151,7 +111,7 @@ async def export_image(params: ExportImageParams, credentials_block: Credentials
     """Export a private image to an OBS bucket and wait for the export job to finish."""
     request = params.to_request()  # the IMS rules, before any call
     async with credentials_from_block(credentials_block):
-        token = await _token()
+        token = await flow_token()
         job_id = await submit_export(params.image_id, request, token)
         await poll_export(job_id, token, timeout_seconds=params.timeout_minutes * 60.0)
     result = ExportResult(
@@ -177,7 +137,7 @@ class PruneParams(BaseModel):
     """Retention of the images imsflow made, per ECS. Images imsflow did not make are never touched."""
 
     instance_ids: Annotated[
-        list[Annotated[str, Field(pattern=UUID_PATTERN)]],
+        list[InstanceId],
         Field(
             title="ECS IDs",
             description="Prune the images of these ECSs only; empty: of every ECS imsflow imaged.",
@@ -268,7 +228,7 @@ async def prune_images(params: PruneParams, credentials_block: CredentialsBlock 
     logger = get_run_logger()
     rule = params.rule()
     async with credentials_from_block(credentials_block):
-        token = await _token()
+        token = await flow_token()
         images = await list_imsflow_images(params.instance_ids, token)
         in_use = await images_in_use(token)
         decisions = plan_retention(images, rule, now=now_utc(), in_use=in_use)

@@ -20,6 +20,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from imsflow.settings import ImsflowSettings
+from imsflow.validation import BLOCK_NAME_PATTERN  # the block-name rule, re-exported
 from tasks import runtime
 
 #: Settings fields that make up "who, where": always taken from the block, never mixed with the
@@ -38,9 +39,6 @@ IDENTITY_FIELDS = (
     "security_token",
     "project_id",
 )
-
-#: Prefect block names: lowercase letters, digits and dashes.
-BLOCK_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 
 
 class ImsflowCredentials(Block):

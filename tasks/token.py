@@ -176,6 +176,15 @@ async def fresh_token(scope: CredentialScope) -> IamToken:
     return token
 
 
+async def flow_token() -> IamToken | None:
+    """The token every flow hands its tasks: :func:`fresh_token` for the runtime's settings with password
+    authentication; ``None`` with AK/SK, which signs each request instead."""
+    settings = runtime.settings()
+    if settings.auth_mode != "password":
+        return None
+    return await fresh_token(CredentialScope.from_settings(settings))
+
+
 async def replace_token(scope: CredentialScope) -> IamToken:
     """A new token in place of the cached one, after the cloud answered 401 to it.
 
