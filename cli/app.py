@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from imsflow.errors import ImsflowError, InvalidRequestError
+from imsflow.validation import parse_tag
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -97,9 +98,27 @@ def step_printer() -> Callable[[str, str], None]:
     return show
 
 
+def checked(check: Callable[[str, str], object], option: str) -> Callable[[Any], Any]:
+    """A Typer callback checking an option's value (each value of a repeatable one) with the same
+    ``imsflow.validation`` check the flow forms use; a value that breaks the rule exits 2 stating the rule."""
+
+    def callback(value: Any) -> Any:
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(item, str):
+                try:
+                    check(item, option)
+                except InvalidRequestError as exc:
+                    fail(str(exc), code=2)
+        return value
+
+    return callback
+
+
 def parse_tags(tags: list[str]) -> list[str]:
-    """``--tag key=value`` options, refused (exit 2) when one has no ``=``."""
+    """``--tag key=value`` options (``imsflow.validation.parse_tag``), refused (exit 2) stating the rule."""
     for tag in tags:
-        if "=" not in tag:
-            fail(f"tag {tag!r} is not key=value", code=2)
+        try:
+            parse_tag(tag, "--tag")
+        except InvalidRequestError as exc:
+            fail(str(exc), code=2)
     return tags

@@ -14,8 +14,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.app import app, console, err, fail, parse_tags
+from cli.app import app, checked, console, err, fail, parse_tags
 from cli.flowrun import flow_from_shell
+from imsflow.validation import check_uuid
 
 if TYPE_CHECKING:
     from flows.fleet import FleetResult
@@ -80,7 +81,13 @@ def summary(result: FleetResult) -> Table:
 @app.command()
 def fleet(
     instance_id: Annotated[
-        list[str] | None, typer.Option("--instance-id", "-i", help="ECS ID to image (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--instance-id",
+            "-i",
+            help="ECS ID to image (repeatable).",
+            callback=checked(check_uuid, "--instance-id"),
+        ),
     ] = None,
     tag: Annotated[
         list[str] | None, typer.Option("--tag", "-t", help="Select ECSs with tag key=value (repeatable).")

@@ -7,17 +7,33 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from cli.app import app, console, err, parse_tags
+from cli.app import app, checked, console, err, parse_tags
 from cli.flowrun import flow_from_shell
+from imsflow.validation import check_description, check_image_name, check_uuid
 
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
 
 
 @app.command()
 def create(
-    instance_id: Annotated[str, typer.Option("--instance-id", "-i", help="ID of the ECS to image.")],
-    name: Annotated[str, typer.Option("--name", "-n", help="Name of the new image.")],
-    description: Annotated[str, typer.Option(help="Image description.")] = "",
+    instance_id: Annotated[
+        str,
+        typer.Option(
+            "--instance-id",
+            "-i",
+            help="ID of the ECS to image.",
+            callback=checked(check_uuid, "--instance-id"),
+        ),
+    ],
+    name: Annotated[
+        str,
+        typer.Option(
+            "--name", "-n", help="Name of the new image.", callback=checked(check_image_name, "--name")
+        ),
+    ],
+    description: Annotated[
+        str, typer.Option(help="Image description.", callback=checked(check_description, "--description"))
+    ] = "",
     tag: Annotated[
         list[str] | None, typer.Option("--tag", "-t", help="Image tag key=value (repeatable).")
     ] = None,

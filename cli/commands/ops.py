@@ -11,14 +11,16 @@ from typing import Annotated, Literal
 
 import typer
 
-from cli.app import app, console, err, fail, quiet_prefect
+from cli.app import app, checked, console, err, fail, quiet_prefect
 from cli.flowrun import ShellFlow, flow_from_shell
+from imsflow.validation import check_block_name, check_bucket_url, check_uuid
 
 CredentialsOption = Annotated[
     str | None,
     typer.Option(
         "--credentials-block",
         help="Name of an imsflow-credentials block to use instead of IMSFLOW_* (needs PREFECT_API_URL).",
+        callback=checked(check_block_name, "--credentials-block"),
     ),
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
@@ -43,7 +45,10 @@ def _check_settings(shell: ShellFlow, credentials_block: str | None) -> None:
 
 @app.command()
 def delete(
-    image_id: Annotated[str, typer.Argument(help="ID of the private image to delete.")],
+    image_id: Annotated[
+        str,
+        typer.Argument(help="ID of the private image to delete.", callback=checked(check_uuid, "IMAGE_ID")),
+    ],
     timeout: Annotated[int, typer.Option(help="Minutes to wait until the image is gone.")] = 10,
     credentials_block: CredentialsOption = None,
     verbose: VerboseOption = False,
@@ -60,8 +65,18 @@ def delete(
 
 @app.command()
 def export(
-    image_id: Annotated[str, typer.Argument(help="ID of the private image to export.")],
-    bucket_url: Annotated[str, typer.Option("--bucket-url", help="OBS target as BUCKET:FILE.")],
+    image_id: Annotated[
+        str,
+        typer.Argument(help="ID of the private image to export.", callback=checked(check_uuid, "IMAGE_ID")),
+    ],
+    bucket_url: Annotated[
+        str,
+        typer.Option(
+            "--bucket-url",
+            help="OBS target as BUCKET:FILE.",
+            callback=checked(check_bucket_url, "--bucket-url"),
+        ),
+    ],
     file_format: Annotated[
         Literal["qcow2", "vhd", "zvhd", "vmdk"] | None,
         typer.Option("--format", help="File format: qcow2, vhd, zvhd or vmdk."),
@@ -97,7 +112,13 @@ def export(
 @app.command()
 def prune(
     instance_id: Annotated[
-        list[str] | None, typer.Option("--instance-id", "-i", help="Only images of this ECS (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--instance-id",
+            "-i",
+            help="Only images of this ECS (repeatable).",
+            callback=checked(check_uuid, "--instance-id"),
+        ),
     ] = None,
     keep: Annotated[int | None, typer.Option(help="Keep this many newest images per ECS.")] = None,
     max_age: Annotated[

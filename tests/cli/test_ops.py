@@ -12,8 +12,17 @@ from typer.testing import CliRunner
 
 from cli.commands.ops import parse_age_days
 from cli.main import app
+from imsflow.validation import (
+    BLOCK_NAME_RULE,
+    BUCKET_URL_RULE,
+    DESCRIPTION_RULE,
+    NAME_RULE,
+    TAG_PARAM_RULE,
+    UUID_RULE,
+)
 
 runner = CliRunner()
+IMAGE = "11111111-2222-4333-8444-555555555555"
 
 
 @pytest.mark.parametrize(
@@ -44,9 +53,42 @@ def test_prune_needs_a_rule() -> None:
     ],
 )
 def test_export_needs_exactly_one_of_format_and_quick(args: list[str], message: str) -> None:
-    result = runner.invoke(app, ["export", "some-image", "--bucket-url", "b:f", *args])
+    result = runner.invoke(app, ["export", IMAGE, "--bucket-url", "bucket:f", *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "rule"),
+    [
+        (["delete", "web-1"], "invalid IMAGE_ID 'web-1': " + UUID_RULE),
+        (["export", "web-1", "--bucket-url", "bucket:f", "--quick"], UUID_RULE),
+        (
+            ["export", IMAGE, "--bucket-url", "b:f", "--quick"],
+            "invalid --bucket-url 'b:f': " + BUCKET_URL_RULE,
+        ),
+        (["export", IMAGE, "--bucket-url", "Bucket:f", "--quick"], BUCKET_URL_RULE),
+        (["export", IMAGE, "--bucket-url", "bucket:a b", "--quick"], BUCKET_URL_RULE),
+        (["prune", "--keep", "2", "-i", IMAGE, "-i", "web-1"], "invalid --instance-id 'web-1': " + UUID_RULE),
+        (["delete", IMAGE, "--credentials-block", "Prod_EU"], BLOCK_NAME_RULE),
+        (["create", "-i", "web-1", "-n", "x"], "invalid --instance-id 'web-1': " + UUID_RULE),
+        (["create", "-i", IMAGE, "-n", " x"], "invalid --name ' x': " + NAME_RULE),
+        (["create", "-i", IMAGE, "-n", "x", "--description", "<b>"], DESCRIPTION_RULE),
+        (
+            ["create", "-i", IMAGE, "-n", "x", "--tag", "env.prod"],
+            "invalid --tag 'env.prod': " + TAG_PARAM_RULE,
+        ),
+        (["fleet", "--tag", "env"], "invalid --tag 'env': " + TAG_PARAM_RULE),
+        (["fleet", "-i", "web-1"], "invalid --instance-id 'web-1': " + UUID_RULE),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_options_state_the_rule_they_break(command: list[str], rule: str) -> None:
+    # The same checks as the flow forms (imsflow.validation), before any flow or server is involved.
+    result = runner.invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert rule in result.output
+    assert "^" not in result.output  # the rule in words, never a regex
 
 
 @pytest.mark.parametrize(
