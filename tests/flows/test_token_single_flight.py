@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from prefect import flow
 
 from tasks import runtime
@@ -21,6 +22,9 @@ async def _tokens(n: int) -> set[str]:
     return {t.value.get_secret_value() for t in tokens}
 
 
+# Slow by nature: three flow runs race on the test server, whose SQLite answers concurrent flow-run creation
+# with "database is locked" (503); Prefect's client waits 2 s, then 4 s, in real time before it tries again.
+@pytest.mark.slow
 async def test_concurrent_tasks_and_flows_make_one_iam_call() -> None:
     cloud = make_cloud()
     with cloud_runtime(cloud):
