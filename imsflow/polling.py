@@ -4,6 +4,12 @@ The clock and the sleep are injected, so tests drive a poll loop against the loc
 never sleep. Polling is adaptive: it asks again when the job is *expected* to be done (from the job's
 own ``process_percent`` when it reports one, else from how long similar jobs took), so a long job costs
 few status calls and a finished job is noticed quickly.
+
+This is the one place where waiting tolerates transient errors (throttling, 5xx, transport): both
+:func:`wait_for_job` and :func:`wait_until` absorb up to :data:`TRANSIENT_TOLERANCE` of them in a row, each
+after :func:`backoff_delay` (at least the cloud's ``Retry-After``); the next one ends the wait with that
+error, marked so that :func:`tolerated_by_wait` is true for it and no task retry repeats what the wait already
+did (``tasks.retry`` tells the whole retry story).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -18,6 +25,58 @@ from typing import Protocol, TypeVar
 from imsflow.errors import ImsflowError, JobFailedError, JobTimeoutError
 
 TERMINAL_STATUSES = frozenset({"SUCCESS", "FAIL"})
+
+#: Transient errors in a row that a wait absorbs; the next one ends it. A call is thus made at most
+#: ``TRANSIENT_TOLERANCE + 1`` times in a row while it keeps failing: as often as a task with
+#: ``tasks.retry.RETRIES`` retries runs.
+TRANSIENT_TOLERANCE = 4
+#: :func:`backoff_delay`: 2, 4, 8, 16, 30, 30 ... seconds, stretched by up to half (upwards only).
+BACKOFF_BASE = 2.0
+BACKOFF_CAP = 30.0
+BACKOFF_JITTER = 0.5
+
+_tolerated: weakref.WeakSet[BaseException] = weakref.WeakSet()
+
+
+def backoff_delay(
+    attempt: int,
+    retry_after: float | None = None,
+    *,
+    base: float = BACKOFF_BASE,
+    cap: float = BACKOFF_CAP,
+    jitter: float = BACKOFF_JITTER,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait after the ``attempt``-th transient failure in a row (1-based) of the same call.
+
+    ``base * 2 ** (attempt - 1)``, capped at ``cap``, times a random factor in ``[1, 1 + jitter)``: callers
+    spread out, and none comes back before its backoff. Never less than the cloud's ``Retry-After``.
+    """
+    delay: float = min(base * 2.0 ** max(attempt - 1, 0), cap)
+    delay *= 1 + jitter * (rng.random() if rng is not None else random.random())
+    if retry_after is not None and retry_after > delay:
+        return float(retry_after)
+    return delay
+
+
+def retry_after_of(error: BaseException) -> float | None:
+    """The seconds the cloud asked us to wait (``Retry-After``), if it said."""
+    value = getattr(error, "retry_after", None)
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def tolerated_by_wait(error: BaseException) -> bool:
+    """True for the transient error that ended a wait: the wait already repeated its call enough."""
+    return error in _tolerated
+
+
+def _give_up(error: ImsflowError, what: str, tolerance: int) -> None:
+    """Mark ``error`` as the one that ended a wait after ``tolerance`` absorbed ones (see the module)."""
+    _tolerated.add(error)
+    error.add_note(
+        f"imsflow: transient error number {tolerance + 1} in a row while waiting for {what}; "
+        f"the wait absorbed {tolerance}, so this one ends it and is not retried again"
+    )
 
 
 class JobLike(Protocol):
@@ -55,7 +114,8 @@ class PollPolicy:
     growth: float = 1.5
     jitter: float = 0.1
     expected_seconds: float | None = None
-    max_consecutive_errors: int = 8
+    #: Transient errors in a row absorbed while waiting (:data:`TRANSIENT_TOLERANCE`).
+    max_consecutive_errors: int = TRANSIENT_TOLERANCE
     rng: random.Random = field(default_factory=random.Random)
 
     def schedule(self) -> Schedule:
@@ -125,12 +185,15 @@ def _request_id(job: object) -> str | None:
 
 
 def transient_delay(error: ImsflowError, attempt: int, policy: PollPolicy) -> float:
-    """Backoff after a transient error while polling, honouring the cloud's Retry-After."""
-    retry_after = getattr(error, "retry_after", None)
-    if isinstance(retry_after, int | float) and retry_after > 0:
-        return float(retry_after)
-    base: float = min(policy.min_interval * 2**attempt, policy.max_interval)
-    return base * (1 + policy.jitter * policy.rng.random())
+    """Backoff after the ``attempt``-th transient error in a row while polling, at least the Retry-After."""
+    return backoff_delay(
+        attempt,
+        retry_after_of(error),
+        base=2 * policy.min_interval,
+        cap=policy.max_interval,
+        jitter=policy.jitter,
+        rng=policy.rng,
+    )
 
 
 async def wait_for_job(
@@ -147,8 +210,9 @@ async def wait_for_job(
     """Poll ``fetch`` until the job is SUCCESS (returned) or FAIL (``JobFailedError``).
 
     A run of transient errors (throttling, 5xx, transport) is waited out rather than ending the wait:
-    the job keeps running in the cloud whether or not we can see it. Past ``timeout`` seconds the wait
-    ends with ``JobTimeoutError`` carrying the last state seen.
+    the job keeps running in the cloud whether or not we can see it. Up to ``policy.max_consecutive_errors``
+    in a row are absorbed; the next one is raised, marked (:func:`tolerated_by_wait`). Past ``timeout``
+    seconds the wait ends with ``JobTimeoutError`` carrying the last state seen.
     """
     policy = policy or PollPolicy()
     start = clock()
@@ -162,7 +226,10 @@ async def wait_for_job(
         try:
             job = await fetch()
         except ImsflowError as exc:
-            if not getattr(exc, "retryable", False) or errors >= policy.max_consecutive_errors:
+            if not exc.retryable:
+                raise
+            if errors >= policy.max_consecutive_errors:
+                _give_up(exc, f"job {job_id}", errors)
                 raise
             errors += 1
             wait = transient_delay(exc, errors, policy)
@@ -199,10 +266,33 @@ async def wait_until(
     interval: float = 1.0,
     clock: Clock = time.monotonic,
     sleep: Sleep = asyncio.sleep,
+    what: str = "a condition",
+    tolerance: int = TRANSIENT_TOLERANCE,
+    rng: random.Random | None = None,
 ) -> None:
-    """Poll ``check`` every ``interval`` seconds until it is true, or raise ``TimeoutError``."""
+    """Poll ``check`` every ``interval`` seconds until it is true, or raise ``TimeoutError``.
+
+    A transient error raised by ``check`` is absorbed like in :func:`wait_for_job`: up to ``tolerance`` in a
+    row, each after :func:`backoff_delay`; the next one is raised, marked (:func:`tolerated_by_wait`).
+    ``what`` names what is waited for in that error's note.
+    """
     start = clock()
-    while not await check():
+    errors = 0
+    while True:
+        try:
+            if await check():
+                return
+        except ImsflowError as exc:
+            if not exc.retryable:
+                raise
+            if errors >= tolerance:
+                _give_up(exc, what, errors)
+                raise
+            errors += 1
+            wait = backoff_delay(errors, retry_after_of(exc), rng=rng)
+        else:
+            errors = 0
+            wait = interval
         if clock() - start >= timeout:
             raise TimeoutError(f"gave up after {timeout:.0f} s")
-        await sleep(interval)
+        await sleep(wait)

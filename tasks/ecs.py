@@ -49,35 +49,14 @@ async def _record_power(store: ResultStore, instance_id: str, stopped_by_imsflow
     await store.awrite(record.model_dump(mode="json"), key=_power_key(instance_id))
 
 
-async def _look(client: CloudClient, instance_id: str, last: Server) -> Server:
-    """The server now, or as last seen when asking failed transiently.
-
-    While waiting for a stop or a start, a throttled or failed status call changes nothing in the cloud: the
-    wait goes on (bounded by its timeout) instead of failing the task and starting the step over.
-    """
-    try:
-        return await client.ecs.get_server(instance_id)
-    except ImsflowError as exc:
-        if not exc.retryable:
-            raise
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            await runtime.current().sleep(float(retry_after))
-        return last
-
-
 async def _power_job_failed(client: CloudClient, job_id: str, what: str, server: Server) -> None:
     """Raise when the stop/start job ended in FAIL (ECS refuses, e.g., while an image is being made).
 
     Asked only while the server shows no sign of the operation, so a normal wait costs no extra call, and a
-    refused operation ends at once with the cloud's reason instead of at the wait's timeout.
+    refused operation ends at once with the cloud's reason instead of at the wait's timeout. A transient
+    error here is the wait's to absorb (``imsflow.polling.wait_until``), like one of the server's look.
     """
-    try:
-        job = await client.ecs.get_job(job_id)
-    except ImsflowError as exc:
-        if exc.retryable:
-            return  # ask again on the next look
-        raise
+    job = await client.ecs.get_job(job_id)
     if job.status == "FAIL":
         request_id = f" [request id {job.request_id}]" if job.request_id else ""
         raise EcsNotReadyError(
@@ -148,7 +127,7 @@ async def check_ecs_stopped(
 
         async def is_stopped() -> bool:
             nonlocal server
-            server = await _look(client, instance_id, server)
+            server = await client.ecs.get_server(instance_id)
             if server.is_stopped:
                 return True
             if stop_job is not None and server.is_running:
@@ -160,12 +139,14 @@ async def check_ecs_stopped(
             return False
 
         try:
+            # Transient errors while waiting: absorbed by the wait (bounded), not retried again by the task.
             await wait_until(
                 is_stopped,
                 timeout=stop_timeout,
                 interval=2.0,
                 clock=rt.clock,
                 sleep=rt.sleep,
+                what=f"ECS {instance_id} to stop",
             )
         except TimeoutError:
             raise EcsNotReadyError(
@@ -192,7 +173,7 @@ async def start_ecs(instance_id: str, token: IamToken | None, start_timeout: flo
 
         async def is_running() -> bool:
             nonlocal server
-            server = await _look(client, instance_id, server)
+            server = await client.ecs.get_server(instance_id)
             if server.is_running:
                 return True
             if start_job is not None and server.is_stopped:
@@ -200,7 +181,14 @@ async def start_ecs(instance_id: str, token: IamToken | None, start_timeout: flo
             return False
 
         try:
-            await wait_until(is_running, timeout=start_timeout, interval=2.0, clock=rt.clock, sleep=rt.sleep)
+            await wait_until(
+                is_running,
+                timeout=start_timeout,
+                interval=2.0,
+                clock=rt.clock,
+                sleep=rt.sleep,
+                what=f"ECS {instance_id} to start",
+            )
         except TimeoutError:
             raise EcsNotReadyError(
                 f"{describe(server)} {start_timeout:.0f} s after the start request"

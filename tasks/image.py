@@ -180,24 +180,36 @@ def _percent(job: ImsJob) -> float | None:
 
 
 async def _wait_for_active(client: CloudClient, image_id: str, timeout: float) -> Image:
-    """The job can report SUCCESS a moment before the image record turns active."""
+    """The job can report SUCCESS a moment before the image record turns active.
+
+    Every look is inside the wait, so its transient errors are the wait's to absorb (``imsflow.polling``).
+    """
     rt = runtime.current()
-    image = await client.ims.get_image(image_id)
+    image: Image | None = None
 
     async def settled() -> bool:
         nonlocal image
         image = await client.ims.get_image(image_id)
         return image.status in ("active", "killed", "deleted")
 
-    if image.status not in ("active", "killed", "deleted"):
-        try:
-            await wait_until(settled, timeout=timeout, interval=2.0, clock=rt.clock, sleep=rt.sleep)
-        except TimeoutError:
-            # An adopted image (its job ID lost with the create answer) whose job is stuck or slow: a named
-            # error that says what was seen, never a bare TimeoutError.
-            raise JobTimeoutError(
-                job_id=f"of image {image_id}", last_status=image.status, waited_seconds=timeout
-            ) from None
+    try:
+        await wait_until(
+            settled,
+            timeout=timeout,
+            interval=2.0,
+            clock=rt.clock,
+            sleep=rt.sleep,
+            what=f"image {image_id} to become active",
+        )
+    except TimeoutError:
+        # An adopted image (its job ID lost with the create answer) whose job is stuck or slow: a named
+        # error that says what was seen, never a bare TimeoutError.
+        raise JobTimeoutError(
+            job_id=f"of image {image_id}",
+            last_status=image.status if image is not None else None,
+            waited_seconds=timeout,
+        ) from None
+    assert image is not None  # the wait returned: settled() saw it
     if image.status != "active":
         raise JobFailedError(
             job_id=None, error_code=None, fail_reason=f"image {image_id} ended {image.status}, not active"
@@ -208,7 +220,10 @@ async def _wait_for_active(client: CloudClient, image_id: str, timeout: float) -
 @task(
     name="poll-job",
     task_run_name="poll-job[{submission.request_key}]",
-    **transient_retries(2),
+    # Every cloud call of poll-job is inside a wait (imsflow.polling), which absorbs transient errors and
+    # marks the one that ends it: retry_if_transient does not retry that one. Worst case for a status query
+    # that keeps failing: TRANSIENT_TOLERANCE + 1 = 5 calls (tasks/retry.py).
+    **transient_retries(),
 )
 async def poll_job(
     submission: Submission,

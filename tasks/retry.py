@@ -1,60 +1,130 @@
-"""The retry policy the tasks share: retry what is transient, and nothing else.
+"""The retry story of imsflow, in one place: what is retried, by whom, how often, and how long it waits.
 
-This is the only retry layer: the client never retries and the flows do not retry, so a failing call is
-never retried twice over.
+1. **The client never retries.** One client call is one request (an expired token is replaced once, on the
+   401, by ``imsflow.auth``): it raises, and the error says whether it is transient (``retryable``:
+   throttling, 5xx, transport errors) and how long the cloud asked to wait (``retry_after``).
+2. **Tasks retry calls that failed transiently**, and nothing else: every task that calls the cloud is
+   declared ``@task(..., **transient_retries())``. A task that failed with a transient error runs again,
+   up to :data:`RETRIES` times, after :func:`imsflow.polling.backoff_delay` (2, 4, 8, 16 s, stretched by up
+   to half, and never less than the cloud's ``Retry-After``). A 4xx, a failed job, a bad request, a bug is
+   never retried. Running a step again is safe because every step reconciles first (``tasks.image``:
+   the job is resumed or the tagged image adopted, never submitted twice).
+3. **Waiting tolerates transient errors in one helper**, ``imsflow.polling`` (:func:`~imsflow.polling.
+   wait_for_job` for image and export jobs, :func:`~imsflow.polling.wait_until` for an ECS stop or start and
+   for an image to turn active or go away): up to :data:`~imsflow.polling.TRANSIENT_TOLERANCE` in a row,
+   with the same backoff; the next one ends the wait. **A task is not retried for the error that ended a
+   wait** (:func:`~imsflow.polling.tolerated_by_wait`): the wait already repeated that call as often as a
+   task retry would have. Errors raised outside a wait (the stop request, the first look at the ECS) are
+   retried as in 2.
+4. **Flows do not retry.** Whatever reaches a flow is not transient, or was retried already by 2 or 3;
+   repeating the whole run would multiply those retries and repeat a wrong password's login. A new run
+   (or ``prefect flow-run retry``) is always safe: it resumes the request's job, and after a failed job of
+   that same flow run it raises that failure again before touching the ECS (``flows/pipeline.py``).
+
+Worst cases, for one call that keeps failing transiently (e.g. ``503``): ``RETRIES + 1 = 5`` calls in a row,
+about 30-45 s of backoff (or the cloud's ``Retry-After`` each time), then the run fails with that error.
+That holds for a job's status query (``GET .../jobs/{job_id}``) in poll-job: 1 + 4 absorbed = 5 calls,
+and poll-job is not retried for it; ``tests/flows/test_retry.py`` asserts it.
+
+The waits sleep through ``tasks.runtime``'s sleep, and so do the retries: Prefect is told to retry at once
+(``retry_delay_seconds=0``) and :func:`retry_if_transient` waits the backoff itself before saying yes. With
+the local cloud's clock installed (``tasks.runtime.use_runtime(sleep=..., clock=...)``), every wait is
+virtual. For tests of your own flows without that, :func:`set_testing` makes retries immediate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from prefect.client.schemas.objects import State, TaskRun
-from prefect.tasks import Task, exponential_backoff
-from prefect.utilities.math import lower_clamp_multiple
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+from prefect.tasks import Task
 
 from imsflow.errors import ImsflowError
+from imsflow.polling import TRANSIENT_TOLERANCE, backoff_delay, retry_after_of, tolerated_by_wait
 from tasks import runtime
 
-#: Backoff for API steps: 2 s, 4 s, 8 s, 16 s (Prefect adds jitter on top).
-BACKOFF = exponential_backoff(backoff_factor=2)
-RETRIES = 4
-JITTER = 0.5
+#: Task retries after a transient error: a call is made at most ``RETRIES + 1`` times in a row.
+RETRIES = TRANSIENT_TOLERANCE
 
 
-def _shortest_delay(task: Task[Any, Any], attempt: int) -> float:
-    """The shortest delay Prefect may pick before retry ``attempt`` (0-based), jitter included."""
-    delays = task.retry_delay_seconds
-    if isinstance(delays, int | float):
-        delay = float(delays)
-    elif isinstance(delays, Sequence) and delays:
-        delay = float(delays[min(attempt, len(delays) - 1)])
-    else:
-        return 0.0
-    jitter = task.retry_jitter_factor
-    if jitter and delay > 0:
-        # Prefect's jitter draws from a clamped Poisson interval whose lower end is below the delay.
-        delay *= max(0.0, lower_clamp_multiple(1 + jitter))
-    return delay
+@dataclass(frozen=True)
+class _Testing:
+    attempts: int | None
+
+
+_testing: _Testing | None = None
+
+
+class _Restore(AbstractContextManager[None]):
+    """What :func:`set_testing` returns: leaving the ``with`` block restores the mode before it."""
+
+    def __init__(self, previous: _Testing | None) -> None:
+        self._previous = previous
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _testing
+        _testing = self._previous
+
+
+def set_testing(on: bool, *, attempts: int | None = None) -> _Restore:
+    """Test mode for your own flows: task retries happen at once, with no backoff and no Retry-After wait.
+
+    Process-wide, like ``stamina.set_testing``: call it in a fixture, or use it as a context manager
+    (``with set_testing(True, attempts=1): ...``) to restore the previous mode on leaving. ``attempts``
+    caps the attempts of each task run (``1``: no retries at all), else they stay as declared. What is
+    retried does not change: transient errors only. Waits for jobs still sleep through ``tasks.runtime``'s
+    sleep; replace it with ``use_runtime(sleep=..., clock=...)`` if they should not.
+    """
+    global _testing
+    if attempts is not None and attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    previous = _testing
+    _testing = _Testing(attempts) if on else None
+    return _Restore(previous)
+
+
+def is_testing() -> bool:
+    """Whether :func:`set_testing` switched the test mode on."""
+    return _testing is not None
+
+
+def _log(message: str, *args: object) -> None:
+    try:
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = get_run_logger()
+    except MissingContextError:
+        logger = logging.getLogger(__name__)
+    logger.info(message, *args)
 
 
 async def retry_if_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Retry throttling, 5xx and transport errors; never a 4xx, a failed job or a bad request.
 
-    Prefect's retry delays are fixed when the task is defined, but a throttled cloud tells us how long to
-    wait (``Retry-After``). Whatever part of that Prefect's (jittered) delay may not cover is waited here,
-    on the runtime's clock, so that the next attempt never comes early.
+    Nor the transient error that ended a wait (``imsflow.polling.tolerated_by_wait``): the wait repeated
+    that call already. Before saying yes it waits the backoff (at least the cloud's ``Retry-After``) on the
+    runtime's sleep; Prefect then starts the next attempt at once. Prefect asks only while retries are left.
     """
     try:
         await state.aresult()
     except ImsflowError as exc:
-        if not exc.retryable:
+        if not exc.retryable or tolerated_by_wait(exc):
             return False
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            extra = float(retry_after) - _shortest_delay(task, task_run.run_count - 1)
-            if extra > 0:
-                await runtime.current().sleep(extra)
+        attempt = task_run.run_count  # 1 after the first attempt failed
+        if _testing is not None:
+            return _testing.attempts is None or attempt < _testing.attempts
+        delay = backoff_delay(attempt, retry_after_of(exc))
+        _log(
+            "%s is transient: attempt %d of %d in %.1f s",
+            type(exc).__name__,
+            attempt + 1,
+            1 + task.retries,
+            delay,
+        )
+        await runtime.current().sleep(delay)
         return True
     except Exception:
         return False
@@ -62,10 +132,17 @@ async def retry_if_transient(task: Task[Any, Any], task_run: TaskRun, state: Sta
 
 
 def transient_retries(retries: int = RETRIES) -> dict[str, Any]:
-    """The task options of the one retry layer, for ``@task(name=..., **transient_retries())``."""
+    """The task options of the retry layer, for ``@task(name=..., **transient_retries())``.
+
+    The delay is ``0`` for Prefect on purpose: :func:`retry_if_transient` waits the backoff itself, on the
+    runtime's clock (see the module).
+    """
     return {
         "retries": retries,
-        "retry_delay_seconds": BACKOFF(retries),
-        "retry_jitter_factor": JITTER,
+        "retry_delay_seconds": 0,
+        "retry_jitter_factor": None,
         "retry_condition_fn": retry_if_transient,
     }
+
+
+__all__ = ["RETRIES", "is_testing", "retry_if_transient", "set_testing", "transient_retries"]

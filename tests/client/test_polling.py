@@ -8,8 +8,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from imsflow.errors import JobFailedError, ThrottledError
-from imsflow.polling import PollPolicy, wait_for_job
+from imsflow.errors import ImsflowError, JobFailedError, PermissionDeniedError, ServerError, ThrottledError
+from imsflow.polling import (
+    TRANSIENT_TOLERANCE,
+    PollPolicy,
+    backoff_delay,
+    tolerated_by_wait,
+    wait_for_job,
+    wait_until,
+)
 
 FIXED_10S = PollPolicy(initial_delay=10, min_interval=10, max_interval=10, growth=1, jitter=0)
 
@@ -135,3 +142,84 @@ async def test_throttling_is_waited_out_with_retry_after() -> None:
 
     await wait_for_job(fetch, job_id="j", timeout=600, clock=job.clock, sleep=job.sleep)
     assert job.now >= job.end
+
+
+def _server_error() -> ServerError:
+    return ServerError(status=503, code="IMG.0061", message="busy", url="u")
+
+
+async def test_a_wait_absorbs_a_bounded_run_of_transient_errors_then_ends_with_the_last() -> None:
+    job = VirtualJob(20)
+    calls = 0
+    last: list[ServerError] = []
+
+    async def fetch() -> FakeJob:
+        nonlocal calls
+        calls += 1
+        last.append(_server_error())
+        raise last[-1]
+
+    with pytest.raises(ServerError) as raised:
+        await wait_for_job(fetch, job_id="j", timeout=3600, clock=job.clock, sleep=job.sleep)
+    assert calls == TRANSIENT_TOLERANCE + 1 == 5
+    assert raised.value is last[-1]
+    assert tolerated_by_wait(raised.value)  # so that no task retry repeats the wait
+    assert not any(tolerated_by_wait(e) for e in last[:-1])
+
+
+async def test_wait_until_absorbs_the_same_bounded_run_and_honours_retry_after() -> None:
+    job = VirtualJob(20)
+    waits: list[float] = []
+    errors: list[ImsflowError] = [
+        ThrottledError(status=429, code="APIG.0308", message="slow down", url="u", retry_after=40),
+        _server_error(),
+    ]
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await job.sleep(seconds)
+
+    async def check() -> bool:
+        if errors:
+            raise errors.pop(0)
+        return True
+
+    await wait_until(check, timeout=600, clock=job.clock, sleep=sleep)
+    assert waits[0] >= 40  # Retry-After wins over the 2 s backoff
+    assert 4 <= waits[1] < 6  # the second in a row: 4 s, stretched by up to half
+
+    calls = 0
+
+    async def failing() -> bool:
+        nonlocal calls
+        calls += 1
+        raise _server_error()
+
+    with pytest.raises(ServerError) as raised:
+        await wait_until(failing, timeout=3600, clock=job.clock, sleep=job.sleep)
+    assert calls == TRANSIENT_TOLERANCE + 1
+    assert tolerated_by_wait(raised.value)
+
+
+async def test_a_non_transient_error_ends_a_wait_at_once_and_unmarked() -> None:
+    job = VirtualJob(20)
+    calls = 0
+
+    async def fetch() -> FakeJob:
+        nonlocal calls
+        calls += 1
+        raise PermissionDeniedError(status=403, code="IMG.0026", message="no", url="u")
+
+    with pytest.raises(PermissionDeniedError) as raised:
+        await wait_for_job(fetch, job_id="j", timeout=600, clock=job.clock, sleep=job.sleep)
+    assert calls == 1
+    assert not tolerated_by_wait(raised.value)
+
+
+def test_backoff_doubles_to_a_cap_jitters_upwards_and_yields_to_retry_after() -> None:
+    rng = random.Random(3)
+    for attempt, base in [(1, 2), (2, 4), (3, 8), (4, 16), (5, 30), (9, 30)]:
+        delay = backoff_delay(attempt, rng=rng)
+        assert base <= delay < base * 1.5
+    assert backoff_delay(1, 45.0, rng=rng) == 45.0
+    assert backoff_delay(4, 3.0, jitter=0) == 16.0
