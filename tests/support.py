@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -161,29 +160,3 @@ def cloud_runtime(
         **virtual_time(cloud),
     ):
         yield settings
-
-
-@contextmanager
-def fast_retries() -> Iterator[None]:
-    """Prefect waits out task retry delays in real time: set them to zero on every task and flow.
-
-    What is left of the backoff is the Retry-After wait in ``tasks.retry``, which goes through the
-    runtime's sleep, i.e. the local cloud's clock.
-    """
-    from prefect import Flow, Task
-
-    saved: list[tuple[Any, str, Any]] = []
-    for name, module in list(sys.modules.items()):
-        if module is None or not name.startswith(("tasks.", "flows.")):
-            continue
-        for value in vars(module).values():
-            if isinstance(value, Task | Flow) and all(value is not s[0] for s in saved):
-                for attr, fast in (("retry_delay_seconds", 0), ("retry_jitter_factor", None)):
-                    if hasattr(value, attr):
-                        saved.append((value, attr, getattr(value, attr)))
-                        setattr(value, attr, fast)
-    try:
-        yield
-    finally:
-        for obj, attr, old in reversed(saved):
-            setattr(obj, attr, old)

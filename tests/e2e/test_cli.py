@@ -142,7 +142,7 @@ def test_wrong_password_fails_without_retry_storm(cli: Cli) -> None:
     assert result.returncode == 1
     assert_clean(result)
     assert "error:" in result.stderr
-    # one attempt per flow-run attempt (the flow retries once), never the task's transient retries
+    # one attempt: a wrong password is not transient, and the flow does not retry
     assert cli.stats()["iam.create_token"] - before <= 2
 
 

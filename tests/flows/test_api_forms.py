@@ -3,7 +3,6 @@ selected by several tags, and failure messages that carry the cloud's request ID
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +20,6 @@ from tests.support import (
     WEB_1,
     CloudNetwork,
     cloud_runtime,
-    fast_retries,
     make_cloud,
     seed_data,
     settings_for,
@@ -29,12 +27,6 @@ from tests.support import (
 
 UNKNOWN_JOB = "f" * 32
 IMAGE_ID = "1a2b3c4d-0000-4000-8000-000000000404"
-
-
-@pytest.fixture(autouse=True)
-def _no_real_retry_delays() -> Iterator[None]:
-    with fast_retries():
-        yield
 
 
 async def _record_unknown_job(key: str) -> None:

@@ -13,7 +13,7 @@ from imsflow.validation import check_tag
 from localcloud import LocalCloud
 from localcloud.ims.state import Image
 from tasks.image import INSTANCE_TAG, REQUEST_TAG, request_key
-from tests.support import DB_1, PASSWORD, WEB_1, cloud_runtime, fast_retries, make_cloud
+from tests.support import DB_1, PASSWORD, WEB_1, cloud_runtime, make_cloud
 
 
 def _images(cloud: LocalCloud) -> list[Image]:
@@ -85,7 +85,7 @@ async def test_job_timeout_leaves_the_ecs_stopped_and_a_rerun_starts_it() -> Non
     # so no start is attempted. imsflow's power record stays, and the re-run that sees the job end starts it.
     cloud = make_cloud(timing={"image_job_seconds": 300, "stop_seconds": 10, "start_seconds": 10})
     slow = CreateImageParams(instance_id=DB_1, name="db-1-slow", stop_if_running=True, timeout_minutes=1)
-    with cloud_runtime(cloud), fast_retries():
+    with cloud_runtime(cloud):
         with pytest.raises(JobTimeoutError, match="RUNNING"):
             await create_image_from_ecs(slow)
         stats = cloud.stats()
@@ -109,7 +109,7 @@ async def test_wrong_password_fails_once_without_retry_storm() -> None:
     with cloud_runtime(cloud, password="not-the-password"), pytest.raises(InvalidCredentialsError):
         await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="web-1-golden"))
     # one attempt: a wrong password is not transient, and the flow itself never retries
-    assert cloud.stats()["iam.create_token"] <= 2
+    assert cloud.stats()["iam.create_token"] == 1
     assert cloud.stats().get("ims.create_image", 0) == 0
 
 

@@ -1,14 +1,14 @@
 """The fault matrix: every fault kind the local cloud offers, against the whole create-image flow.
 
-Each case runs the flow on the local cloud's clock (no sleeping; Prefect's retry delays are set to zero)
-and ends with exactly one active image carrying the request's tag, or with the named error and no image
-made twice. The network shim (``tests.support.CloudNetwork``) turns dropped connections and answers later
-than the client's read timeout into the httpx errors a real socket gives.
+Each case runs the flow on the local cloud's clock (no sleeping: the retry backoff, too, goes through the
+runtime's sleep) and ends with exactly one active image carrying the request's tag, or with the named error
+and no image made twice. The network shim (``tests.support.CloudNetwork``) turns dropped connections and
+answers later than the client's read timeout into the httpx errors a real socket gives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from imsflow.errors import EcsNotReadyError, ImsflowError, JobFailedError, JobTi
 from localcloud import LocalCloud
 from localcloud.seed import FaultRuleSeed
 from tasks.image import REQUEST_TAG, request_key
-from tests.support import DB_1, WEB_1, CloudNetwork, cloud_runtime, fast_retries, make_cloud
+from tests.support import DB_1, WEB_1, CloudNetwork, cloud_runtime, make_cloud
 
 READ_TIMEOUT = 20.0  # seconds on the cloud's clock; the delay case waits longer than this
 
@@ -139,8 +139,8 @@ def _refused_start_named_at_once(o: Outcome) -> None:
     assert isinstance(o.error, EcsNotReadyError)
     assert "the start of ECS db-1" in str(o.error)
     assert "Ecs.0226" in str(o.error)
-    # One start per flow attempt (the flow retries once); the image is not made again.
-    assert o.stat("ecs.start_servers") == 2
+    # One start: the flow does not retry (tasks/retry.py), and the image is not made again.
+    assert o.stat("ecs.start_servers") == 1
     assert o.stat("ims.create_image") == 1
     # Named as soon as the ECS job failed, not after the 600 s the wait would allow.
     starts = o.network.calls_to("POST", "/cloudservers/action")
@@ -300,12 +300,6 @@ CASES = [
         check=_one_token_refresh,
     ),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _no_real_retry_delays() -> Iterator[None]:
-    with fast_retries():
-        yield
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from flows.fleet import FleetParams, FleetResult, create_images_for_fleet, render_name
 from localcloud import LocalCloud
 from localcloud.seed import FaultRuleSeed
-from tests.support import cloud_runtime, endpoints, fast_retries, make_cloud, seed_data
+from tests.support import cloud_runtime, endpoints, make_cloud, seed_data
 
 DAY = date(2026, 11, 27)
 
@@ -105,10 +105,9 @@ async def test_job_timeout_row_says_timeout_and_the_ecs_stays_stopped() -> None:
     # so imsflow must not try to start it (the cloud would refuse, and the row would report that instead).
     cloud = fleet_cloud(2, running=(0,))
     cloud.faults.add(FaultRuleSeed.model_validate({"kind": "job_stuck", "operation": "ims.create_image"}))
-    with fast_retries():
-        state, result = await run(
-            cloud, params(name_contains="node", stop_if_running=True, timeout_minutes=1, max_concurrent=2)
-        )
+    state, result = await run(
+        cloud, params(name_contains="node", stop_if_running=True, timeout_minutes=1, max_concurrent=2)
+    )
 
     assert state.is_failed()
     assert "2 of 2 ECSs failed" in state.message

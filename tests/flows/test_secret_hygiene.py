@@ -22,7 +22,7 @@ from flows.create_image import CreateImageParams, create_image_from_ecs
 from imsflow.errors import ImsflowError
 from localcloud import LocalCloud
 from localcloud.seed import FaultRuleSeed
-from tests.support import PASSWORD, PROJECT_ID, WEB_1, cloud_runtime, fast_retries, make_cloud
+from tests.support import PASSWORD, PROJECT_ID, WEB_1, cloud_runtime, make_cloud
 
 WRONG_PASSWORD = "wrong-Passw0rd-also-secret"
 AK = "HPUAHYGIENEAK0000001"
@@ -72,52 +72,51 @@ async def test_no_secret_in_home_database_or_output(
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clouds: list[LocalCloud] = []
-    with fast_retries():
-        # Password runs: a revoked token (a second token), lost answers, a 5xx while polling.
-        cloud = _faults(
-            make_cloud(),
-            {"kind": "token_revoked", "operation": "ecs.show_server", "first": 1},
-            {"kind": "commit_then_fail", "operation": "ims.create_image", "mode": "reset", "first": 1},
-            {"kind": "server_error", "operation": "ims.show_job", "first": 1},
-        )
-        clouds.append(cloud)
-        with cloud_runtime(cloud):
-            await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="hygiene-1"))
-            await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="hygiene-1", dry_run=True))
+    # Password runs: a revoked token (a second token), lost answers, a 5xx while polling.
+    cloud = _faults(
+        make_cloud(),
+        {"kind": "token_revoked", "operation": "ecs.show_server", "first": 1},
+        {"kind": "commit_then_fail", "operation": "ims.create_image", "mode": "reset", "first": 1},
+        {"kind": "server_error", "operation": "ims.show_job", "first": 1},
+    )
+    clouds.append(cloud)
+    with cloud_runtime(cloud):
+        await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="hygiene-1"))
+        await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="hygiene-1", dry_run=True))
 
-        # A failed job and a wrong password: failures are stored (state messages, exceptions) too.
-        cloud = _faults(make_cloud(), {"kind": "job_fail", "operation": "ims.create_image"})
-        clouds.append(cloud)
-        with cloud_runtime(cloud), pytest.raises(ImsflowError):
-            await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="hygiene-2"))
-        # Another user, so that no cached token stands in for the login with the wrong password.
-        with cloud_runtime(cloud, username="bob", password=WRONG_PASSWORD), pytest.raises(ImsflowError):
-            await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="hygiene-3"))
+    # A failed job and a wrong password: failures are stored (state messages, exceptions) too.
+    cloud = _faults(make_cloud(), {"kind": "job_fail", "operation": "ims.create_image"})
+    clouds.append(cloud)
+    with cloud_runtime(cloud), pytest.raises(ImsflowError):
+        await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="hygiene-2"))
+    # Another user, so that no cached token stands in for the login with the wrong password.
+    with cloud_runtime(cloud, username="bob", password=WRONG_PASSWORD), pytest.raises(ImsflowError):
+        await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="hygiene-3"))
 
-        # AK/SK with a security token, through dropped connections and a 5xx after the create applied.
-        cloud = _faults(
-            _aksk_cloud(),
-            {"kind": "connection_reset", "operation": "ecs.show_server", "first": 1},
-            {"kind": "commit_then_fail", "operation": "ims.create_image", "status": 500, "first": 1},
-        )
-        clouds.append(cloud)
-        aksk: dict[str, Any] = {"username": None, "password": None, "access_key": AK, "secret_key": SK}
-        with cloud_runtime(cloud, security_token=SECURITY_TOKEN, **aksk):
-            await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="hygiene-4"))
+    # AK/SK with a security token, through dropped connections and a 5xx after the create applied.
+    cloud = _faults(
+        _aksk_cloud(),
+        {"kind": "connection_reset", "operation": "ecs.show_server", "first": 1},
+        {"kind": "commit_then_fail", "operation": "ims.create_image", "status": 500, "first": 1},
+    )
+    clouds.append(cloud)
+    aksk: dict[str, Any] = {"username": None, "password": None, "access_key": AK, "secret_key": SK}
+    with cloud_runtime(cloud, security_token=SECURITY_TOKEN, **aksk):
+        await create_image_from_ecs(CreateImageParams(instance_id=WEB_1, name="hygiene-4"))
 
-        # The CLI, failing on the wrong password.
-        for name, value in QUIET_PREFECT.items():
-            monkeypatch.setenv(name, value)
-        cloud = make_cloud()
-        clouds.append(cloud)
-        with cloud_runtime(cloud, password=WRONG_PASSWORD):
-            cli = CliRunner().invoke(app, ["create", "-i", WEB_1, "-n", "hygiene-5", "--dry-run"])
-        assert cli.exit_code == 1
+    # The CLI, failing on the wrong password.
+    for name, value in QUIET_PREFECT.items():
+        monkeypatch.setenv(name, value)
+    cloud = make_cloud()
+    clouds.append(cloud)
+    with cloud_runtime(cloud, password=WRONG_PASSWORD):
+        cli = CliRunner().invoke(app, ["create", "-i", WEB_1, "-n", "hygiene-5", "--dry-run"])
+    assert cli.exit_code == 1
 
-        tokens = [t for c in clouds for t in c.iam.tokens]
-        assert len(tokens) >= 3, "the runs must have used several tokens, or the scan proves little"
-        LEAKY[:] = [tokens[0]]
-        await careless_flow()
+    tokens = [t for c in clouds for t in c.iam.tokens]
+    assert len(tokens) >= 3, "the runs must have used several tokens, or the scan proves little"
+    LEAKY[:] = [tokens[0]]
+    await careless_flow()
 
     await APILogHandler.aflush()
     needles = {

@@ -21,7 +21,7 @@ from imsflow.errors import ImsflowError
 from localcloud import LocalCloud
 from localcloud.seed import FaultRuleSeed
 from tasks.image import REQUEST_TAG, request_key
-from tests.support import CloudNetwork, cloud_runtime, fast_retries, make_cloud
+from tests.support import CloudNetwork, cloud_runtime, make_cloud
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +96,7 @@ async def test_soak(capsys: pytest.CaptureFixture[str]) -> None:
         outcomes[f"{label}image ({made.how})"] += 1
         return made
 
-    with fast_retries(), cloud_runtime(cloud, network, read_timeout=READ_TIMEOUT):
+    with cloud_runtime(cloud, network, read_timeout=READ_TIMEOUT):
         for n, (instance_id, running) in enumerate(plan):
             params = CreateImageParams(
                 instance_id=instance_id, name=f"soak-{n}", stop_if_running=running, timeout_minutes=10
