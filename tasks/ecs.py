@@ -12,7 +12,6 @@ from pydantic import BaseModel
 from imsflow.client import CloudClient
 from imsflow.errors import EcsNotReadyError, ImsflowError
 from imsflow.models import IamToken, Server
-from imsflow.polling import wait_until
 from tasks import runtime
 from tasks.auth import client_for
 from tasks.retry import transient_retries
@@ -91,7 +90,6 @@ async def check_ecs_stopped(
     stop_timeout: float = 600,
 ) -> EcsCheck:
     """Pass when the ECS is SHUTOFF with no task in progress; stop it (SOFT) first if asked to."""
-    rt = runtime.current()
     store = await _power_store()
     async with client_for(token) as client:
         server = await client.ecs.get_server(instance_id)
@@ -140,14 +138,7 @@ async def check_ecs_stopped(
 
         try:
             # Transient errors while waiting: absorbed by the wait (bounded), not retried again by the task.
-            await wait_until(
-                is_stopped,
-                timeout=stop_timeout,
-                interval=2.0,
-                clock=rt.clock,
-                sleep=rt.sleep,
-                what=f"ECS {instance_id} to stop",
-            )
+            await runtime.wait_until(is_stopped, timeout=stop_timeout, what=f"ECS {instance_id} to stop")
         except TimeoutError:
             raise EcsNotReadyError(
                 f"{describe(server)} {stop_timeout:.0f} s after the stop request",
@@ -164,7 +155,6 @@ async def check_ecs_stopped(
 )
 async def start_ecs(instance_id: str, token: IamToken | None, start_timeout: float = 600) -> str:
     """Start an ECS we stopped, and wait until it is ACTIVE again."""
-    rt = runtime.current()
     async with client_for(token) as client:
         server = await client.ecs.get_server(instance_id)
         start_job: str | None = None
@@ -181,14 +171,7 @@ async def start_ecs(instance_id: str, token: IamToken | None, start_timeout: flo
             return False
 
         try:
-            await wait_until(
-                is_running,
-                timeout=start_timeout,
-                interval=2.0,
-                clock=rt.clock,
-                sleep=rt.sleep,
-                what=f"ECS {instance_id} to start",
-            )
+            await runtime.wait_until(is_running, timeout=start_timeout, what=f"ECS {instance_id} to start")
         except TimeoutError:
             raise EcsNotReadyError(
                 f"{describe(server)} {start_timeout:.0f} s after the start request"

@@ -27,7 +27,8 @@ from imsflow.errors import (
     JobTimeoutError,
 )
 from imsflow.models import CreateImageFromEcsRequest, IamToken, Image, ImageListQuery, ImageTag, ImsJob
-from imsflow.polling import PollPolicy, wait_for_job, wait_until
+from imsflow.polling import PollPolicy, wait_for_job
+from imsflow.validation import parse_dotted_tag
 from tasks import runtime
 from tasks.auth import client_for
 from tasks.retry import transient_retries
@@ -49,7 +50,7 @@ def with_imsflow_tags(request: CreateImageFromEcsRequest, key: str) -> CreateIma
     theirs = list(request.image_tags or [])
     if request.tags:
         # IMS takes either tags or image_tags, not both: fold "key.value" strings into image_tags.
-        theirs += [ImageTag(key=k, value=v) for k, _, v in (t.partition(".") for t in request.tags)]
+        theirs += [ImageTag(key=k, value=v) for k, v in map(parse_dotted_tag, request.tags)]
     kept = [t for t in theirs if t.key not in (REQUEST_TAG, INSTANCE_TAG)]
     return request.model_copy(update={"tags": None, "image_tags": kept + ours})
 
@@ -184,7 +185,6 @@ async def _wait_for_active(client: CloudClient, image_id: str, timeout: float) -
 
     Every look is inside the wait, so its transient errors are the wait's to absorb (``imsflow.polling``).
     """
-    rt = runtime.current()
     image: Image | None = None
 
     async def settled() -> bool:
@@ -193,14 +193,7 @@ async def _wait_for_active(client: CloudClient, image_id: str, timeout: float) -
         return image.status in ("active", "killed", "deleted")
 
     try:
-        await wait_until(
-            settled,
-            timeout=timeout,
-            interval=2.0,
-            clock=rt.clock,
-            sleep=rt.sleep,
-            what=f"image {image_id} to become active",
-        )
+        await runtime.wait_until(settled, timeout=timeout, what=f"image {image_id} to become active")
     except TimeoutError:
         # An adopted image (its job ID lost with the create answer) whose job is stuck or slow: a named
         # error that says what was seen, never a bare TimeoutError.

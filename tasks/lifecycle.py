@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from imsflow.errors import ImageBeingCreatedError, ImageNotFoundError, ImsflowError
 from imsflow.models import ExportImageRequest, IamToken, Image, ImageListQuery, ImsJob
-from imsflow.polling import PollPolicy, wait_for_job, wait_until
+from imsflow.polling import PollPolicy, wait_for_job
 from tasks import runtime
 from tasks.auth import client_for
 from tasks.image import INSTANCE_TAG, REQUEST_TAG
@@ -218,7 +218,6 @@ def _being_created(image: Image) -> ImageBeingCreatedError:
 )
 async def remove_image(image_id: str, token: IamToken | None, timeout_seconds: float = 600) -> DeleteResult:
     """Delete the image and wait until it is gone. Safe to retry: an image already gone is the goal."""
-    rt = runtime.current()
     async with client_for(token) as client:
         try:
             image = await client.ims.get_image(image_id)
@@ -242,7 +241,7 @@ async def remove_image(image_id: str, token: IamToken | None, timeout_seconds: f
             return current.status in GONE
 
         try:
-            await wait_until(gone, timeout=timeout_seconds, interval=2.0, clock=rt.clock, sleep=rt.sleep)
+            await runtime.wait_until(gone, timeout=timeout_seconds, what=f"image {image_id} to go away")
         except TimeoutError:
             raise ImsflowError(
                 f"image {image_id} still exists {timeout_seconds:.0f} s after it was deleted",
@@ -282,7 +281,7 @@ async def submit_export(image_id: str, request: ExportImageRequest, token: IamTo
 @task(
     name="poll-export",
     task_run_name="poll-export[{job_id}]",
-    **transient_retries(2),
+    **transient_retries(),
 )
 async def poll_export(job_id: str, token: IamToken | None, timeout_seconds: float) -> ImsJob:
     """Wait for the export job to end; a FAIL is a ``JobFailedError`` with the cloud's reason."""

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import httpx
 
+from imsflow import polling
 from imsflow.settings import ImsflowSettings
 
 Reporter = Callable[[str, str], None]
@@ -80,6 +81,15 @@ def use_runtime(**changes: object) -> Iterator[Runtime]:
         yield _current
     finally:
         _current = previous
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], *, timeout: float, what: str, interval: float = 2.0
+) -> None:
+    """:func:`imsflow.polling.wait_until` on this runtime's clock and sleep (virtual in tests)."""
+    await polling.wait_until(
+        check, timeout=timeout, interval=interval, clock=_current.clock, sleep=_current.sleep, what=what
+    )
 
 
 def report(step: str, message: str) -> None:
