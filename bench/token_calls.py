@@ -18,8 +18,9 @@ def main(runs: int, tasks: int = 10, at_once: int = 10) -> None:
         os.environ.update(imsflow_env(url, PREFECT_HOME=tempfile.mkdtemp(prefix="imsflow-bench-home-")))
         from prefect import flow, task
 
-        from tasks import runtime
-        from tasks.token import CredentialScope, _login, fresh_token
+        import runtime
+        from runtime.auth import CredentialScope, login
+        from tasks.token import fresh_token
 
         @task
         async def use_cached_token() -> str:
@@ -33,7 +34,7 @@ def main(runs: int, tasks: int = 10, at_once: int = 10) -> None:
         @flow
         async def baseline_run() -> None:
             # The usual hand-written flow: log in at the start of each run, share it with the run's tasks.
-            await _login(CredentialScope.from_settings(runtime.settings()))
+            await login(CredentialScope.from_settings(runtime.settings()))
 
         async def batch(make: object, n: int) -> float:
             started = time.monotonic()

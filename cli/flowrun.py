@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import State
 
     from imsflow.settings import ImsflowSettings
-    from tasks.runtime import Reporter
+    from runtime import Reporter
 
 #: Seconds to wait for Prefect's temporary server: it starts in 5-12 s on 2 idle cores, several times that on
 #: busy ones. ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (environment, profile, .env) wins.
@@ -114,7 +114,7 @@ class ShellFlow:
 
     def settings(self) -> ImsflowSettings:
         """The settings the flow's tasks will use (``IMSFLOW_*`` and ``.env``)."""
-        from tasks import runtime
+        import runtime
 
         return runtime.settings()
 
@@ -145,7 +145,7 @@ class ShellFlow:
         otherwise than completed fails the command, unless its result is an ``accept`` instance (a fleet
         run fails with its table).
         """
-        from tasks import runtime
+        import runtime
 
         self.server()
         changes: dict[str, object] = {"reporters": reporters if reporters is not None else (step_printer(),)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
-from tasks.events import IMAGE_FAILED
+from runtime.events import IMAGE_FAILED
 
 WEBHOOK_BLOCK = "imsflow-failure-webhook"
 AUTOMATION = "imsflow: notify on failed image"

@@ -31,8 +31,8 @@ from imsflow.validation import (
     TagParam,
     parse_tag,
 )
-from tasks.credentials import credentials_from_block
-from tasks.events import emit_image_created, emit_image_failed
+from runtime.credentials import credentials_from_block
+from runtime.events import emit_image_created, emit_image_failed
 from tasks.image import INSTANCE_TAG, REQUEST_TAG, request_key
 from tasks.preflight import DryRunResult, dry_run_check
 from tasks.token import flow_token
@@ -200,7 +200,7 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
 @flow(
     name="create-image-from-ecs",
     flow_run_name="create-image-{params.instance_id}-{params.name}",
-    # No flow retry (the retry story: tasks/retry.py). Every cloud call is in a task that retries what is
+    # No flow retry (the retry story: runtime/retry.py). Every cloud call is in a task that retries what is
     # transient, and every wait absorbs transient errors; what reaches the flow is not transient or was
     # retried already. Prefect cannot make a flow retry conditional, so one would repeat all of that and a
     # wrong password's login. A re-run, or `prefect flow-run retry`, is safe: it resumes this request's job,

@@ -7,7 +7,7 @@ others; the run ends Failed, naming them.
 
 Concurrency: one image job per slot of the global concurrency limit ``imsflow-ims-jobs`` (IMS's
 concurrent-job cap), and every API request spends a slot of the global rate limit ``imsflow-api`` (see
-tasks/budget.py). Both are Prefect global limits, so flow runs on several machines share them.
+runtime/budget.py). Both are Prefect global limits, so flow runs on several machines share them.
 
 Scale-out: with ``chunk_deployment`` set, this run only selects the ECSs and names the images; it runs
 the work as chunks of ``chunk_size`` ECSs through that deployment (``run_deployment``), so workers on
@@ -32,6 +32,7 @@ from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurr
 from prefect.states import Completed, Failed
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+import runtime
 from flows.pipeline import image_one_ecs
 from imsflow.errors import ImsflowError, JobTimeoutError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag, Server
@@ -44,12 +45,11 @@ from imsflow.validation import (
     TagParam,
     parse_tag,
 )
-from tasks import runtime
-from tasks.auth import client_for
-from tasks.budget import API_LIMIT, JOBS_LIMIT, ApiBudget, BudgetedTransport, ensure_limits
-from tasks.credentials import credentials_from_block
+from runtime.auth import client_for
+from runtime.budget import API_LIMIT, JOBS_LIMIT, ApiBudget, BudgetedTransport, ensure_limits
+from runtime.credentials import credentials_from_block
+from runtime.retry import transient_retries
 from tasks.image import request_key
-from tasks.retry import transient_retries
 from tasks.token import flow_token
 
 TEMPLATE_FIELDS = "{server_name}, {server_id}, {date} (e.g. {date:%Y%m%d})"

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 from imsflow.errors import ImsflowError
 from imsflow.models import ExportImageRequest
 from imsflow.validation import BucketUrl, CredentialsBlock, ImageId, InstanceId
-from tasks.credentials import credentials_from_block
+from runtime.credentials import credentials_from_block
 from tasks.lifecycle import (
     DeleteResult,
     ExportResult,

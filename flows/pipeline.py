@@ -26,10 +26,10 @@ from prefect import get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
+import runtime
 from imsflow.errors import JobTimeoutError
 from imsflow.models import CreateImageFromEcsRequest, IamToken
 from imsflow.polling import PollPolicy
-from tasks import runtime
 from tasks.ecs import EcsCheck, check_ecs_stopped, start_ecs
 from tasks.image import (
     ImageResult,

@@ -9,7 +9,7 @@ This is the one place where waiting tolerates transient errors (throttling, 5xx,
 :func:`wait_for_job` and :func:`wait_until` absorb up to :data:`TRANSIENT_TOLERANCE` of them in a row, each
 after :func:`backoff_delay` (at least the cloud's ``Retry-After``); the next one ends the wait with that
 error, marked so that :func:`tolerated_by_wait` is true for it and no task retry repeats what the wait already
-did (``tasks.retry`` tells the whole retry story).
+did (``runtime.retry`` tells the whole retry story).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ TERMINAL_STATUSES = frozenset({"SUCCESS", "FAIL"})
 
 #: Transient errors in a row that a wait absorbs; the next one ends it. A call is thus made at most
 #: ``TRANSIENT_TOLERANCE + 1`` times in a row while it keeps failing: as often as a task with
-#: ``tasks.retry.RETRIES`` retries runs.
+#: ``runtime.retry.RETRIES`` retries runs.
 TRANSIENT_TOLERANCE = 4
 #: :func:`backoff_delay`: 2, 4, 8, 16, 30, 30 ... seconds, stretched by up to half (upwards only).
 BACKOFF_BASE = 2.0

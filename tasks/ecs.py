@@ -9,12 +9,12 @@ from prefect.results import ResultStore, aget_default_result_storage
 from prefect.serializers import JSONSerializer
 from pydantic import BaseModel
 
+import runtime
 from imsflow.client import CloudClient
 from imsflow.errors import EcsNotReadyError, ImsflowError
 from imsflow.models import IamToken, Server
-from tasks import runtime
-from tasks.auth import client_for
-from tasks.retry import transient_retries
+from runtime.auth import client_for
+from runtime.retry import transient_retries
 
 
 class PowerRecord(BaseModel):

@@ -18,6 +18,7 @@ from prefect.runtime import flow_run
 from prefect.serializers import JSONSerializer
 from pydantic import BaseModel
 
+import runtime
 from imsflow.client import CloudClient
 from imsflow.errors import (
     ImageNotFoundError,
@@ -29,9 +30,8 @@ from imsflow.errors import (
 from imsflow.models import CreateImageFromEcsRequest, IamToken, Image, ImageListQuery, ImageTag, ImsJob
 from imsflow.polling import PollPolicy, wait_for_job
 from imsflow.validation import parse_dotted_tag
-from tasks import runtime
-from tasks.auth import client_for
-from tasks.retry import transient_retries
+from runtime.auth import client_for
+from runtime.retry import transient_retries
 
 #: Tag keys imsflow writes on every image it makes (IMS tag keys: letters, digits, ``_`` and ``-``).
 REQUEST_TAG = "imsflow-request"
@@ -215,7 +215,7 @@ async def _wait_for_active(client: CloudClient, image_id: str, timeout: float) -
     task_run_name="poll-job[{submission.request_key}]",
     # Every cloud call of poll-job is inside a wait (imsflow.polling), which absorbs transient errors and
     # marks the one that ends it: retry_if_transient does not retry that one. Worst case for a status query
-    # that keeps failing: TRANSIENT_TOLERANCE + 1 = 5 calls (tasks/retry.py).
+    # that keeps failing: TRANSIENT_TOLERANCE + 1 = 5 calls (runtime/retry.py).
     **transient_retries(),
 )
 async def poll_job(

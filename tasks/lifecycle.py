@@ -15,13 +15,13 @@ from typing import Literal
 from prefect import task
 from pydantic import BaseModel
 
+import runtime
 from imsflow.errors import ImageBeingCreatedError, ImageNotFoundError, ImsflowError
 from imsflow.models import ExportImageRequest, IamToken, Image, ImageListQuery, ImsJob
 from imsflow.polling import PollPolicy, wait_for_job
-from tasks import runtime
-from tasks.auth import client_for
+from runtime.auth import client_for
+from runtime.retry import transient_retries
 from tasks.image import INSTANCE_TAG, REQUEST_TAG
-from tasks.retry import transient_retries
 
 #: Image states in which IMS is still writing the image: deleting it is refused (IMG.0090).
 BEING_CREATED = frozenset({"queued", "saving"})

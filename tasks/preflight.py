@@ -12,13 +12,13 @@ from typing import Literal
 from prefect import task
 from pydantic import BaseModel, Field
 
+import runtime
 from imsflow.errors import EcsNotFoundError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageListQuery
-from tasks import runtime
-from tasks.auth import client_for
+from runtime.auth import client_for
+from runtime.retry import transient_retries
 from tasks.ecs import describe
 from tasks.image import REQUEST_TAG, adopt_tagged, resume_recorded, submission_store
-from tasks.retry import transient_retries
 
 Verdict = Literal["submit", "resume", "adopt", "refuse"]
 

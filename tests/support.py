@@ -151,7 +151,7 @@ def virtual_time(cloud: LocalCloud) -> dict[str, Any]:
 def cloud_runtime(
     cloud: LocalCloud, network: CloudNetwork | None = None, **settings_overrides: Any
 ) -> Iterator[ImsflowSettings]:
-    from tasks import runtime
+    import runtime
 
     settings = settings_for(**settings_overrides)
     with runtime.use_runtime(

@@ -26,7 +26,7 @@ _MARKS = {
 
 def _load_block(name: str) -> ImsflowSettings:
     with flow_from_shell() as shell:
-        from tasks.credentials import load_settings
+        from runtime.credentials import load_settings
 
         shell.server()  # without PREFECT_API_URL, a temporary server (which has no blocks: the error says so)
         try:

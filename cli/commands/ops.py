@@ -199,7 +199,7 @@ def blocks_register() -> None:
     """Register the imsflow-credentials block type with the Prefect server (idempotent)."""
     quiet_prefect(False)
     api_url = _require_api_url()
-    from tasks.credentials import register_blocks
+    from runtime.credentials import register_blocks
 
     slugs = asyncio.run(register_blocks())
     console.print(f"registered {', '.join(slugs)} on {api_url}")

@@ -1,7 +1,8 @@
 """The client library stands alone: no Prefect, no local cloud, nothing of the layers above it.
 
-The house: ``cli`` (the command line) uses ``deployments``, ``flows``, ``tasks``, ``localcloud`` and the
-client library ``imsflow``; the library uses none of them, not even inside a function or for type checking.
+The house: ``cli`` (the command line) uses ``deployments``, ``flows``, ``tasks``, ``runtime``, ``localcloud``
+and the client library ``imsflow``; the library uses none of them, not even inside a function or for type
+checking (the arrows between the others: tests/test_layout.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "imsflow"
 #: Top-level packages the library must never import.
-ABOVE = {"prefect", "tasks", "flows", "deployments", "cli", "localcloud"}
+ABOVE = {"prefect", "runtime", "tasks", "flows", "deployments", "cli", "localcloud"}
 
 
 def imported_packages(path: Path) -> list[tuple[int, str]]:
@@ -61,14 +62,14 @@ def test_the_check_sees_imports_inside_functions_and_type_checking(tmp_path: Pat
         "from typing import TYPE_CHECKING\n"
         "import imsflow.client\n"
         "if TYPE_CHECKING:\n    from prefect.states import State\n"
-        "def f():\n    import tasks.runtime\n    from cli.app import app\n"
+        "def f():\n    import runtime.retry\n    from cli.app import app\n"
         "    return importlib.import_module('flows.fleet')\n"
     )
     assert {package for _, package in imported_packages(module)} == {
         "typing",
         "imsflow",
         "prefect",
-        "tasks",
+        "runtime",
         "cli",
         "flows",
     }
@@ -78,7 +79,7 @@ def _loaded_after(imports: str) -> list[str]:
     code = (
         f"import sys\n{imports}\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('prefect', 'localcloud', 'fastapi', 'flows', 'tasks', 'deployments'))\n"
+        "('prefect', 'localcloud', 'fastapi', 'runtime', 'flows', 'tasks', 'deployments'))\n"
         "print(','.join(bad))\n"
     )
     result = subprocess.run(

@@ -104,7 +104,7 @@ def test_a_run_uses_the_credentials_block_it_names(stack: Stack) -> None:
     assert stack.get("/block_types/slug/imsflow-credentials")["name"] == "imsflow Credentials"
     # What an operator does once, in the UI (Blocks → imsflow Credentials) or in Python:
     save = (
-        "from tasks.credentials import ImsflowCredentials as C; "
+        "from runtime.credentials import ImsflowCredentials as C; "
         f"url = '{stack.cloud_url}'; "
         "C(profile='local', iam_url=url, ecs_url=url, ims_url=url, "
         f"domain='demo', username='{OPS_USER}', password='{OPS_PASSWORD}')"

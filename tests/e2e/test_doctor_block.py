@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def test_doctor_checks_the_named_block(stack: Stack) -> None:
     assert stack.run_cli("blocks", "register").returncode == 0
     save = (
-        "from tasks.credentials import ImsflowCredentials as C; "
+        "from runtime.credentials import ImsflowCredentials as C; "
         f"url = '{stack.cloud_url}'; "
         "C(profile='local', iam_url=url, ecs_url=url, ims_url=url, "
         f"domain='demo', username='{OPS_USER}', password='{OPS_PASSWORD}')"

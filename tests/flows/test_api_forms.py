@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
+import runtime
 from flows.create_image import CreateImageParams, CreateImageResult, create_image_from_ecs
 from flows.fleet import FleetParams, FleetResult, create_images_for_fleet
 from flows.lifecycle import DeleteImageParams, delete_image
 from localcloud.seed import FaultRuleSeed
-from tasks import runtime
 from tasks.image import REQUEST_TAG, Submission, _record_key, request_key, submission_store
 from tests.support import (
     PROJECT_ID,

@@ -139,7 +139,7 @@ def _refused_start_named_at_once(o: Outcome) -> None:
     assert isinstance(o.error, EcsNotReadyError)
     assert "the start of ECS db-1" in str(o.error)
     assert "Ecs.0226" in str(o.error)
-    # One start: the flow does not retry (tasks/retry.py), and the image is not made again.
+    # One start: the flow does not retry (runtime/retry.py), and the image is not made again.
     assert o.stat("ecs.start_servers") == 1
     assert o.stat("ims.create_image") == 1
     # Named as soon as the ECS job failed, not after the 600 s the wait would allow.

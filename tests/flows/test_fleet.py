@@ -220,7 +220,7 @@ def test_cli_fleet_progress_summary_and_exit_code(monkeypatch: pytest.MonkeyPatc
 
 
 async def test_credentials_block_wins_over_the_environment() -> None:
-    from tasks.credentials import ImsflowCredentials
+    from runtime.credentials import ImsflowCredentials
     from tests.support import PASSWORD
 
     cloud = fleet_cloud(2)

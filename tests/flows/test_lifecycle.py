@@ -21,7 +21,7 @@ from flows.lifecycle import (
 )
 from imsflow.errors import ImageBeingCreatedError, JobFailedError
 from localcloud import LocalCloud, ManualClock, Seed
-from tasks.credentials import ImsflowCredentials
+from runtime.credentials import ImsflowCredentials
 from tasks.image import INSTANCE_TAG, REQUEST_TAG
 from tests.support import DB_1, PASSWORD, WEB_1, cloud_runtime, endpoints, seed_data
 

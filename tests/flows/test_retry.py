@@ -1,4 +1,4 @@
-"""The retry story of ``tasks/retry.py``, counted on the local cloud: how often a failing call is made, how
+"""The retry story of ``runtime/retry.py``, counted on the local cloud: how often a failing call is made, how
 long the retries wait (on the cloud's clock), and what is never retried. No test patches a task."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from imsflow.errors import PermissionDeniedError, ServerError
 from imsflow.polling import TRANSIENT_TOLERANCE, tolerated_by_wait
 from localcloud import LocalCloud
 from localcloud.seed import FaultRuleSeed
-from tasks.retry import RETRIES, is_testing, set_testing
+from runtime.retry import RETRIES, is_testing, set_testing
 from tests.support import WEB_1, CloudNetwork, cloud_runtime, make_cloud
 
 

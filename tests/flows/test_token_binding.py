@@ -22,13 +22,13 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.settings import PREFECT_HOME
 from pydantic import SecretStr
 
+import runtime
 from flows.lifecycle import DeleteImageParams, delete_image
 from imsflow.errors import InvalidCredentialsError
 from localcloud import LocalCloud
-from tasks import runtime
-from tasks.credentials import ImsflowCredentials
+from runtime.credentials import ImsflowCredentials
+from runtime.secure import mac_key
 from tasks.lifecycle import DeleteResult
-from tasks.secure import mac_key
 from tasks.token import CredentialScope, fresh_token, replace_token, token_cache_key
 from tests.support import PASSWORD, cloud_runtime, make_cloud, settings_for
 

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 from prefect import flow
 
-from tasks import runtime
+import runtime
 from tasks.token import CredentialScope, fresh_token
 from tests.support import cloud_runtime, make_cloud
 

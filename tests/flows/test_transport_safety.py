@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+import runtime
 from cli.app import QUIET_PREFECT
 from cli.main import app
 from flows.create_image import CreateImageParams, CreateImageResult, create_image_from_ecs
 from imsflow.errors import ConfigError
-from tasks import runtime
 from tests.support import WEB_1, cloud_runtime, make_cloud
 
 REMOTE = "http://10.20.30.40:8780"

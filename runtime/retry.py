@@ -26,9 +26,9 @@ about 30-45 s of backoff (or the cloud's ``Retry-After`` each time), then the ru
 That holds for a job's status query (``GET .../jobs/{job_id}``) in poll-job: 1 + 4 absorbed = 5 calls,
 and poll-job is not retried for it; ``tests/flows/test_retry.py`` asserts it.
 
-The waits sleep through ``tasks.runtime``'s sleep, and so do the retries: Prefect is told to retry at once
+The waits sleep through ``runtime``'s sleep, and so do the retries: Prefect is told to retry at once
 (``retry_delay_seconds=0``) and :func:`retry_if_transient` waits the backoff itself before saying yes. With
-the local cloud's clock installed (``tasks.runtime.use_runtime(sleep=..., clock=...)``), every wait is
+the local cloud's clock installed (``runtime.use_runtime(sleep=..., clock=...)``), every wait is
 virtual. For tests of your own flows without that, :func:`set_testing` makes retries immediate.
 """
 
@@ -44,9 +44,9 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 from prefect.tasks import Task
 
+import runtime
 from imsflow.errors import ImsflowError
 from imsflow.polling import TRANSIENT_TOLERANCE, backoff_delay, retry_after_of, tolerated_by_wait
-from tasks import runtime
 
 #: Task retries after a transient error: a call is made at most ``RETRIES + 1`` times in a row.
 RETRIES = TRANSIENT_TOLERANCE
@@ -77,7 +77,7 @@ def set_testing(on: bool, *, attempts: int | None = None) -> _Restore:
     Process-wide, like ``stamina.set_testing``: call it in a fixture, or use it as a context manager
     (``with set_testing(True, attempts=1): ...``) to restore the previous mode on leaving. ``attempts``
     caps the attempts of each task run (``1``: no retries at all), else they stay as declared. What is
-    retried does not change: transient errors only. Waits for jobs still sleep through ``tasks.runtime``'s
+    retried does not change: transient errors only. Waits for jobs still sleep through ``runtime``'s
     sleep; replace it with ``use_runtime(sleep=..., clock=...)`` if they should not.
     """
     global _testing

@@ -19,9 +19,9 @@ from typing import Any, ClassVar, Literal, cast
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+import runtime
 from imsflow.settings import ImsflowSettings
 from imsflow.validation import BLOCK_NAME_PATTERN  # the block-name rule, re-exported
-from tasks import runtime
 
 #: Settings fields that make up "who, where": always taken from the block, never mixed with the
 #: environment, so a stray ``IMSFLOW_ACCESS_KEY`` cannot turn a password block into AK/SK signing.

@@ -8,7 +8,7 @@ import multiprocessing
 import threading
 from pathlib import Path
 
-from tasks.locking import FlockLockManager
+from runtime.locking import FlockLockManager
 
 
 def test_threads_queue_on_one_lock(tmp_path: Path) -> None:

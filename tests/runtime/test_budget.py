@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tasks.budget import ApiBudget, BudgetedTransport, batch_for
+from runtime.budget import ApiBudget, BudgetedTransport, batch_for
 
 
 class FakeTime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.credentials import ImsflowCredentials
+from runtime.credentials import ImsflowCredentials
 
 
 def test_block_identity_is_never_mixed_with_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ import cloudpickle
 from cryptography.fernet import Fernet
 from prefect.serializers import Serializer
 
-from tasks import runtime
+import runtime
 
 
 def key_file() -> Path:
