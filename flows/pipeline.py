@@ -5,7 +5,7 @@ The single-image flow (``flows/create_image.py``) and the fleet (``flows/fleet.p
 artifacts, events, a fleet's lanes and rows); the order of the steps and the power-state rules live here:
 
 * A running ECS is refused, unless ``stop_if_running``: then it is stopped (SOFT) and the check records that
-  imsflow stopped it (``tasks.ecs.PowerRecord``), so a retry or a re-run after a crash still knows.
+  imsflow stopped it (``runtime.records.PowerRecord``), so a retry or a re-run after a crash still knows.
 * If imsflow stopped it and ``restart`` is set, it is started again once the image job ended: after SUCCESS
   (a failed start then fails the call), and after FAIL or any other error (a failed start is only logged, so
   that the error raised is the one that made the imaging fail).

@@ -1,8 +1,25 @@
-"""What the tasks share: settings, the client factory, the clock, and step reports.
+"""What the steps and flows run on: settings, the transport, the clock, and step reports.
 
 Everything here is process-wide and has a production default. Tests swap in the local cloud's in-process
 transport and its manual clock with :func:`use_runtime`, so flows run for real through Prefect without
 sockets or sleeping.
+
+The package's modules hold the rest of the plumbing (none of them is imported by ``import runtime``, which
+loads no Prefect): ``retry`` (the retry story), ``auth`` (login, token scope, a client for a task),
+``secure`` (encryption at rest), ``records`` (typed records in result storage), ``locking``, ``budget``
+(global limits), ``credentials`` (the block) and ``events``.
+
+**Process-wide caches, and one reset.** A long-lived process keeps, on purpose:
+
+* the settings read from the environment (:func:`settings` without :func:`use_runtime`), read once;
+* ``runtime.auth``: the token that replaced a dead one (by fingerprint), and the project ID looked up for
+  an AK/SK;
+* ``runtime.secure``: the Fernet object per result key;
+* ``runtime.retry``: the test mode of :func:`runtime.retry.set_testing`.
+
+:func:`reset` forgets all of them and puts back the default runtime: what a test fixture calls so that no
+test depends on the ones before it, and what a host calls after changing ``IMSFLOW_*`` in-process.
+(Secrets registered for log redaction, ``imsflow.redact``, are never forgotten.)
 """
 
 from __future__ import annotations
@@ -83,6 +100,25 @@ def use_runtime(**changes: object) -> Iterator[Runtime]:
         _current = previous
 
 
+_resets: list[Callable[[], None]] = []
+
+
+def on_reset(forget: Callable[[], None]) -> Callable[[], None]:
+    """Register what a module of the package forgets on :func:`reset` (at its import: a module that was
+    never imported has nothing to forget). Returns ``forget``, so it works as a decorator."""
+    _resets.append(forget)
+    return forget
+
+
+def reset() -> None:
+    """Forget every process-wide cache of the runtime (listed in the module) and put back the defaults."""
+    global _current
+    _default_settings.cache_clear()
+    _current = Runtime()
+    for forget in _resets:
+        forget()
+
+
 async def wait_until(
     check: Callable[[], Awaitable[bool]], *, timeout: float, what: str, interval: float = 2.0
 ) -> None:
@@ -103,8 +139,11 @@ __all__ = [
     "Runtime",
     "SettingsSource",
     "current",
+    "on_reset",
     "report",
+    "reset",
     "settings",
     "settings_source",
     "use_runtime",
+    "wait_until",
 ]

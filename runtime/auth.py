@@ -13,7 +13,6 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 
-from prefect.results import ResultStore, aget_default_result_storage
 from pydantic import BaseModel, SecretStr
 
 import runtime
@@ -21,7 +20,8 @@ from imsflow.client import CloudClient
 from imsflow.errors import AuthenticationError, ConfigError, InvalidCredentialsError
 from imsflow.models import IamToken
 from imsflow.settings import ImsflowSettings
-from runtime.secure import EncryptedPickleSerializer, mac_key
+from runtime.records import TOKENS
+from runtime.secure import mac_key
 
 #: Tokens live 24 h; the cache forgets them an hour earlier so that no run starts with a dying token.
 TOKEN_CACHE_LIFETIME = timedelta(hours=23)
@@ -55,18 +55,22 @@ class CredentialScope(BaseModel):
         return f"{self.username}@{self.domain}/{self.project}"
 
 
+def _token_digest(scope: CredentialScope, password: SecretStr) -> str:
+    message = json.dumps(
+        {"scope": scope.model_dump(mode="json"), "password": password.get_secret_value()}, sort_keys=True
+    )
+    return hmac.new(mac_key(), message.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def token_cache_key(scope: CredentialScope, password: SecretStr) -> str:
-    """The cached token's storage key: a prefix no other task shares, and an HMAC of scope and password.
+    """The cached token's storage key (:data:`runtime.records.TOKENS`): a prefix no other task shares, and
+    an HMAC of scope and password.
 
     Keyed (``secure.mac_key``, derived from the result key), because the key is a file name in the result
     storage and shows in task run states: a plain hash of the password would let anyone who can read them
     test password guesses offline. Without the MAC key the digest says nothing about the password.
     """
-    message = json.dumps(
-        {"scope": scope.model_dump(mode="json"), "password": password.get_secret_value()}, sort_keys=True
-    )
-    digest = hmac.new(mac_key(), message.encode(), hashlib.sha256).hexdigest()[:32]
-    return f"imsflow-token-{digest}"
+    return TOKENS.key(_token_digest(scope, password))
 
 
 def _refused(error: AuthenticationError, scope: CredentialScope) -> AuthenticationError:
@@ -118,18 +122,15 @@ async def replace_token(scope: CredentialScope) -> IamToken:
 
     Called from inside other tasks, so it is not a task itself: a nested get-token would run inside the
     caller's transaction and wait on the very cache lock its parent holds. It writes the cache record
-    directly instead, under the same key, so the next run picks up the new token.
+    (:data:`runtime.records.TOKENS`) instead, under the key get-token computes (:func:`token_cache_key`), so
+    the next run picks up the new token.
     """
     token = await login(scope)
-    store = ResultStore(
-        result_storage=await aget_default_result_storage(), serializer=EncryptedPickleSerializer()
-    )
-    expiration = datetime.now(UTC) + TOKEN_CACHE_LIFETIME
     password = runtime.settings().password
     if password is None:  # login refused already; this keeps the type checker (and -O) honest
         raise ConfigError("IMSFLOW_PASSWORD is not set")
-    key = token_cache_key(scope, password)  # the key get-token computes (TokenCredentialsKey)
-    await store.awrite(token, key=key, expiration=expiration)  # type: ignore[arg-type]
+    expiration = datetime.now(UTC) + TOKEN_CACHE_LIFETIME
+    await TOKENS.put(_token_digest(scope, password), token, expiration=expiration)
     return token
 
 
@@ -159,6 +160,13 @@ def latest_token(token: IamToken) -> IamToken:
 # AK/SK runs without IMSFLOW_PROJECT_ID find the project by region name; every task builds its own client,
 # so the answer is kept per (IAM endpoint, AK, region) for the life of the process.
 _project_ids: dict[tuple[str, str, str], str] = {}
+
+
+@runtime.on_reset
+def _forget() -> None:
+    with _successors_lock:
+        _successors.clear()
+    _project_ids.clear()
 
 
 def _project_cache_key(settings: ImsflowSettings) -> tuple[str, str, str]:

@@ -88,6 +88,12 @@ def set_testing(on: bool, *, attempts: int | None = None) -> _Restore:
     return _Restore(previous)
 
 
+@runtime.on_reset
+def _forget() -> None:
+    global _testing
+    _testing = None
+
+
 def is_testing() -> bool:
     """Whether :func:`set_testing` switched the test mode on."""
     return _testing is not None

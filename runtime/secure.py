@@ -35,6 +35,9 @@ def _fernet_for(key: bytes) -> Fernet:
     return Fernet(key)
 
 
+runtime.on_reset(_fernet_for.cache_clear)
+
+
 def _load_or_create_key(path: Path) -> bytes:
     try:
         return path.read_bytes().strip()

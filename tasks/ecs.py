@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from prefect import task
-from prefect.results import ResultStore, aget_default_result_storage
-from prefect.serializers import JSONSerializer
 from pydantic import BaseModel
 
 import runtime
@@ -14,38 +12,18 @@ from imsflow.client import CloudClient
 from imsflow.errors import EcsNotReadyError, ImsflowError
 from imsflow.models import IamToken, Server
 from runtime.auth import client_for
+from runtime.records import POWER, PowerRecord
 from runtime.retry import transient_retries
 
 
-class PowerRecord(BaseModel):
-    """Whether imsflow stopped an ECS and owes it a start, kept in result storage beside the job records.
-
-    A task retry, a flow re-run or a run after a crash then still knows the ECS was running before imsflow
-    stopped it, and starts it again, instead of taking it for an ECS that was stopped all along.
-    """
-
-    instance_id: str
-    stopped_by_imsflow: bool
-    at: datetime
+async def _stopped_by_us(instance_id: str) -> bool:
+    record = await POWER.get(instance_id)
+    return record is not None and record.stopped_by_imsflow
 
 
-async def _power_store() -> ResultStore:
-    return ResultStore(result_storage=await aget_default_result_storage(), serializer=JSONSerializer())
-
-
-def _power_key(instance_id: str) -> str:
-    return f"imsflow-stopped-{instance_id}"
-
-
-async def _stopped_by_us(store: ResultStore, instance_id: str) -> bool:
-    if not await store.aexists(_power_key(instance_id)):
-        return False
-    return PowerRecord.model_validate((await store.aread(_power_key(instance_id))).result).stopped_by_imsflow
-
-
-async def _record_power(store: ResultStore, instance_id: str, stopped_by_imsflow: bool) -> None:
+async def _record_power(instance_id: str, stopped_by_imsflow: bool) -> None:
     record = PowerRecord(instance_id=instance_id, stopped_by_imsflow=stopped_by_imsflow, at=datetime.now(UTC))
-    await store.awrite(record.model_dump(mode="json"), key=_power_key(instance_id))
+    await POWER.put(instance_id, record)
 
 
 async def _power_job_failed(client: CloudClient, job_id: str, what: str, server: Server) -> None:
@@ -90,12 +68,11 @@ async def check_ecs_stopped(
     stop_timeout: float = 600,
 ) -> EcsCheck:
     """Pass when the ECS is SHUTOFF with no task in progress; stop it (SOFT) first if asked to."""
-    store = await _power_store()
     async with client_for(token) as client:
         server = await client.ecs.get_server(instance_id)
         if server.is_stopped:
             # Stopped by an earlier attempt of ours (a retry, or a run that crashed): it still owes a start.
-            ours = stop_if_running and await _stopped_by_us(store, instance_id)
+            ours = stop_if_running and await _stopped_by_us(instance_id)
             runtime.report(
                 "check-ecs-stopped", f"{server.name} is stopped" + (" (by imsflow)" if ours else "")
             )
@@ -112,12 +89,12 @@ async def check_ecs_stopped(
             raise EcsNotReadyError(f"{describe(server)}; it can be neither imaged nor stopped now")
         if server.task_state is None:
             # Recorded before the call: an answer lost on the way back may still have stopped it.
-            await _record_power(store, instance_id, stopped_by_imsflow=True)
+            await _record_power(instance_id, stopped_by_imsflow=True)
             try:
                 stop_job: str | None = await client.ecs.stop_servers([instance_id], type="SOFT")
             except ImsflowError as exc:
                 if not exc.retryable:  # certainly not stopped: nothing owed
-                    await _record_power(store, instance_id, stopped_by_imsflow=False)
+                    await _record_power(instance_id, stopped_by_imsflow=False)
                 raise
         else:
             stop_job = None  # already powering off: someone else's job
@@ -132,7 +109,7 @@ async def check_ecs_stopped(
                 try:
                     await _power_job_failed(client, stop_job, "stop", server)
                 except EcsNotReadyError:
-                    await _record_power(store, instance_id, stopped_by_imsflow=False)
+                    await _record_power(instance_id, stopped_by_imsflow=False)
                     raise
             return False
 
@@ -176,6 +153,6 @@ async def start_ecs(instance_id: str, token: IamToken | None, start_timeout: flo
             raise EcsNotReadyError(
                 f"{describe(server)} {start_timeout:.0f} s after the start request"
             ) from None
-    await _record_power(await _power_store(), instance_id, stopped_by_imsflow=False)
+    await _record_power(instance_id, stopped_by_imsflow=False)
     runtime.report("start-ecs", f"{server.name} running again")
     return server.status

@@ -13,9 +13,7 @@ from datetime import UTC, datetime
 
 from prefect import task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
-from prefect.results import ResultStore, aget_default_result_storage
 from prefect.runtime import flow_run
-from prefect.serializers import JSONSerializer
 from pydantic import BaseModel
 
 import runtime
@@ -31,6 +29,7 @@ from imsflow.models import CreateImageFromEcsRequest, IamToken, Image, ImageList
 from imsflow.polling import PollPolicy, wait_for_job
 from imsflow.validation import parse_dotted_tag
 from runtime.auth import client_for
+from runtime.records import SUBMISSIONS, Submission
 from runtime.retry import transient_retries
 
 #: Tag keys imsflow writes on every image it makes (IMS tag keys: letters, digits, ``_`` and ``-``).
@@ -55,18 +54,6 @@ def with_imsflow_tags(request: CreateImageFromEcsRequest, key: str) -> CreateIma
     return request.model_copy(update={"tags": None, "image_tags": kept + ours})
 
 
-class Submission(BaseModel):
-    """The image job a request became: submitted now, resumed from a record, or adopted from an image."""
-
-    request_key: str
-    job_id: str | None = None
-    image_id: str | None = None
-    how: str = "submitted"  # submitted | resumed | adopted
-    submitted_at: datetime
-    #: The flow run that submitted the job: a retry of that run must not submit again after a FAIL.
-    flow_run_id: str | None = None
-
-
 class ImageResult(BaseModel):
     image_id: str
     job_id: str | None
@@ -75,21 +62,6 @@ class ImageResult(BaseModel):
     #: How long the job took by the cloud's own begin/end times (None when adopted or not reported); the
     #: fleet flow expects the next jobs to take about as long.
     job_seconds: float | None = None
-
-
-async def submission_store() -> ResultStore:
-    # Job IDs are not secret: plain JSON, readable for whoever debugs a stuck run.
-    return ResultStore(result_storage=await aget_default_result_storage(), serializer=JSONSerializer())
-
-
-def _record_key(key: str) -> str:
-    return f"imsflow-submission-{key}"
-
-
-async def _read_record(store: ResultStore, key: str) -> Submission | None:
-    if not await store.aexists(_record_key(key)):
-        return None
-    return Submission.model_validate((await store.aread(_record_key(key))).result)
 
 
 async def _resume(client: CloudClient, record: Submission) -> Submission | None:
@@ -114,15 +86,16 @@ async def _resume(client: CloudClient, record: Submission) -> Submission | None:
     return record.model_copy(update={"how": "resumed"})
 
 
-async def resume_recorded(client: CloudClient, store: ResultStore, key: str) -> Submission | None:
-    record = await _read_record(store, key)
+async def resume_recorded(client: CloudClient, key: str) -> Submission | None:
+    """The job recorded for request ``key`` (:data:`runtime.records.SUBMISSIONS`), if it is still alive."""
+    record = await SUBMISSIONS.get(key)
     return None if record is None else await _resume(client, record)
 
 
 async def raise_if_failed_in_this_run(key: str, token: IamToken | None) -> None:
     """On a flow retry: end with the failure of the image job this very run submitted, before touching the
     ECS again (a retry must neither resubmit nor stop and start the ECS once more for a failed request)."""
-    record = await _read_record(await submission_store(), key)
+    record = await SUBMISSIONS.get(key)
     if record is None or record.flow_run_id is None or record.flow_run_id != _current_flow_run_id():
         return
     async with client_for(token) as client:
@@ -156,9 +129,8 @@ async def submit_image(request: CreateImageFromEcsRequest, key: str, token: IamT
     Every attempt reconciles first, which is what makes retrying a failed POST safe: if the cloud applied
     it but the answer was lost, the image with our tag is found and adopted instead of made again.
     """
-    store = await submission_store()
     async with client_for(token) as client:
-        found = await resume_recorded(client, store, key) or await adopt_tagged(client, key)
+        found = await resume_recorded(client, key) or await adopt_tagged(client, key)
         if found is not None:
             runtime.report(
                 "submit-image", f"{found.how} job {found.job_id or '-'} (image {found.image_id or '-'})"
@@ -168,7 +140,7 @@ async def submit_image(request: CreateImageFromEcsRequest, key: str, token: IamT
     submission = Submission(
         request_key=key, job_id=job_id, submitted_at=datetime.now(UTC), flow_run_id=_current_flow_run_id()
     )
-    await store.awrite(submission.model_dump(mode="json"), key=_record_key(key))
+    await SUBMISSIONS.put(key, submission)
     runtime.report("submit-image", f"submitted job {job_id}")
     return submission
 

@@ -18,7 +18,7 @@ from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageListQuery
 from runtime.auth import client_for
 from runtime.retry import transient_retries
 from tasks.ecs import describe
-from tasks.image import REQUEST_TAG, adopt_tagged, resume_recorded, submission_store
+from tasks.image import REQUEST_TAG, adopt_tagged, resume_recorded
 
 Verdict = Literal["submit", "resume", "adopt", "refuse"]
 
@@ -78,7 +78,6 @@ async def dry_run_check(
 ) -> DryRunResult:
     """Read-only checks of everything a real run needs; returns what it would do."""
     result = DryRunResult(would="submit", instance_id=request.instance_id, name=request.name)
-    store = await submission_store()
     async with client_for(token) as client:
         try:
             server = await client.ecs.get_server(request.instance_id)
@@ -110,7 +109,7 @@ async def dry_run_check(
                 "another (refused where the cloud enforces unique names, IMG.0009)"
             )
 
-        found = await resume_recorded(client, store, key) or await adopt_tagged(client, key)
+        found = await resume_recorded(client, key) or await adopt_tagged(client, key)
     if found is not None:
         result.existing_image_id = found.image_id
         if found.job_id:

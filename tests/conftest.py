@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 _home = Path(tempfile.mkdtemp(prefix="imsflow-tests-"))
 os.environ["PREFECT_HOME"] = str(_home / "prefect")
@@ -18,6 +21,17 @@ os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "CRITICAL")
 # A developer's own IMSFLOW_* settings must not steer the tests.
 for _name in [n for n in os.environ if n.startswith("IMSFLOW_")]:
     del os.environ[_name]
+
+
+@pytest.fixture(autouse=True)
+def fresh_runtime() -> Iterator[None]:
+    """Every test starts from the default runtime and empty process-wide caches (``runtime.reset``): no test
+    sees the settings, token successors, project IDs or retry test mode another test left behind."""
+    import runtime  # here, not at the top: it reads nothing of Prefect's, but keep this module first
+
+    runtime.reset()
+    yield
+    runtime.reset()
 
 
 def pytest_report_header() -> str:

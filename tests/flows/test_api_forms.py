@@ -14,7 +14,8 @@ from flows.create_image import CreateImageParams, CreateImageResult, create_imag
 from flows.fleet import FleetParams, FleetResult, create_images_for_fleet
 from flows.lifecycle import DeleteImageParams, delete_image
 from localcloud.seed import FaultRuleSeed
-from tasks.image import REQUEST_TAG, Submission, _record_key, request_key, submission_store
+from runtime.records import SUBMISSIONS, Submission
+from tasks.image import REQUEST_TAG, request_key
 from tests.support import (
     PROJECT_ID,
     WEB_1,
@@ -32,7 +33,7 @@ IMAGE_ID = "1a2b3c4d-0000-4000-8000-000000000404"
 async def _record_unknown_job(key: str) -> None:
     # A submission record from long ago: its job has expired (or never was on this cloud).
     record = Submission(request_key=key, job_id=UNKNOWN_JOB, submitted_at=datetime.now(UTC))
-    await (await submission_store()).awrite(record.model_dump(mode="json"), key=_record_key(key))
+    await SUBMISSIONS.put(key, record)
 
 
 def _queries_of_the_unknown_job(network: CloudNetwork) -> int:

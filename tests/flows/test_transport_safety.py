@@ -26,9 +26,9 @@ def env_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
     monkeypatch.chdir(tmp_path)
     for name, value in QUIET_PREFECT.items():
         monkeypatch.setenv(name, value)
-    runtime._default_settings.cache_clear()
+    runtime.reset()  # settings are read from the environment anew
     yield
-    runtime._default_settings.cache_clear()
+    runtime.reset()
 
 
 def test_cli_refuses_remote_plain_http_in_one_line(

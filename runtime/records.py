@@ -1,0 +1,105 @@
+"""Typed records in Prefect's result storage: what imsflow keeps across task retries, flow runs and crashes.
+
+Each kind of record is one :class:`Records` of a pydantic model, with its own key prefix and serializer:
+
+* :data:`SUBMISSIONS` (``imsflow-submission-<request key>``): the image job a request became, written the
+  moment the cloud returns the job ID (``tasks/image.py``), so a retry or a re-run resumes it;
+* :data:`POWER` (``imsflow-stopped-<instance id>``): whether imsflow stopped an ECS and owes it a start
+  (``tasks/ecs.py``);
+* :data:`TOKENS` (``imsflow-token-<hmac>``): the IAM token, encrypted at rest. It is get-token's own cached
+  result (``tasks/token.py``: the task writes it through Prefect's cache); a client that got a 401 replaces
+  it here (``runtime/auth.py``), under the same key, so the next run picks up the new token.
+
+Job IDs and power states are not secret: plain JSON, readable for whoever debugs a stuck run. Records live
+where Prefect keeps results (``PREFECT_LOCAL_STORAGE_PATH``, or the server's default result storage block),
+so every process that shares that storage shares them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from prefect.results import ResultStore, aget_default_result_storage
+from prefect.serializers import JSONSerializer, Serializer
+from pydantic import BaseModel
+
+from imsflow.models import IamToken
+from runtime.secure import EncryptedPickleSerializer
+
+M = TypeVar("M", bound=BaseModel)
+
+#: The expiration of a deleted record: long past, so the storage says it does not exist.
+_GONE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class Records(Generic[M]):
+    """Records of one model, one per name, under ``prefix + name`` in the default result storage.
+
+    ``encrypted``: cloudpickle + Fernet (``runtime.secure``) and the model object itself, the form Prefect
+    writes a task's cached result in; else JSON of ``model_dump(mode="json")``.
+    """
+
+    def __init__(self, model: type[M], prefix: str, *, encrypted: bool = False) -> None:
+        self.model = model
+        self.prefix = prefix
+        self.encrypted = encrypted
+
+    def key(self, name: str) -> str:
+        """The storage key of the record called ``name``."""
+        return f"{self.prefix}{name}"
+
+    def _serializer(self) -> Serializer[Any]:
+        return EncryptedPickleSerializer() if self.encrypted else JSONSerializer()
+
+    async def store(self) -> ResultStore:
+        """A result store on the default result storage (read anew: tests and settings may move it)."""
+        return ResultStore(result_storage=await aget_default_result_storage(), serializer=self._serializer())
+
+    async def get(self, name: str) -> M | None:
+        """The record, or ``None`` when there is none (never written, deleted or expired)."""
+        store = await self.store()
+        key = self.key(name)
+        if not await store.aexists(key):
+            return None
+        return self.model.model_validate((await store.aread(key)).result)
+
+    async def put(self, name: str, value: M, *, expiration: datetime | None = None) -> None:
+        """Write the record (replacing any); after ``expiration`` it reads as absent."""
+        obj: Any = value if self.encrypted else value.model_dump(mode="json")
+        await (await self.store()).awrite(obj, key=self.key(name), expiration=expiration)  # type: ignore[arg-type]
+
+    async def delete(self, name: str) -> None:
+        """Forget the record. Storage blocks cannot delete, so this writes an empty record, long expired."""
+        await (await self.store()).awrite(None, key=self.key(name), expiration=_GONE)  # type: ignore[arg-type]
+
+
+class Submission(BaseModel):
+    """The image job a request became: submitted now, resumed from a record, or adopted from an image."""
+
+    request_key: str
+    job_id: str | None = None
+    image_id: str | None = None
+    how: str = "submitted"  # submitted | resumed | adopted
+    submitted_at: datetime
+    #: The flow run that submitted the job: a retry of that run must not submit again after a FAIL.
+    flow_run_id: str | None = None
+
+
+class PowerRecord(BaseModel):
+    """Whether imsflow stopped an ECS and owes it a start, kept in result storage beside the job records.
+
+    A task retry, a flow re-run or a run after a crash then still knows the ECS was running before imsflow
+    stopped it, and starts it again, instead of taking it for an ECS that was stopped all along.
+    """
+
+    instance_id: str
+    stopped_by_imsflow: bool
+    at: datetime
+
+
+SUBMISSIONS = Records(Submission, "imsflow-submission-")
+POWER = Records(PowerRecord, "imsflow-stopped-")
+TOKENS = Records(IamToken, "imsflow-token-", encrypted=True)
+
+__all__ = ["POWER", "SUBMISSIONS", "TOKENS", "PowerRecord", "Records", "Submission"]
