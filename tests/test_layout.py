@@ -31,6 +31,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "flows": {"tasks", "runtime", "imsflow"},
     "deployments": {"flows", "tasks", "runtime", "imsflow"},
     "cli": {"deployments", "flows", "tasks", "runtime", "imsflow", "localcloud"},
+    # The console script's bootstrap: it finds the folders (in a wheel, under it) and calls the CLI.
+    "imsflow_app": {"cli"},
 }
 PACKAGES = set(MAY_IMPORT)
 
