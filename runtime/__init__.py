@@ -34,6 +34,7 @@ from functools import lru_cache
 import httpx
 
 from imsflow import polling
+from imsflow.polling import J
 from imsflow.settings import ImsflowSettings
 
 Reporter = Callable[[str, str], None]
@@ -128,6 +129,28 @@ async def wait_until(
     )
 
 
+async def wait_for_job(
+    fetch: Callable[[], Awaitable[J]],
+    *,
+    job_id: str,
+    timeout: float,
+    policy: polling.PollPolicy | None = None,
+    on_update: Callable[[J, float], Awaitable[None]] | None = None,
+    percent_of: Callable[[J], float | None] = lambda _job: None,
+) -> J:
+    """:func:`imsflow.polling.wait_for_job` on this runtime's clock and sleep (virtual in tests)."""
+    return await polling.wait_for_job(
+        fetch,
+        job_id=job_id,
+        timeout=timeout,
+        policy=policy,
+        clock=_current.clock,
+        sleep=_current.sleep,
+        on_update=on_update,
+        percent_of=percent_of,
+    )
+
+
 def report(step: str, message: str) -> None:
     """Tell interested front ends (the CLI's step display) that a step finished."""
     for reporter in _current.reporters:
@@ -145,5 +168,6 @@ __all__ = [
     "settings",
     "settings_source",
     "use_runtime",
+    "wait_for_job",
     "wait_until",
 ]

@@ -26,7 +26,7 @@ from imsflow.errors import (
     JobTimeoutError,
 )
 from imsflow.models import CreateImageFromEcsRequest, IamToken, Image, ImageListQuery, ImageTag, ImsJob
-from imsflow.polling import PollPolicy, wait_for_job
+from imsflow.polling import PollPolicy
 from imsflow.validation import parse_dotted_tag
 from runtime.auth import client_for
 from runtime.records import SUBMISSIONS, Submission
@@ -202,7 +202,6 @@ async def poll_job(
     ``progress_artifact=False`` skips the progress artifact: the fleet flow has its own table, and each
     update is a Prefect API write on the poll loop's path (under a fleet's load, up to seconds each).
     """
-    rt = runtime.current()
     settings = runtime.settings()
     policy = policy or PollPolicy(
         initial_delay=settings.poll_initial_delay, max_interval=settings.poll_max_interval
@@ -233,15 +232,8 @@ async def poll_job(
             async def fetch() -> ImsJob:
                 return await client.ims.get_job(job_id)
 
-            job = await wait_for_job(
-                fetch,
-                job_id=job_id,
-                timeout=timeout,
-                policy=policy,
-                clock=rt.clock,
-                sleep=rt.sleep,
-                on_update=show,
-                percent_of=_percent,
+            job = await runtime.wait_for_job(
+                fetch, job_id=job_id, timeout=timeout, policy=policy, on_update=show, percent_of=_percent
             )
             image_id = job.image_id
             if job.begin_time is not None and job.end_time is not None:

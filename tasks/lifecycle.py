@@ -18,7 +18,7 @@ from pydantic import BaseModel
 import runtime
 from imsflow.errors import ImageBeingCreatedError, ImageNotFoundError, ImsflowError
 from imsflow.models import ExportImageRequest, IamToken, Image, ImageListQuery, ImsJob
-from imsflow.polling import PollPolicy, wait_for_job
+from imsflow.polling import PollPolicy
 from runtime.auth import client_for
 from runtime.retry import transient_retries
 from tasks.image import INSTANCE_TAG, REQUEST_TAG
@@ -285,7 +285,6 @@ async def submit_export(image_id: str, request: ExportImageRequest, token: IamTo
 )
 async def poll_export(job_id: str, token: IamToken | None, timeout_seconds: float) -> ImsJob:
     """Wait for the export job to end; a FAIL is a ``JobFailedError`` with the cloud's reason."""
-    rt = runtime.current()
     settings = runtime.settings()
     policy = PollPolicy(initial_delay=settings.poll_initial_delay, max_interval=settings.poll_max_interval)
     async with client_for(token) as client:
@@ -296,14 +295,8 @@ async def poll_export(job_id: str, token: IamToken | None, timeout_seconds: floa
         async def show(job: ImsJob, elapsed: float) -> None:
             runtime.report("poll-export", f"{job.status} after {elapsed:.0f} s")
 
-        job = await wait_for_job(
-            fetch,
-            job_id=job_id,
-            timeout=timeout_seconds,
-            policy=policy,
-            clock=rt.clock,
-            sleep=rt.sleep,
-            on_update=show,
+        job = await runtime.wait_for_job(
+            fetch, job_id=job_id, timeout=timeout_seconds, policy=policy, on_update=show
         )
     return job
 
