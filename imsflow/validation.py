@@ -117,25 +117,26 @@ TAG_KEY_MAX = 36
 TAG_VALUE_MAX = 43
 
 
+def _matching(pattern: re.Pattern[str], value: str, field: str, rule: str) -> str:
+    """``value`` if the whole of it matches ``pattern``, else the field's error stating ``rule`` in words."""
+    if not pattern.fullmatch(value):
+        raise InvalidRequestError(field, value, rule)
+    return value
+
+
 def check_image_name(name: str, field: str = "name") -> str:
     """An image name as IMS accepts it."""
-    if not _NAME.fullmatch(name):
-        raise InvalidRequestError(field, name, NAME_RULE)
-    return name
+    return _matching(_NAME, name, field, NAME_RULE)
 
 
 def check_description(description: str, field: str = "description") -> str:
     """An image description as IMS accepts it."""
-    if not _DESCRIPTION.fullmatch(description):
-        raise InvalidRequestError(field, description, DESCRIPTION_RULE)
-    return description
+    return _matching(_DESCRIPTION, description, field, DESCRIPTION_RULE)
 
 
 def check_tag(tag: str, field: str = "tags") -> str:
     """One ``key.value`` tag (the period separates key and value; neither may contain one)."""
-    if not _TAG.fullmatch(tag):
-        raise InvalidRequestError(field, tag, TAG_RULE)
-    return tag
+    return _matching(_TAG, tag, field, TAG_RULE)
 
 
 def parse_dotted_tag(tag: str, field: str = "tags") -> tuple[str, str]:
@@ -146,9 +147,7 @@ def parse_dotted_tag(tag: str, field: str = "tags") -> tuple[str, str]:
 
 def check_tag_param(tag: str, field: str = "tags") -> str:
     """One ``key=value`` tag as flow parameters and CLI options take it."""
-    if not _TAG_PARAM.fullmatch(tag):
-        raise InvalidRequestError(field, tag, TAG_PARAM_RULE)
-    return tag
+    return _matching(_TAG_PARAM, tag, field, TAG_PARAM_RULE)
 
 
 def parse_tag(tag: str, field: str = "tags") -> tuple[str, str]:
@@ -194,9 +193,7 @@ def check_tag_count(keys: Iterable[str], field: str = "tags") -> None:
 
 def check_uuid(value: str, field: str) -> str:
     """A resource id in the canonical UUID form (ECS ids, image ids)."""
-    if not _UUID.fullmatch(value):
-        raise InvalidRequestError(field, value, UUID_RULE)
-    return value
+    return _matching(_UUID, value, field, UUID_RULE)
 
 
 def check_enterprise_project_id(value: str, field: str = "enterprise_project_id") -> str:
@@ -211,16 +208,12 @@ def check_enterprise_project_id(value: str, field: str = "enterprise_project_id"
 
 def check_bucket_url(value: str, field: str = "bucket_url") -> str:
     """An OBS target ``bucket:file``."""
-    if not _BUCKET_URL.fullmatch(value):
-        raise InvalidRequestError(field, value, BUCKET_URL_RULE)
-    return value
+    return _matching(_BUCKET_URL, value, field, BUCKET_URL_RULE)
 
 
 def check_block_name(value: str, field: str = "credentials_block") -> str:
     """The name of a Prefect block (the ImsflowCredentials block a flow run uses)."""
-    if not _BLOCK_NAME.fullmatch(value):
-        raise InvalidRequestError(field, value, BLOCK_NAME_RULE)
-    return value
+    return _matching(_BLOCK_NAME, value, field, BLOCK_NAME_RULE)
 
 
 def check_export_format(value: str, field: str = "file_format") -> str:
