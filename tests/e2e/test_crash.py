@@ -67,11 +67,10 @@ def cloud_url(tmp_path: Path) -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        # A request held by a delay fault (the killed run's) keeps uvicorn's graceful stop waiting for the
+        # fault's full 60 s; nothing of the cloud's outlives the test, so it need not stop gracefully.
+        proc.kill()
+        proc.wait(10)
 
 
 def _env(cloud_url: str, home: Path) -> dict[str, str]:

@@ -1,22 +1,139 @@
 from __future__ import annotations
 
+import atexit
+import contextlib
 import shutil
+import tempfile
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.support import LAYOUTS, endpoint_layout
+
+#: Seconds the test server may take to come up. Generous: on a busy 2-core machine it can take minutes
+#: (Prefect's default: 20 s).
+SERVER_STARTUP_TIMEOUT = 120
+_early: dict[str, Any] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the test server's process as soon as the run is known to need it, not at the first flow test.
+
+    Coming up (imports, database migrations) takes about 10 s; the tests collected before tests/flows
+    (tests/cli, tests/client) run meanwhile. :func:`prefect_server` waits for it and hands it to Prefect's
+    test harness.
+    """
+    here = Path(__file__).parent
+    if session.config.option.collectonly or not any(
+        here in Path(item.path).parents for item in session.items
+    ):
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+    from prefect.testing.utilities import _find_available_port
+
+    db_dir = Path(tempfile.mkdtemp(prefix="imsflow-test-server-"))
+    atexit.register(shutil.rmtree, db_dir, ignore_errors=True)
+    url = f"sqlite+aiosqlite:///{db_dir / 'prefect-test.db'}"
+    server = SubprocessASGIServer(port=_find_available_port())
+    with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: url, **_server_settings()}):
+        # What SubprocessASGIServer.start does, less its wait for /health (prefect_server waits).
+        server.server_process = server._run_uvicorn_command()
+    server.running = True
+    atexit.register(server.stop)  # also when the run ends before any flow test
+    _early.update(server=server, url=url)
+
+
+def _server_settings() -> dict[Any, Any]:
+    """Settings of the test server's process.
+
+    A fleet waits for slots of its concurrency limit: the server answers 423 with a ``Retry-After`` of the
+    limit's average slot occupancy (up to 30 s), and Prefect's client sleeps that long in real time. On the
+    local cloud's virtual clock slots free up in milliseconds: a quarter second caps the wait.
+    """
+    from prefect.settings import PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS
+
+    return {PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS: 0.25}
+
+
+def _wait_until_healthy(server: Any, timeout: float) -> bool:
+    """True once the early server answers /health; False when its process died (the harness then starts one
+    itself)."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=5) as client:
+        while server.server_process.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(f"{server.api_url}/health").status_code == 200:
+                    return True
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Prefect test server did not answer within {timeout:.0f} s")
+            time.sleep(0.1)
+    return False
 
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_server() -> Iterator[None]:
     """One temporary Prefect server for all flow tests (starting one costs seconds)."""
-    from prefect.testing.utilities import prefect_test_harness
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+    from prefect.testing import utilities
 
-    # Generous: on a busy 2-core machine the server can take minutes to start (Prefect's default: 20 s).
-    with prefect_test_harness(server_startup_timeout=120):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_local_server_backoff())
+        early = _early.pop("server", None)
+        if early is not None and not _wait_until_healthy(early, SERVER_STARTUP_TIMEOUT):
+            early.running = False
+            SubprocessASGIServer._instances.pop(early.port, None)
+            early = None
+        if early is not None:
+            # The harness takes the running server for the port it picks (one instance per port).
+            patch = stack.enter_context(pytest.MonkeyPatch.context())
+            patch.setattr(utilities, "_find_available_port", lambda: early.port)
+        stack.enter_context(utilities.prefect_test_harness(server_startup_timeout=SERVER_STARTUP_TIMEOUT))
+        if early is not None:
+            # This process's settings name the database the server uses (the harness named its own).
+            stack.enter_context(
+                temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: _early["url"]})
+            )
         yield
+
+
+#: Prefect's client backoff on a retryable answer without ``Retry-After`` is 2, 4, 8, ... s (times jitter).
+#: The test server is local: a tenth of that, with twice the attempts, rides out the same contention.
+_BACKOFF_SCALE = 0.1
+_CLIENT_MAX_RETRIES = 10
+
+
+@contextmanager
+def _local_server_backoff() -> Iterator[None]:
+    """Retry the test server's 503s in tenths of a second, not seconds.
+
+    Prefect's SQLite server answers a write that collides with another (the fleet's concurrent slot
+    increments, the task-run recorder) with "database is locked" -> 503; that is a read-to-write upgrade of a
+    deferred transaction, so SQLite's busy timeout does not apply and the request fails at once. The client
+    then sleeps ``2**attempt`` seconds in real time: 2 s, 4 s of a test doing nothing. Only the backoff for
+    answers *without* ``Retry-After`` changes (a concurrency limit's 423 ``Retry-After`` is honoured as is).
+    """
+    import prefect.client.base as client_base
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+    from prefect.utilities.math import clamped_poisson_interval
+
+    def scaled(average_interval: float, clamping_factor: float = 0.3) -> float:
+        return clamped_poisson_interval(average_interval * _BACKOFF_SCALE, clamping_factor)
+
+    # The client's jitter step (prefect.client.base imports it by name) is where its backoff is computed.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(client_base, "clamped_poisson_interval", scaled)
+        # The server settings too: a server the harness starts itself gets them from here.
+        with temporary_settings(
+            updates={PREFECT_CLIENT_MAX_RETRIES: _CLIENT_MAX_RETRIES, **_server_settings()}
+        ):
+            yield
 
 
 @pytest.fixture(autouse=True)
