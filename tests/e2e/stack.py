@@ -107,6 +107,48 @@ def process_env(
     return env
 
 
+@contextlib.contextmanager
+def prefect_server(home: Path, *, timeout: float = 120) -> Iterator[str]:
+    """``prefect server start`` alone (no UI) on a free 127.0.0.1 port, with a fresh ``PREFECT_HOME`` under
+    ``home``; yields its API URL once ``/api/health`` answers, and stops it afterwards. For tests whose
+    processes would otherwise each start a temporary server: point them at it with ``PREFECT_API_URL``."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "IMSFLOW_"))}
+    env.update(
+        PREFECT_HOME=str(home / "prefect-server"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_UI_ENABLED="false",
+        PREFECT_LOGGING_SERVER_LEVEL="WARNING",
+    )
+    with (home / "prefect-server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for(
+                lambda: httpx.get(f"{api}/health", timeout=2).json() is True,
+                timeout=timeout,
+                what="prefect server",
+                proc=proc,
+            )
+            yield api
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+
 @dataclass
 class Stack:
     home: Path

@@ -1,9 +1,14 @@
 """Crash safety: ``imsflow create`` killed with SIGKILL at the worst moments, then run again.
 
 Everything is real processes: the local cloud (``python -m localcloud``) on a free port with a real clock,
-and ``imsflow create`` on Prefect's ephemeral server (``PREFECT_API_URL`` unset) with one ``PREFECT_HOME``
-shared by the killed run and the re-run, as on an operator's machine. Whatever the moment of the kill, the
-re-run ends with the one image of the request, listed once in ``GET /v2/cloudimages``.
+and ``imsflow create`` with one ``PREFECT_HOME`` (result storage, locks) shared by the killed run and the
+re-run, as on an operator's machine. Whatever the moment of the kill, the re-run ends with the one image of
+the request, listed once in ``GET /v2/cloudimages``.
+
+Both runs talk to one ``prefect server start`` shared by the module (``PREFECT_API_URL``) instead of each
+starting a temporary server (seconds each). Only the API is shared: each test has its own cloud,
+``PREFECT_HOME`` and key directory, and what imsflow keeps across a crash (the submission record, the token
+cache, the locks) lives there, not in the server; ``imsflow create`` uses no global concurrency limit.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.stack import free_port, process_env
+from tests.e2e.stack import free_port, prefect_server, process_env
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +47,12 @@ SEED: dict[str, Any] = {
     "timing": {"image_job_seconds": 6, "job_init_seconds": 1},
 }
 IMSFLOW = [sys.executable, "-m", "cli"]
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as api:
+        yield api
 
 
 @pytest.fixture
@@ -73,19 +84,22 @@ def cloud_url(tmp_path: Path) -> Iterator[str]:
         proc.wait(10)
 
 
-def _env(cloud_url: str, home: Path) -> dict[str, str]:
+def _env(cloud_url: str, home: Path, prefect_api: str) -> dict[str, str]:
     return process_env(
         home,
         cloud_url,
         username="alice",
         password=PASSWORD,
+        PREFECT_API_URL=prefect_api,
+        # Never a temporary server: a run that missed PREFECT_API_URL fails instead of starting one.
+        PREFECT_SERVER_EPHEMERAL_ENABLED="false",
         IMSFLOW_POLL_INITIAL_DELAY="1",
         IMSFLOW_POLL_MAX_INTERVAL="2",
     )
 
 
 def _create(env: dict[str, str], name: str) -> subprocess.Popen[str]:
-    # A session of its own: SIGKILL goes to the whole group, the ephemeral Prefect server included.
+    # A session of its own: SIGKILL goes to the whole group, whatever the run started included.
     return subprocess.Popen(
         [*IMSFLOW, "create", "--instance-id", WEB_1, "--name", name],
         env=env,
@@ -166,12 +180,13 @@ def _mid_poll(url: str) -> Callable[[dict[str, int]], bool]:
     ids=["during-get-token", "before-submit", "after-create-response", "mid-poll"],
 )
 def test_sigkill_then_rerun_makes_exactly_one_image(
+    prefect_api: str,
     cloud_url: str,
     tmp_path: Path,
     moment: Callable[[str], Callable[[dict[str, int]], bool]],
     submitted_by_killed_run: bool,
 ) -> None:
-    env = _env(cloud_url, tmp_path)
+    env = _env(cloud_url, tmp_path, prefect_api)
     name = "web-1-crash"
     ready = moment(cloud_url)
 
