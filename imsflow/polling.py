@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -35,7 +34,9 @@ BACKOFF_BASE = 2.0
 BACKOFF_CAP = 30.0
 BACKOFF_JITTER = 0.5
 
-_tolerated: weakref.WeakSet[BaseException] = weakref.WeakSet()
+#: The attribute that marks the error that ended a wait. On the error itself, not in a registry of objects:
+#: it survives the pickling Prefect does to task failures (``ImsflowError.__reduce__`` keeps ``__dict__``).
+_ENDED_WAIT = "imsflow_ended_wait"
 
 
 def backoff_delay(
@@ -67,12 +68,12 @@ def retry_after_of(error: BaseException) -> float | None:
 
 def tolerated_by_wait(error: BaseException) -> bool:
     """True for the transient error that ended a wait: the wait already repeated its call enough."""
-    return error in _tolerated
+    return getattr(error, _ENDED_WAIT, False) is True
 
 
 def _give_up(error: ImsflowError, what: str, tolerance: int) -> None:
     """Mark ``error`` as the one that ended a wait after ``tolerance`` absorbed ones (see the module)."""
-    _tolerated.add(error)
+    setattr(error, _ENDED_WAIT, True)
     error.add_note(
         f"imsflow: transient error number {tolerance + 1} in a row while waiting for {what}; "
         f"the wait absorbed {tolerance}, so this one ends it and is not retried again"
