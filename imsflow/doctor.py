@@ -395,29 +395,24 @@ class _Doctor:
                 return
             detail, hint, request_id = _describe_error(exc)
             if exc.code in NO_SUCH_API_CODES or exc.status == 404:
-                hint = _job_hint(self.settings, path)
+                hint = _job_hint(path)
             self.add("ims-job", CheckStatus.failed, f"GET {path}{via}: {detail}", hint, request_id)
             return
         self.add("ims-job", CheckStatus.ok, f"job query answers{via}")
 
 
 def _job_setting(settings: ImsflowSettings) -> str:
-    """`` (ims_job_api X, where from)`` when the settings choose the job query API (newer versions do)."""
-    effective = getattr(settings, "effective_ims_job_api", None)
-    if isinstance(effective, str):
-        origin = "IMSFLOW_IMS_JOB_API" if getattr(settings, "ims_job_api", None) else "profile default"
-        return f" (ims_job_api {effective}, {origin})"
-    return ""
+    """`` (ims_job_api X, where from)``: the job query API the settings choose."""
+    origin = "IMSFLOW_IMS_JOB_API" if settings.ims_job_api else "profile default"
+    return f" (ims_job_api {settings.effective_ims_job_api}, {origin})"
 
 
-def _job_hint(settings: ImsflowSettings, path: str) -> str:
-    hint = (
+def _job_hint(path: str) -> str:
+    return (
         f"The IMS endpoint does not serve GET {path}: the job query path differs between clouds "
-        "(Huawei Cloud: /v1/cloudimages/job/{job_id}; OTC: /v1/{project_id}/jobs/{job_id})."
+        "(Huawei Cloud: /v1/cloudimages/job/{job_id}; OTC: /v1/{project_id}/jobs/{job_id}). "
+        "Set IMSFLOW_IMS_JOB_API to cloudimages-job or project-jobs, or check IMSFLOW_IMS_URL."
     )
-    if "ims_job_api" in type(settings).model_fields:
-        return hint + " Set IMSFLOW_IMS_JOB_API to cloudimages-job or project-jobs, or check IMSFLOW_IMS_URL."
-    return hint + " Check IMSFLOW_PROFILE and IMSFLOW_IMS_URL."
 
 
 def _job_path(url: str, endpoint: str, project_id: str | None) -> str:
