@@ -25,7 +25,7 @@ from prefect.settings import PREFECT_HOME
 
 import runtime
 from imsflow.models import IamToken
-from runtime.auth import TOKEN_CACHE_LIFETIME, CredentialScope, login, replace_token, token_cache_key
+from runtime.auth import TOKEN_CACHE_LIFETIME, CredentialScope, login, token_cache_key
 from runtime.locking import FlockLockManager
 from runtime.retry import transient_retries
 from runtime.secure import EncryptedPickleSerializer
@@ -100,6 +100,5 @@ __all__ = [
     "flow_token",
     "fresh_token",
     "get_token",
-    "replace_token",
     "token_cache_key",
 ]

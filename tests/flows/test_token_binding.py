@@ -26,10 +26,11 @@ import runtime
 from flows.lifecycle import DeleteImageParams, delete_image
 from imsflow.errors import InvalidCredentialsError
 from localcloud import LocalCloud
+from runtime.auth import replace_token
 from runtime.credentials import ImsflowCredentials
 from runtime.secure import mac_key
 from tasks.lifecycle import DeleteResult
-from tasks.token import CredentialScope, fresh_token, replace_token, token_cache_key
+from tasks.token import CredentialScope, fresh_token, token_cache_key
 from tests.support import PASSWORD, cloud_runtime, make_cloud, settings_for
 
 WRONG_PASSWORD = "wrong-Passw0rd-for-alice"
