@@ -71,7 +71,12 @@ def _password_identity(auth: dict[str, Any]) -> dict[str, Any]:
 
 
 def _scope(scope: Any) -> ProjectRef | None:
-    """``auth.scope``: a project, or None for a global (domain) token."""
+    """``auth.scope``: a project, or None for a global (domain) token.
+
+    [inference] A scope of another shape (not an object, neither ``project`` nor ``domain``, a
+    ``project`` that is not an object) is 400 ``IAM.0007``; a ``project`` with neither ``id`` nor
+    ``name`` is 400 ``IAM.0072``.
+    """
     if scope is None or scope == {}:
         return None
     if not isinstance(scope, dict):

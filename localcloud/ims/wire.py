@@ -297,6 +297,7 @@ def job_body(
     else:
         entities["image_id"] = job.image_id
         if status == "RUNNING":
+            # [inference] as for create above: process_percent while RUNNING (not on the OTC page).
             entities["process_percent"] = progress_percent(pos.fraction, profile)
     end = job.end_time(now)
     return {
