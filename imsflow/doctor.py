@@ -99,7 +99,6 @@ class _Doctor:
     results: list[CheckResult] = field(default_factory=list)
     # What later checks need from earlier ones.
     urls_ok: bool = True
-    credentials_ok: bool = True
     bad_hosts: dict[str, str] = field(default_factory=dict)  # host -> which check failed it
     client: CloudClient | None = None
     token: IamToken | None = None
@@ -213,7 +212,6 @@ class _Doctor:
                 if missing:
                     problem = f"no credentials: missing {', '.join(missing)}"
         if problem is not None:
-            self.credentials_ok = False
             self.add("settings", CheckStatus.failed, f"{problem}; {detail}", hint)
             return
         self.add("settings", CheckStatus.ok, detail)
