@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from imsflow.errors import ImsflowError, InvalidRequestError
-from imsflow.validation import parse_tag
+from imsflow.validation import check_uuid, parse_tag
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -112,6 +112,11 @@ def checked(check: Callable[[str, str], object], option: str) -> Callable[[Any],
         return value
 
     return callback
+
+
+def instance_id_option(help: str) -> Any:
+    """The ``--instance-id``/``-i`` option (an ECS UUID, checked like the flow forms check it)."""
+    return typer.Option("--instance-id", "-i", help=help, callback=checked(check_uuid, "--instance-id"))
 
 
 def parse_tags(tags: list[str]) -> list[str]:

@@ -14,9 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.app import app, checked, console, err, fail, parse_tags
+from cli.app import app, console, err, fail, instance_id_option, parse_tags
 from cli.flowrun import flow_from_shell
-from imsflow.validation import check_uuid
 
 if TYPE_CHECKING:
     from flows.fleet import FleetResult
@@ -82,12 +81,7 @@ def summary(result: FleetResult) -> Table:
 def fleet(
     instance_id: Annotated[
         list[str] | None,
-        typer.Option(
-            "--instance-id",
-            "-i",
-            help="ECS ID to image (repeatable).",
-            callback=checked(check_uuid, "--instance-id"),
-        ),
+        instance_id_option("ECS ID to image (repeatable)."),
     ] = None,
     tag: Annotated[
         list[str] | None, typer.Option("--tag", "-t", help="Select ECSs with tag key=value (repeatable).")

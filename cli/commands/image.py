@@ -7,9 +7,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from cli.app import app, checked, console, err, parse_tags
+from cli.app import app, checked, console, err, instance_id_option, parse_tags
 from cli.flowrun import flow_from_shell
-from imsflow.validation import check_description, check_image_name, check_uuid
+from imsflow.validation import check_description, check_image_name
 
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
 
@@ -18,12 +18,7 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefe
 def create(
     instance_id: Annotated[
         str,
-        typer.Option(
-            "--instance-id",
-            "-i",
-            help="ID of the ECS to image.",
-            callback=checked(check_uuid, "--instance-id"),
-        ),
+        instance_id_option("ID of the ECS to image."),
     ],
     name: Annotated[
         str,

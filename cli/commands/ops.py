@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from cli.app import app, checked, console, err, fail, quiet_prefect
+from cli.app import app, checked, console, err, fail, instance_id_option, quiet_prefect
 from cli.flowrun import ShellFlow, flow_from_shell
 from imsflow.validation import check_block_name, check_bucket_url, check_uuid
 
@@ -113,12 +113,7 @@ def export(
 def prune(
     instance_id: Annotated[
         list[str] | None,
-        typer.Option(
-            "--instance-id",
-            "-i",
-            help="Only images of this ECS (repeatable).",
-            callback=checked(check_uuid, "--instance-id"),
-        ),
+        instance_id_option("Only images of this ECS (repeatable)."),
     ] = None,
     keep: Annotated[int | None, typer.Option(help="Keep this many newest images per ECS.")] = None,
     max_age: Annotated[
