@@ -6,9 +6,17 @@ artifacts, events, a fleet's lanes and rows); the order of the steps and the pow
 
 * A running ECS is refused, unless ``stop_if_running``: then it is stopped (SOFT) and the check records that
   imsflow stopped it (``runtime.records.PowerRecord``), so a retry or a re-run after a crash still knows.
+* No needless power cycle: before it stops (or refuses) an ECS that is not stopped, the check looks at the
+  request's image (``tasks.image.made_image``: the recorded job succeeded, or an image with the request's
+  tag is active). If it is made already, the ECS is never stopped: a re-run after a crash that came after
+  the image (or after the start was sent) only makes sure the ECS runs again, and a re-run of a finished
+  request leaves it alone. A stopped ECS passes as before; submit-image then resumes or adopts the image.
 * If imsflow stopped it and ``restart`` is set, it is started again once the image job ended: after SUCCESS
   (a failed start then fails the call), and after FAIL or any other error (a failed start is only logged, so
-  that the error raised is the one that made the imaging fail).
+  that the error raised is the one that made the imaging fail). The start is recorded before it is sent
+  (``PowerRecord.start_sent``) and the record cleared once the ECS runs; a re-run that finds the ECS
+  powering on waits for that start, one that finds it running only clears the record. An ECS imsflow did
+  not stop is never started.
 * Never after :class:`~imsflow.errors.JobTimeoutError`: the job may still be running, and IMS needs the ECS
   stopped until it ends (ECS refuses the start meanwhile). The power record stays, so a re-run resumes the
   job and then starts the ECS.
@@ -87,8 +95,9 @@ async def image_one_ecs(
     ``timeout`` is how long to wait for the image job, in seconds; ``poll_policy`` how to poll it (the
     settings' defaults when None); ``progress_artifact=False`` skips the job's progress artifact.
 
-    Raises what the steps raise: ``EcsNotReadyError`` (running and not to be stopped, or a refused stop or
-    start), ``JobFailedError``, ``JobTimeoutError`` (the ECS is then left stopped), ``ImsflowError``.
+    Raises what the steps raise: ``EcsNotReadyError`` (running and not to be stopped while the image is
+    still to be made, or a refused stop or start), ``JobFailedError``, ``JobTimeoutError`` (the ECS is then
+    left stopped), ``ImsflowError``.
     Must run inside a flow run.
     """
     logger = get_run_logger()
@@ -98,7 +107,9 @@ async def image_one_ecs(
     if flow_run.get_run_count() > 1:
         await raise_if_failed_in_this_run(key, token)
     with timed(seconds, "check-ecs-stopped"):
-        check = await check_ecs_stopped(request.instance_id, token, stop_if_running=stop_if_running)
+        check = await check_ecs_stopped(
+            request.instance_id, token, stop_if_running=stop_if_running, request_key=key
+        )
     owes_start = check.stopped_by_us and restart
     try:
         with timed(seconds, "submit-image"):
@@ -128,7 +139,10 @@ async def _start_again(check: EcsCheck, token: IamToken | None, *, failing: bool
     """Start the ECS imsflow stopped. When the imaging failed anyway, a failed start is logged, so that the
     error raised is the one that made it fail."""
     logger = get_run_logger()
-    logger.info("starting %s again, as it was running before", check.name)
+    if check.image_made:  # never stopped by this run: a start may be under way already
+        logger.info("making sure %s runs again, as it was running before imsflow stopped it", check.name)
+    else:
+        logger.info("starting %s again, as it was running before", check.name)
     try:
         await start_ecs(check.instance_id, token)
     except Exception as exc:

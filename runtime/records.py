@@ -4,8 +4,8 @@ Each kind of record is one :class:`Records` of a pydantic model, with its own ke
 
 * :data:`SUBMISSIONS` (``imsflow-submission-<request key>``): the image job a request became, written the
   moment the cloud returns the job ID (``tasks/image.py``), so a retry or a re-run resumes it;
-* :data:`POWER` (``imsflow-stopped-<instance id>``): whether imsflow stopped an ECS and owes it a start
-  (``tasks/ecs.py``);
+* :data:`POWER` (``imsflow-stopped-<instance id>``): whether imsflow stopped an ECS and owes it a start, and
+  whether that start has been sent (``tasks/ecs.py``);
 * :data:`TOKENS` (``imsflow-token-<hmac>``): the IAM token, encrypted at rest. It is get-token's own cached
   result (``tasks/token.py``: the task writes it through Prefect's cache); a client that got a 401 replaces
   it here (``runtime/auth.py``), under the same key, so the next run picks up the new token.
@@ -95,6 +95,9 @@ class PowerRecord(BaseModel):
 
     instance_id: str
     stopped_by_imsflow: bool
+    #: Written just before the start request: a run that died after it finds the ECS powering on (or running
+    #: again) and waits for that start instead of stopping the ECS once more. Cleared with the record.
+    start_sent: bool = False
     at: datetime
 
 

@@ -1,4 +1,8 @@
-"""Step 2: make sure the ECS is stopped (and stop it when asked to); start it again afterwards."""
+"""Step 2: make sure the ECS is stopped (and stop it when asked to); start it again afterwards.
+
+Before stopping (or refusing) an ECS that is not stopped, the check asks whether the request's image is made
+already (``tasks.image.made_image``): then nothing needs the ECS stopped, and it is left as it is.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from imsflow.models import IamToken, Server
 from runtime.auth import client_for
 from runtime.records import POWER, PowerRecord
 from runtime.retry import transient_retries
+from tasks.image import made_image
 
 
 async def _stopped_by_us(instance_id: str) -> bool:
@@ -21,8 +26,13 @@ async def _stopped_by_us(instance_id: str) -> bool:
     return record is not None and record.stopped_by_imsflow
 
 
-async def _record_power(instance_id: str, stopped_by_imsflow: bool) -> None:
-    record = PowerRecord(instance_id=instance_id, stopped_by_imsflow=stopped_by_imsflow, at=datetime.now(UTC))
+async def _record_power(instance_id: str, stopped_by_imsflow: bool, *, start_sent: bool = False) -> None:
+    record = PowerRecord(
+        instance_id=instance_id,
+        stopped_by_imsflow=stopped_by_imsflow,
+        start_sent=start_sent,
+        at=datetime.now(UTC),
+    )
     await POWER.put(instance_id, record)
 
 
@@ -49,6 +59,8 @@ class EcsCheck(BaseModel):
     name: str
     status: str
     stopped_by_us: bool = False
+    #: The request's image was made already, so the ECS was left as it was found (never stopped).
+    image_made: bool = False
 
 
 def describe(server: Server) -> str:
@@ -66,8 +78,15 @@ async def check_ecs_stopped(
     token: IamToken | None,
     stop_if_running: bool = False,
     stop_timeout: float = 600,
+    request_key: str | None = None,
 ) -> EcsCheck:
-    """Pass when the ECS is SHUTOFF with no task in progress; stop it (SOFT) first if asked to."""
+    """Pass when the ECS is SHUTOFF with no task in progress; stop it (SOFT) first if asked to.
+
+    With ``request_key``, an ECS that is not stopped is neither stopped nor refused when that request's image
+    is made already (``EcsCheck.image_made``): a re-run after the image (say, one whose start of the ECS was
+    sent before a crash) must not power-cycle the server again. It still owes a start when imsflow stopped it
+    (``stopped_by_us``, as for a stopped ECS): ``start-ecs`` then waits for the start under way, or sends it.
+    """
     async with client_for(token) as client:
         server = await client.ecs.get_server(instance_id)
         if server.is_stopped:
@@ -78,6 +97,21 @@ async def check_ecs_stopped(
             )
             return EcsCheck(
                 instance_id=instance_id, name=server.name, status=server.status, stopped_by_us=ours
+            )
+        made = await made_image(client, request_key) if request_key is not None else None
+        if made is not None:
+            ours = stop_if_running and await _stopped_by_us(instance_id)
+            runtime.report(
+                "check-ecs-stopped",
+                f"{server.name} is {server.status}; left as it is: its image "
+                f"{made.image_id or 'of job ' + (made.job_id or '-')} is made already",
+            )
+            return EcsCheck(
+                instance_id=instance_id,
+                name=server.name,
+                status=server.status,
+                stopped_by_us=ours,
+                image_made=True,
             )
         if not stop_if_running:
             raise EcsNotReadyError(
@@ -131,12 +165,20 @@ async def check_ecs_stopped(
     **transient_retries(),
 )
 async def start_ecs(instance_id: str, token: IamToken | None, start_timeout: float = 600) -> str:
-    """Start an ECS we stopped, and wait until it is ACTIVE again."""
+    """Start an ECS we stopped, and wait until it is ACTIVE again (a start already under way is waited for,
+    an ECS already running only clears the power record)."""
     async with client_for(token) as client:
         server = await client.ecs.get_server(instance_id)
         start_job: str | None = None
         if server.status == "SHUTOFF" and server.task_state is None:
-            start_job = await client.ecs.start_servers([instance_id])
+            # Recorded before the call: a re-run after a crash then knows the start may be under way.
+            await _record_power(instance_id, stopped_by_imsflow=True, start_sent=True)
+            try:
+                start_job = await client.ecs.start_servers([instance_id])
+            except ImsflowError as exc:
+                if not exc.retryable:  # certainly not started: still owed, not sent
+                    await _record_power(instance_id, stopped_by_imsflow=True)
+                raise
 
         async def is_running() -> bool:
             nonlocal server

@@ -118,6 +118,32 @@ async def adopt_tagged(client: CloudClient, key: str) -> Submission | None:
     )
 
 
+async def made_image(client: CloudClient, key: str) -> Submission | None:
+    """Request ``key``'s image if it is made already, else ``None`` (none yet, or still being made).
+
+    Made: the recorded job (:data:`runtime.records.SUBMISSIONS`) succeeded, or an image with the request's
+    tag is active (the image :func:`adopt_tagged` would adopt). Asked before the ECS is stopped: an image
+    that is there needs no stopped ECS, and the run only follows it up (``flows/pipeline.py``).
+    """
+    record = await SUBMISSIONS.get(key)
+    if record is not None and record.job_id is not None:
+        try:
+            job = await client.ims.get_job(record.job_id)
+        except (JobNotFoundError, ImageNotFoundError):
+            pass
+        else:
+            if job.status == "SUCCESS":
+                return record.model_copy(update={"how": "resumed"})
+    images = await client.ims.list_images(ImageListQuery.tagged(REQUEST_TAG, key))
+    active = [i for i in images if i.status == "active"]
+    if not active:
+        return None
+    image = active[0]
+    return Submission(
+        request_key=key, image_id=image.id, how="adopted", submitted_at=image.created_at or datetime.now(UTC)
+    )
+
+
 @task(
     name="submit-image",
     task_run_name="submit-image[{request.instance_id}/{request.name}]",
@@ -263,6 +289,7 @@ __all__ = [
     "ImageResult",
     "ImsflowError",
     "Submission",
+    "made_image",
     "poll_job",
     "request_key",
     "submit_image",
