@@ -103,8 +103,8 @@ async def check_ecs_stopped(
             ours = stop_if_running and await _stopped_by_us(instance_id)
             runtime.report(
                 "check-ecs-stopped",
-                f"{server.name} is {server.status}; left as it is: its image "
-                f"{made.image_id or 'of job ' + (made.job_id or '-')} is made already",
+                f"{server.name} is {server.status}; left as it is: its image {made.image_id or '-'} "
+                "is made already",
             )
             return EcsCheck(
                 instance_id=instance_id,

@@ -133,7 +133,7 @@ async def made_image(client: CloudClient, key: str) -> Submission | None:
             pass
         else:
             if job.status == "SUCCESS":
-                return record.model_copy(update={"how": "resumed"})
+                return record.model_copy(update={"how": "resumed", "image_id": job.image_id})
     images = await client.ims.list_images(ImageListQuery.tagged(REQUEST_TAG, key))
     active = [i for i in images if i.status == "active"]
     if not active:
