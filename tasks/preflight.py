@@ -18,7 +18,7 @@ from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageListQuery
 from runtime.auth import client_for
 from runtime.retry import transient_retries
 from tasks.ecs import describe
-from tasks.image import REQUEST_TAG, adopt_tagged, resume_recorded
+from tasks.image import REQUEST_TAG, adopt_tagged, made_image, resume_recorded
 
 Verdict = Literal["submit", "resume", "adopt", "refuse"]
 
@@ -86,7 +86,14 @@ async def dry_run_check(
         else:
             result.ecs, result.ecs_status = f"{server.name} ({server.status})", server.status
             if not server.is_stopped:
-                if stop_if_running and server.is_running:
+                made = await made_image(client, key)
+                if made is not None:
+                    # As in a real run (tasks/ecs.py): a made image needs no stopped ECS.
+                    result.notes.append(
+                        f"{describe(server)}: it would be left as it is, its image "
+                        f"{made.image_id or '-'} is made already"
+                    )
+                elif stop_if_running and server.is_running:
                     result.would_stop_ecs = True
                     result.notes.append(f"{describe(server)}: it would be stopped (SOFT) first")
                 else:

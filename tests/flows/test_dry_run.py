@@ -66,6 +66,27 @@ async def test_running_ecs_is_a_problem_unless_it_may_be_stopped() -> None:
     assert cloud.ecs.servers[DB_1].status == "ACTIVE"
 
 
+async def test_running_ecs_whose_image_is_made_is_no_problem() -> None:
+    # As in a real run: a running ECS is left as it is once the request's image is made (no power cycle).
+    cloud = make_cloud()
+    with cloud_runtime(cloud):
+        made = await create_image_from_ecs(
+            CreateImageParams(instance_id=DB_1, name="db-1-dry", stop_if_running=True)
+        )
+    assert isinstance(made, CreateImageResult)
+    stats = cloud.stats()
+
+    for stop_if_running in (False, True):
+        result = await _dry(cloud, instance_id=DB_1, name="db-1-dry", stop_if_running=stop_if_running)
+        assert result.would == "resume"
+        assert result.problems == []
+        assert not result.would_stop_ecs
+        assert any("left as it is" in n and made.image_id in n for n in result.notes)
+    after = cloud.stats()
+    for write in ("ims.create_image", "ecs.stop_servers", "ecs.start_servers"):
+        assert after[write] == stats[write], f"a dry run called {write}"
+
+
 async def test_quota_used_up_and_name_clash() -> None:
     cloud = make_cloud(
         images=[{"id": OTHER_IMAGE, "name": "web-1-dry", "project": "eu-de"}], limits={"image_quota": 1}
