@@ -20,21 +20,21 @@ import asyncio
 import contextlib
 import re
 import statistics
+from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import httpx
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
-from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurrency
 from prefect.states import Completed, Failed
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 import runtime
 from flows.pipeline import image_one_ecs
-from imsflow.errors import ImsflowError, JobTimeoutError
+from imsflow.errors import ImsflowError, JobTimeoutError, SlotsUnavailableError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag, Server
 from imsflow.polling import PollPolicy
 from imsflow.validation import (
@@ -49,8 +49,12 @@ from runtime.auth import client_for
 from runtime.budget import API_LIMIT, JOBS_LIMIT, ApiBudget, BudgetedTransport, ensure_limits
 from runtime.credentials import credentials_from_block
 from runtime.retry import transient_retries
+from runtime.slots import Claim, JobSlots, LimitState, read_limit, reconcile
 from tasks.image import request_key
 from tasks.token import flow_token
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
 
 TEMPLATE_FIELDS = "{server_name}, {server_id}, {date} (e.g. {date:%Y%m%d})"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -150,12 +154,23 @@ class FleetParams(BaseModel):
             json_schema_extra={"position": 11},
         ),
     ] = 60
+    slot_wait_minutes: Annotated[
+        int,
+        Field(
+            title="Wait for job slots (minutes)",
+            description="Fail when other runs hold every IMS job slot for this long (`imsflow limits` "
+            "shows who holds them).",
+            ge=0,
+            le=24 * 60,
+            json_schema_extra={"position": 12},
+        ),
+    ] = 60
     run_date: Annotated[
         date | None,
         Field(
             title="Date",
             description="The {date} of the name template; today (UTC) when empty.",
-            json_schema_extra={"position": 12},
+            json_schema_extra={"position": 13},
         ),
     ] = None
     chunk_deployment: Annotated[
@@ -164,7 +179,7 @@ class FleetParams(BaseModel):
             title="Chunk deployment",
             description="Run the work as chunks through this deployment (flow-name/deployment-name), "
             "so that workers on several machines share the fleet.",
-            json_schema_extra={"position": 13},
+            json_schema_extra={"position": 14},
         ),
     ] = None
     chunk_size: Annotated[
@@ -174,7 +189,7 @@ class FleetParams(BaseModel):
             description="ECSs per chunk run.",
             ge=1,
             le=10_000,
-            json_schema_extra={"position": 14},
+            json_schema_extra={"position": 15},
         ),
     ] = 100
 
@@ -354,22 +369,30 @@ async def _image_one(
     return row
 
 
-def _slots_taken_elsewhere(exc: BaseException) -> bool:
-    cause = exc.__cause__
-    return isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423
+#: Seconds between looks at the job limit while no slot is free.
+SLOT_POLL_SECONDS = 5.0
+#: Seconds between two "waiting for a job slot" log lines.
+SLOT_SAY_SECONDS = 60.0
+
+
+def _slots_line(state: LimitState) -> str:
+    return f"{state.name} has {state.held} of {state.limit} slots held by {state.holders()}"
 
 
 async def _image_all(params: FleetParams, targets: list[Target], token: IamToken | None) -> list[FleetRow]:
-    """Image ``targets`` with at most ``max_concurrent`` jobs at once, each in a global job slot.
+    """Image ``targets`` with at most ``max_concurrent`` jobs at once, each in a slot of the job limit.
 
-    ``max_concurrent`` lanes share one queue; a lane images ECS after ECS. Lanes start in groups, each
-    group under one lease of the global limit covering all its lanes, held until they have all finished.
-    Slot acquisitions are serialised per process and each is a database write that a loaded Prefect
-    server answers in seconds (measured: 40 one-slot acquisitions took 27 s), so one lease per job, or
-    even per lane, leaves IMS capacity idle. The first group asks for every lane at once; when other
-    runs of the fleet hold slots, the group size halves down to one lane, which waits for its slot.
-    The bound across runs is the limit itself: a lane only images while its group holds its slot.
+    ``max_concurrent`` lanes share one queue; a lane images ECS after ECS. Lanes start in groups, each group
+    under one claim of the global limit covering all its lanes, held until they have all finished (an
+    acquisition is a database write that a loaded Prefect server answers in seconds, so one per job would
+    leave IMS capacity idle). The first group asks for every lane at once; when other runs hold slots, the
+    group size halves down to one lane. When not one slot is free, the run frees what dead runs left behind
+    (``runtime.slots.reconcile``), says that it waits and for whom, and looks again every few seconds; with
+    no lane started after ``slot_wait_minutes`` it fails, naming the holders (``SlotsUnavailableError``).
     """
+    from prefect.client.orchestration import get_client
+
+    logger = get_run_logger()
     rt = runtime.current()
     queue: asyncio.Queue[tuple[int, Target]] = asyncio.Queue()
     for item in enumerate(targets):
@@ -386,40 +409,80 @@ async def _image_all(params: FleetParams, targets: list[Target], token: IamToken
                 return
             rows[index] = await _image_one(params, target, token, history, since)
 
-    async def group(size: int, granted: asyncio.Future[bool]) -> None:
-        try:
-            async with concurrency(
-                JOBS_LIMIT,
-                occupy=size,
-                strict=True,
-                max_retries=None if size == 1 else 0,  # a single lane waits; a group would hoard
-                # Renewed while we run; a crashed run's slots come free this soon after the crash.
-                lease_duration=60,
-            ):
-                granted.set_result(True)
-                await asyncio.gather(*(lane() for _ in range(size)))
-        except ConcurrencySlotAcquisitionError as exc:
-            if granted.done() or not _slots_taken_elsewhere(exc):
-                raise
-            granted.set_result(False)
+    async with get_client() as client, JobSlots(client, JOBS_LIMIT) as slots:
 
-    want = min(params.max_concurrent, len(targets))
-    size, started = want, 0
-    groups: list[asyncio.Task[None]] = []
-    while started < want and not queue.empty():
-        size = min(size, want - started)
-        granted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        running = asyncio.create_task(group(size, granted))
-        waiting: list[asyncio.Future[Any]] = [granted, running]
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if granted.done() and granted.result():
-            groups.append(running)
-            started += size
-        else:
-            await running  # re-raises a real acquisition error (a missing limit, a server error)
-            size = max(1, size // 2)
-    await asyncio.gather(*groups)
+        async def group(claim: Claim) -> None:
+            try:
+                await asyncio.gather(*(lane() for _ in range(claim.slots)))
+            finally:
+                await slots.give_back(claim)
+
+        healed = await reconcile(client, JOBS_LIMIT)
+        if healed.released:
+            logger.warning(healed.released_line())
+        groups: list[asyncio.Task[None]] = []
+        try:
+            await _start_lanes(params, client, slots, queue, groups, group)
+        except Exception as exc:
+            if not groups:
+                raise
+            # The lanes started go on (they drain the queue); only adding more failed.
+            logger.warning("no more lanes: %s", exc)
+        await asyncio.gather(*groups)
     return [r for r in rows if r is not None]
+
+
+async def _start_lanes(
+    params: FleetParams,
+    client: PrefectClient,
+    slots: JobSlots,
+    queue: asyncio.Queue[tuple[int, Target]],
+    groups: list[asyncio.Task[None]],
+    group: Callable[[Claim], Coroutine[Any, Any, None]],
+) -> None:
+    """Take slots for up to ``max_concurrent`` lanes, in groups, waiting (bounded) while none is free."""
+    logger = get_run_logger()
+    rt = runtime.current()
+    want = min(params.max_concurrent, queue.qsize())
+    bound = params.slot_wait_minutes * 60.0
+    lanes, size = 0, want
+    waiting_since: float | None = None
+    next_say = 0.0
+    while lanes < want and not queue.empty():
+        size = min(size, want - lanes)
+        claim = await slots.try_take(size)
+        if claim is not None:
+            if waiting_since is not None:
+                logger.info("got %d job slot(s) after waiting %.0f s", size, rt.clock() - waiting_since)
+                waiting_since = None
+            groups.append(asyncio.create_task(group(claim)))
+            lanes += size
+            size = want - lanes
+            continue
+        if size > 1:
+            size = max(1, size // 2)
+            continue
+        # Not one slot free: free what runs that are gone left behind, then wait, saying so.
+        state = await reconcile(client, JOBS_LIMIT)
+        if state.released:
+            logger.warning(state.released_line())
+        if state.held >= state.limit:
+            now = rt.clock()
+            waiting_since = now if waiting_since is None else waiting_since
+            waited = now - waiting_since
+            if lanes == 0 and waited >= bound:
+                raise SlotsUnavailableError(
+                    f"no IMS job slot came free in {waited:.0f} s: {_slots_line(state)}; "
+                    "`imsflow limits` shows them, `imsflow limits --reset` frees those of runs gone"
+                )
+            if now >= next_say:
+                line = f"waiting for an IMS job slot ({waited:.0f} of {bound:.0f} s): {_slots_line(state)}"
+                logger.info(line)
+                runtime.report("fleet:waiting", line)
+                next_say = now + SLOT_SAY_SECONDS
+            await rt.sleep(SLOT_POLL_SECONDS)
+            state.limit, state.held = await read_limit(client, JOBS_LIMIT)
+        size = max(1, min(state.limit - state.held, want - lanes))
 
 
 def _table(rows: list[FleetRow]) -> list[dict[str, Any]]:

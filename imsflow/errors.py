@@ -79,6 +79,7 @@ __all__ = [
     "ProjectNotFoundError",
     "QuotaExceededError",
     "ServerError",
+    "SlotsUnavailableError",
     "ThrottledError",
     "TokenExpiredError",
     "TokenInvalidError",
@@ -224,6 +225,15 @@ class JobTimeoutError(ImsflowError):
 
     def __str__(self) -> str:
         return _with_request_id(super().__str__(), self.request_id)
+
+
+class SlotsUnavailableError(ImsflowError):
+    """No IMS job slot came free within the wait's bound: other runs hold them all.
+
+    Not the cloud's error: the fleet's own job limit (a Prefect global concurrency limit) is full.
+    """
+
+    hint = "Or let the holders finish first, or wait longer (--slot-wait; the form's 'Wait for job slots')."
 
 
 class ApiError(ImsflowError):

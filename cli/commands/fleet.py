@@ -45,6 +45,9 @@ class FleetDisplay:
             elif kind == "done":
                 self.running -= 1
                 self.done += 1
+            elif kind == "waiting":
+                # Other runs hold every job slot: say for whom we wait (the line names them).
+                self.progress.console.print(f"[yellow]…[/] {escape(message)}")
             elif kind == "failed":
                 # A failure before the job slot (a bad name) was never counted as running.
                 self.running = max(0, self.running - 1)
@@ -100,6 +103,13 @@ def fleet(
         bool, typer.Option("--no-restart", help="Leave ECSs we stopped stopped after imaging.")
     ] = False,
     timeout: Annotated[int, typer.Option(help="Minutes to wait for one image job.")] = 60,
+    slot_wait: Annotated[
+        int,
+        typer.Option(
+            help="Minutes to wait for a free IMS job slot while other runs hold them all, then fail "
+            "(`imsflow limits` shows the holders).",
+        ),
+    ] = 60,
     run_date: Annotated[
         str | None, typer.Option("--date", help="The {date} of the template (YYYY-MM-DD); today by default.")
     ] = None,
@@ -123,6 +133,7 @@ def fleet(
             "stop_if_running": stop_if_running,
             "restart_after": not no_restart,
             "timeout_minutes": timeout,
+            "slot_wait_minutes": slot_wait,
         }
         if run_date:
             try:
