@@ -32,6 +32,7 @@ from tests.e2e.stack import free_port, prefect_server, process_env
 pytestmark = pytest.mark.slow
 
 WEB_1 = "6f1c2d7e-0000-4000-8000-000000000001"
+DB_1 = "6f1c2d7e-0000-4000-8000-000000000002"  # running: imaged with --stop-if-running
 PROJECT_ID = "0123456789abcdef0123456789abcdef"
 PASSWORD = "crash-Passw0rd"
 SEED: dict[str, Any] = {
@@ -42,7 +43,10 @@ SEED: dict[str, Any] = {
             "projects": [{"id": PROJECT_ID, "name": "eu-de"}],
         }
     ],
-    "servers": [{"id": WEB_1, "name": "web-1", "project": "eu-de", "status": "SHUTOFF"}],
+    "servers": [
+        {"id": WEB_1, "name": "web-1", "project": "eu-de", "status": "SHUTOFF"},
+        {"id": DB_1, "name": "db-1", "project": "eu-de", "status": "ACTIVE"},
+    ],
     # A modest job: long enough to kill mid-poll, short enough for a quick re-run.
     "timing": {"image_job_seconds": 6, "job_init_seconds": 1},
 }
@@ -98,10 +102,10 @@ def _env(cloud_url: str, home: Path, prefect_api: str) -> dict[str, str]:
     )
 
 
-def _create(env: dict[str, str], name: str) -> subprocess.Popen[str]:
+def _create(env: dict[str, str], name: str, instance_id: str = WEB_1, *options: str) -> subprocess.Popen[str]:
     # A session of its own: SIGKILL goes to the whole group, whatever the run started included.
     return subprocess.Popen(
-        [*IMSFLOW, "create", "--instance-id", WEB_1, "--name", name],
+        [*IMSFLOW, "create", "--instance-id", instance_id, "--name", name, *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -130,8 +134,8 @@ def _kill_when(proc: subprocess.Popen[str], url: str, ready: Callable[[dict[str,
     assert proc.returncode == -signal.SIGKILL
 
 
-def _images(url: str) -> list[dict[str, Any]]:
-    token = httpx.post(
+def _token(url: str) -> str:
+    token: str = httpx.post(
         f"{url}/v3/auth/tokens",
         json={
             "auth": {
@@ -144,10 +148,24 @@ def _images(url: str) -> list[dict[str, Any]]:
         },
         timeout=5,
     ).headers["X-Subject-Token"]
+    return token
+
+
+def _images(url: str) -> list[dict[str, Any]]:
     images: list[dict[str, Any]] = httpx.get(
-        f"{url}/v2/cloudimages", params={"__imagetype": "private"}, headers={"X-Auth-Token": token}, timeout=5
+        f"{url}/v2/cloudimages",
+        params={"__imagetype": "private"},
+        headers={"X-Auth-Token": _token(url)},
+        timeout=5,
     ).json()["images"]
     return images
+
+
+def _server(url: str, instance_id: str) -> dict[str, Any]:
+    server: dict[str, Any] = httpx.get(
+        f"{url}/v1/{PROJECT_ID}/cloudservers/{instance_id}", headers={"X-Auth-Token": _token(url)}, timeout=5
+    ).json()["server"]
+    return server
 
 
 def _add_fault(url: str, **rule: Any) -> None:
@@ -203,3 +221,34 @@ def test_sigkill_then_rerun_makes_exactly_one_image(
     images = _images(cloud_url)
     assert [(i["id"], i["name"], i["status"]) for i in images] == [(image_id, name, "active")]
     assert _stats(cloud_url)["ims.create_image"] == 1, "the re-run must resume or adopt, never submit again"
+
+
+def test_sigkill_right_after_the_start_post_then_rerun_does_not_stop_again(
+    prefect_api: str, cloud_url: str, tmp_path: Path
+) -> None:
+    """Issue 12, item 3: ``--stop-if-running`` on a running ECS, killed right after the start POST. The image
+    is made and the start under way: the re-run must not stop the ECS once more (no needless power cycle of
+    a production server), only see it running, and print no error."""
+    env = _env(cloud_url, tmp_path, prefect_api)
+    name = "db-1-crash"
+
+    killed = _create(env, name, DB_1, "--stop-if-running")
+    _kill_when(killed, cloud_url, lambda stats: stats.get("ecs.start_servers", 0) >= 1)
+    stats = _stats(cloud_url)
+    assert (stats["ecs.stop_servers"], stats["ecs.start_servers"], stats["ims.create_image"]) == (1, 1, 1)
+
+    # --verbose: Prefect's own log lines reach the console (a plain run shows only CRITICAL ones).
+    rerun = _create(env, name, DB_1, "--stop-if-running", "--verbose")
+    out, err = rerun.communicate(timeout=180)
+    assert rerun.returncode == 0, err
+    image_id = out.strip().splitlines()[-1]
+
+    stats = _stats(cloud_url)
+    assert stats["ecs.stop_servers"] == 1, "the re-run stopped the ECS again"
+    assert stats["ecs.start_servers"] == 1
+    assert stats["ims.create_image"] == 1
+    assert [(i["id"], i["name"], i["status"]) for i in _images(cloud_url)] == [(image_id, name, "active")]
+    server = _server(cloud_url, DB_1)
+    assert (server["status"], server["OS-EXT-STS:task_state"]) == ("ACTIVE", None)
+    errors = [line for line in (out + err).splitlines() if "ERROR" in line]
+    assert errors == [], "a normal re-run logs no error"
