@@ -1,0 +1,314 @@
+"""A crash never blocks the next night: ``imsflow fleet`` killed with SIGKILL, its Prefect server too.
+
+All real processes: the local cloud on a free port with a real clock, and ``imsflow fleet`` runs sharing one
+``PREFECT_HOME``, as on an operator's machine. Two ways the Prefect side dies:
+
+* the fleet's own **temporary server** dies with it (``kill -9`` of the process group), twice in a row; the
+  next runs start new temporary servers on the same database;
+* a **long-running server** is killed and started again in the middle of a fleet, and a fleet run on it is
+  killed alone.
+
+Whatever dies, the re-run of the same fleet and a new fleet (another date) complete without a hand laid on
+them: every ECS imaged once per date, no wait for slots (each run may wait at most ``--slot-wait 2``
+minutes), no Prefect ERROR line, and ``imsflow limits`` shows 0 held slots once no run is active.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.stack import IMSFLOW, ROOT, free_port, process_env, wait_for
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "fleet-Passw0rd"
+PROJECT_ID = "0123456789abcdef0123456789abcdef"
+SERVERS = 8
+LANES = 4
+SEED: dict[str, Any] = {
+    "domains": [
+        {
+            "name": "demo",
+            "users": [{"name": "alice", "password": PASSWORD}],
+            "projects": [{"id": PROJECT_ID, "name": "eu-de"}],
+        }
+    ],
+    "servers": [
+        {
+            "id": f"6f1c2d7e-0000-4000-8000-{i + 300:012d}",
+            "name": f"node-{i}",
+            "project": "eu-de",
+            "status": "SHUTOFF",
+            "tags": ["env=prod"],
+        }
+        for i in range(SERVERS)
+    ],
+    # Two waves of four jobs: long enough to kill a run between its creates, short enough to re-run.
+    "timing": {"image_job_seconds": 4, "job_init_seconds": 0.5},
+    "limits": {"image_quota": 100},
+}
+
+
+@pytest.fixture
+def cloud_url(tmp_path: Path) -> Iterator[str]:
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps(SEED))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localcloud", "--port", str(port), "--seed", str(seed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(
+            lambda: httpx.get(f"{url}/_local/stats", timeout=1).is_success, timeout=30, what="local cloud"
+        )
+        yield url
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def _env(cloud_url: str, home: Path, **extra: str) -> dict[str, str]:
+    return process_env(
+        home,
+        cloud_url,
+        username="alice",
+        password=PASSWORD,
+        IMSFLOW_POLL_INITIAL_DELAY="1",
+        IMSFLOW_POLL_MAX_INTERVAL="2",
+        **extra,
+    )
+
+
+def _fleet(env: dict[str, str], day: str, *, verbose: bool = False) -> subprocess.Popen[str]:
+    """``imsflow fleet``; ``verbose`` shows Prefect's log lines (without it the CLI shows no ERROR line)."""
+    # A session of its own: SIGKILL goes to the whole group, a temporary Prefect server included.
+    return subprocess.Popen(
+        [
+            *IMSFLOW,
+            "fleet",
+            "--tag",
+            "env=prod",
+            "--max-concurrent",
+            str(LANES),
+            "--date",
+            day,
+            "--slot-wait",
+            "2",
+            *(["--verbose"] if verbose else []),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _stats(url: str) -> dict[str, int]:
+    stats: dict[str, int] = httpx.get(f"{url}/_local/stats", timeout=5).json()
+    return stats
+
+
+def _creates(url: str) -> int:
+    return _stats(url).get("ims.create_image", 0)
+
+
+def _kill_after_creates(proc: subprocess.Popen[str], url: str, creates: int) -> None:
+    """SIGKILL the run's process group once the cloud has seen ``creates`` image creations in all."""
+    deadline = time.monotonic() + 180
+    while _creates(url) < creates:
+        if proc.poll() is not None:
+            pytest.fail(
+                f"the run ended before the kill point (exit {proc.returncode}): {proc.communicate()[0]}"
+            )
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {creates} creates within 180 s")
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def _finish(proc: subprocess.Popen[str], what: str) -> tuple[str, float]:
+    started = time.monotonic()
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, f"{what} failed (exit {proc.returncode}):\n{out}"
+    assert "Traceback" not in out, f"{what} printed a traceback:\n{out}"
+    assert "| ERROR" not in out, f"{what} printed a Prefect ERROR line:\n{out}"
+    return out, time.monotonic() - started
+
+
+def _images_per_name(url: str) -> Counter[str]:
+    token = httpx.post(
+        f"{url}/v3/auth/tokens",
+        json={
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {"user": {"name": "alice", "password": PASSWORD, "domain": {"name": "demo"}}},
+                },
+                "scope": {"project": {"id": PROJECT_ID}},
+            }
+        },
+        timeout=5,
+    ).headers["X-Subject-Token"]
+    images = httpx.get(
+        f"{url}/v2/cloudimages",
+        params={"__imagetype": "private"},
+        headers={"X-Auth-Token": token},
+        timeout=5,
+    ).json()["images"]
+    return Counter(image["name"] for image in images)
+
+
+def _assert_one_image_each(url: str, day: str) -> None:
+    names = _images_per_name(url)
+    mine = {name: n for name, n in names.items() if name.endswith(day.replace("-", ""))}
+    assert mine == {f"node-{i}-{day.replace('-', '')}": 1 for i in range(SERVERS)}
+
+
+def _limits(env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [*IMSFLOW, "limits"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return " ".join(done.stdout.split())
+
+
+def test_fleet_killed_twice_with_its_temporary_server_then_rerun_and_a_new_fleet(
+    cloud_url: str, tmp_path: Path
+) -> None:
+    env = _env(cloud_url, tmp_path)  # no PREFECT_API_URL: every run starts its own temporary server
+
+    first = _fleet(env, "2026-11-27")
+    _kill_after_creates(first, cloud_url, 2)  # two jobs in flight, two lanes about to submit
+    second = _fleet(env, "2026-11-27")
+    _kill_after_creates(second, cloud_url, 5)  # the re-run adopted those, made three more: killed again
+
+    out, _ = _finish(_fleet(env, "2026-11-27", verbose=True), "the re-run")
+    assert "of imsflow-ims-jobs held by no live run" in out, out
+    assert "its process is gone" in out, out
+    _assert_one_image_each(cloud_url, "2026-11-27")
+
+    out, seconds = _finish(_fleet(env, "2026-11-28", verbose=True), "the next night's fleet")
+    assert "waiting for an IMS job slot" not in out, out
+    _assert_one_image_each(cloud_url, "2026-11-28")
+    assert _creates(cloud_url) == 2 * SERVERS, "no image made twice"
+    assert seconds < 120 + 60, "no wait longer than the bound (--slot-wait 2) plus the run itself"
+
+    shown = _limits(env)
+    assert f"imsflow-ims-jobs 0 of {LANES} IMS job slots held" in shown, shown
+
+
+class RestartableServer:
+    """``prefect server start`` on a fixed port and database that can be killed and started again."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        self.api = f"http://127.0.0.1:{self.port}/api"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "IMSFLOW_"))
+        }
+        env.update(
+            PREFECT_HOME=str(self.home / "prefect-server"),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_SERVER_UI_ENABLED="false",
+            PREFECT_LOGGING_SERVER_LEVEL="WARNING",
+        )
+        with (self.home / "prefect-server.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(
+            lambda: httpx.get(f"{self.api}/health", timeout=2).json() is True,
+            timeout=120,
+            what="prefect server",
+            proc=self.proc,
+        )
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def prefect_server(tmp_path: Path) -> Iterator[RestartableServer]:
+    server = RestartableServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def _when(check: Callable[[], bool], what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.01)
+
+
+def test_long_running_server_restarted_mid_fleet_and_a_fleet_killed_on_it(
+    cloud_url: str, tmp_path: Path, prefect_server: RestartableServer
+) -> None:
+    env = _env(cloud_url, tmp_path, PREFECT_API_URL=prefect_server.api)
+
+    fleet = _fleet(env, "2026-11-27")
+    _when(lambda: _creates(cloud_url) >= 2, "two creates")
+    prefect_server.kill()  # mid-fleet: jobs in flight, slots held
+    time.sleep(1)  # a real outage, however short: the fleet's calls to the server fail meanwhile
+    prefect_server.start()
+    out, _ = _finish(fleet, "the fleet whose server restarted")
+    assert f"{SERVERS} ECSs, 0 failed" in out, out
+    _assert_one_image_each(cloud_url, "2026-11-27")
+    assert f"imsflow-ims-jobs 0 of {LANES} IMS job slots held" in _limits(env)
+
+    killed = _fleet(env, "2026-11-28")
+    _kill_after_creates(killed, cloud_url, SERVERS + 2)  # the server lives on: its slots stay held
+    held = _limits(env)
+    assert "its process is gone" in held, held
+
+    out, _ = _finish(_fleet(env, "2026-11-28", verbose=True), "the re-run on the long-running server")
+    assert "released 4 slot(s) of imsflow-ims-jobs held by no live run" in out, out
+    _assert_one_image_each(cloud_url, "2026-11-28")
+    assert _creates(cloud_url) == 2 * SERVERS
+    assert f"imsflow-ims-jobs 0 of {LANES} IMS job slots held" in _limits(env)
