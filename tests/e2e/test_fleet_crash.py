@@ -3,8 +3,9 @@
 All real processes: the local cloud on a free port with a real clock, and ``imsflow fleet`` runs sharing one
 ``PREFECT_HOME``, as on an operator's machine. Two ways the Prefect side dies:
 
-* the fleet's own **temporary server** dies with it (``kill -9`` of the process group), twice in a row; the
-  next runs start new temporary servers on the same database;
+* the fleet's own **temporary server** dies with it (``kill -9`` of the process group), three times in a
+  row (before any create, two creates in, five creates in); the next runs start new temporary servers on
+  the same database;
 * a **long-running server** is killed and started again in the middle of a fleet, and a fleet run on it is
   killed alone.
 
@@ -130,16 +131,15 @@ def _creates(url: str) -> int:
     return _stats(url).get("ims.create_image", 0)
 
 
-def _kill_after_creates(proc: subprocess.Popen[str], url: str, creates: int) -> None:
-    """SIGKILL the run's process group once the cloud has seen ``creates`` image creations in all."""
+def _kill_when(proc: subprocess.Popen[str], url: str, operation: str, count: int) -> None:
+    """SIGKILL the run's process group once the cloud has answered ``count`` ``operation`` calls in all."""
     deadline = time.monotonic() + 180
-    while _creates(url) < creates:
+    while _stats(url).get(operation, 0) < count:
         if proc.poll() is not None:
-            pytest.fail(
-                f"the run ended before the kill point (exit {proc.returncode}): {proc.communicate()[0]}"
-            )
+            out = proc.communicate()[0]
+            pytest.fail(f"the run ended before the kill point (exit {proc.returncode}): {out}")
         if time.monotonic() > deadline:
-            pytest.fail(f"no {creates} creates within 180 s")
+            pytest.fail(f"no {count} {operation} within 180 s")
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
@@ -191,15 +191,15 @@ def _limits(env: dict[str, str]) -> str:
     return " ".join(done.stdout.split())
 
 
-def test_fleet_killed_twice_with_its_temporary_server_then_rerun_and_a_new_fleet(
+def test_fleet_killed_three_times_with_its_temporary_server_then_rerun_and_a_new_fleet(
     cloud_url: str, tmp_path: Path
 ) -> None:
     env = _env(cloud_url, tmp_path)  # no PREFECT_API_URL: every run starts its own temporary server
 
-    first = _fleet(env, "2026-11-27")
-    _kill_after_creates(first, cloud_url, 2)  # two jobs in flight, two lanes about to submit
-    second = _fleet(env, "2026-11-27")
-    _kill_after_creates(second, cloud_url, 5)  # the re-run adopted those, made three more: killed again
+    # Slots taken, first ECS looked at, nothing submitted; then two jobs in flight and two lanes about to
+    # submit; then the re-run adopted those and made three more.
+    for operation, count in [("ecs.show_server", 1), ("ims.create_image", 2), ("ims.create_image", 5)]:
+        _kill_when(_fleet(env, "2026-11-27"), cloud_url, operation, count)
 
     out, _ = _finish(_fleet(env, "2026-11-27", verbose=True), "the re-run")
     assert "of imsflow-ims-jobs held by no live run" in out, out
@@ -303,7 +303,7 @@ def test_long_running_server_restarted_mid_fleet_and_a_fleet_killed_on_it(
     assert f"imsflow-ims-jobs 0 of {LANES} IMS job slots held" in _limits(env)
 
     killed = _fleet(env, "2026-11-28")
-    _kill_after_creates(killed, cloud_url, SERVERS + 2)  # the server lives on: its slots stay held
+    _kill_when(killed, cloud_url, "ims.create_image", SERVERS + 2)  # the server lives on: slots stay held
     held = _limits(env)
     assert "its process is gone" in held, held
 
