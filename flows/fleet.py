@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 import runtime
 from flows.pipeline import image_one_ecs
-from imsflow.errors import ImsflowError, JobTimeoutError, SlotsUnavailableError
+from imsflow.errors import ImageQuotaError, ImsflowError, JobTimeoutError, SlotsUnavailableError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag, Server
 from imsflow.polling import PollPolicy
 from imsflow.validation import (
@@ -51,6 +51,7 @@ from runtime.credentials import credentials_from_block
 from runtime.retry import transient_retries
 from runtime.slots import Claim, JobSlots, LimitState, read_limit, reconcile
 from tasks.image import request_key
+from tasks.quota import QuotaFit, check_image_quota
 from tasks.token import flow_token
 
 if TYPE_CHECKING:
@@ -192,6 +193,24 @@ class FleetParams(BaseModel):
             json_schema_extra={"position": 15},
         ),
     ] = 100
+    fit_quota: Annotated[
+        bool,
+        Field(
+            title="Image as many as fit the quota",
+            description="When the project's image quota has no room for every new image, image as many as "
+            "fit (in selection order) and skip the rest, instead of refusing the whole fleet.",
+            json_schema_extra={"position": 16},
+        ),
+    ] = False
+    dry_run: Annotated[
+        bool,
+        Field(
+            title="Dry run",
+            description="Select the ECSs, name their images and check the image quota; stop, start and "
+            "submit nothing.",
+            json_schema_extra={"position": 17},
+        ),
+    ] = False
 
     @field_validator("name_template")
     @classmethod
@@ -223,7 +242,9 @@ class FleetRow(BaseModel):
     instance_id: str
     server_name: str
     image_name: str
-    outcome: str  # submitted | resumed | adopted | failed
+    #: submitted | resumed | adopted | failed | skipped (no room in the quota); a dry run's: would submit |
+    #: made already.
+    outcome: str
     image_id: str | None = None
     job_id: str | None = None
     queued_seconds: float = 0.0
@@ -235,6 +256,12 @@ class FleetRow(BaseModel):
 class FleetResult(BaseModel):
     rows: list[FleetRow]
     wall_seconds: float
+    #: Nothing was done: the rows say what a real run would do (``would submit``, ``made already``).
+    dry_run: bool = False
+    #: The image quota against the fleet's new images.
+    quota: QuotaFit | None = None
+    #: Why a real run would refuse (a dry run that does not fit the quota), else None.
+    refusal: str | None = None
 
     @property
     def failed(self) -> list[FleetRow]:
@@ -596,14 +623,25 @@ async def _create_images_for_fleet(params: FleetParams, credentials_block: str |
     started = rt.clock()
     day = params.run_date or datetime.now(UTC).date()
 
+    inner = rt.transport
+    if inner is None:
+        inner = httpx.AsyncHTTPTransport(verify=settings.verify_tls, limits=httpx.Limits(max_connections=200))
+    if params.dry_run:
+        # Reads only, and no global limit touched: a dry run changes nothing, Prefect's limits included.
+        try:
+            with runtime.use_runtime(transport=inner):
+                token = await flow_token()
+                selection = await select_servers(params, token, day)
+                fit = await check_image_quota(_keys(selection.targets), token)
+        finally:
+            if rt.transport is None:
+                await inner.aclose()
+        return await _dry_run_result(params, selection, fit, rt.clock() - started)  # type: ignore[return-value]
+
     limits = await ensure_limits(
         max_concurrent_jobs=params.max_concurrent, requests_per_second=params.requests_per_second
     )
     logger.info("limits: %s", ", ".join(f"{k} {v}" for k, v in limits.items()))
-
-    inner = rt.transport
-    if inner is None:
-        inner = httpx.AsyncHTTPTransport(verify=settings.verify_tls, limits=httpx.Limits(max_connections=200))
     budget = ApiBudget(params.requests_per_second, API_LIMIT)
     transport = BudgetedTransport(inner, budget)
     try:
@@ -611,16 +649,20 @@ async def _create_images_for_fleet(params: FleetParams, credentials_block: str |
             token = await flow_token()
             selection = await select_servers(params, token, day)
             logger.info("%d ECSs selected", len(selection.targets) + len(selection.missing))
+            fit = await check_image_quota(_keys(selection.targets), token)
+            targets, skipped = _within_quota(params, selection.targets, fit)
             if params.chunk_deployment:
-                rows = await _run_chunks(params, selection.targets, day, credentials_block)
+                rows = await _run_chunks(params, targets, day, credentials_block)
             else:
-                rows = await _image_all(params, selection.targets, token)
+                rows = await _image_all(params, targets, token)
     finally:
         await budget.aclose()
         if rt.transport is None:
             await transport.close_inner()
 
-    result = FleetResult(rows=selection.missing + rows, wall_seconds=rt.clock() - started)
+    result = FleetResult(
+        rows=selection.missing + rows + skipped, wall_seconds=rt.clock() - started, quota=fit
+    )
     await acreate_table_artifact(
         table=_table(result.rows),
         key="fleet-images",
@@ -632,7 +674,88 @@ async def _create_images_for_fleet(params: FleetParams, credentials_block: str |
         logger.error(message)
         state: State[FleetResult] = Failed(message=message, data=result)
         return state  # type: ignore[return-value]
-    return Completed(message=f"{len(result.rows)} images active", data=result)  # type: ignore[return-value]
+    done = f"{len(result.rows) - len(skipped)} images active"
+    if skipped:
+        done += f", {len(skipped)} ECSs skipped: no room in the image quota"
+    return Completed(message=done, data=result)  # type: ignore[return-value]
+
+
+def _keys(targets: list[Target]) -> list[str]:
+    return [request_key(t.instance_id, t.image_name) for t in targets]
+
+
+def _quota_refusal(fit: QuotaFit) -> str:
+    return (
+        f"only {fit.room} of the fleet's {len(fit.new)} new images fit the image quota ({fit.used} of "
+        f"{fit.total} used): make room with `imsflow prune` (or delete images), or image the first "
+        f"{fit.room} with --fit-quota (the form's 'Image as many as fit the quota')"
+    )
+
+
+def _within_quota(
+    params: FleetParams, targets: list[Target], fit: QuotaFit
+) -> tuple[list[Target], list[FleetRow]]:
+    """The targets to image, and rows for those skipped because the quota has no room for their images.
+
+    Refuses the whole fleet (``ImageQuotaError``) when the new images do not fit, unless ``fit_quota``:
+    then the first new images that fit are made (images made already are adopted or resumed, whatever the
+    quota), and the rest are skipped.
+    """
+    logger = get_run_logger()
+    logger.info(fit.line())
+    if fit.fits:
+        return targets, []
+    if not params.fit_quota:
+        raise ImageQuotaError(_quota_refusal(fit))
+    new, room = set(fit.new), fit.room
+    keep: list[Target] = []
+    skipped: list[FleetRow] = []
+    for target, key in zip(targets, _keys(targets), strict=True):
+        if key not in new or room > 0:
+            room -= key in new
+            keep.append(target)
+        else:
+            skipped.append(
+                FleetRow(
+                    instance_id=target.instance_id,
+                    server_name=target.server_name,
+                    image_name=target.image_name,
+                    outcome="skipped",
+                    error=f"no room in the image quota ({fit.used} of {fit.total} used)",
+                )
+            )
+    logger.warning("image quota: imaging the first %d new images, skipping %d ECSs", fit.room, len(skipped))
+    return keep, skipped
+
+
+async def _dry_run_result(
+    params: FleetParams, selection: Selection, fit: QuotaFit, seconds: float
+) -> State[Any]:
+    """What a real run would do: per ECS, a new image or one made already; and whether the quota fits."""
+    logger = get_run_logger()
+    new = set(fit.new)
+    rows = selection.missing + [
+        FleetRow(
+            instance_id=t.instance_id,
+            server_name=t.server_name,
+            image_name=t.image_name,
+            outcome="would submit" if key in new else "made already",
+        )
+        for t, key in zip(selection.targets, _keys(selection.targets), strict=True)
+    ]
+    refusal = None if fit.fits or params.fit_quota else _quota_refusal(fit)
+    result = FleetResult(rows=rows, wall_seconds=seconds, dry_run=True, quota=fit, refusal=refusal)
+    await acreate_table_artifact(table=_table(rows), key="fleet-dry-run", description=fit.line())
+    message = f"dry run: {len(new)} images would be made, {len(selection.targets) - len(new)} made already; "
+    message += fit.line()
+    if not fit.fits:
+        message += (
+            f"; the first {fit.room} would be made, the rest skipped"
+            if params.fit_quota
+            else f"; a real run would refuse: {refusal}"
+        )
+    logger.info(message)
+    return Completed(message=message, data=result)
 
 
 __all__ = ["FleetParams", "FleetResult", "FleetRow", "create_images_for_fleet", "render_name"]

@@ -67,6 +67,7 @@ __all__ = [
     "ImageNameExistsError",
     "ImageNotFoundError",
     "ImageProtectedError",
+    "ImageQuotaError",
     "ImsflowError",
     "InvalidCredentialsError",
     "InvalidParameterError",
@@ -225,6 +226,15 @@ class JobTimeoutError(ImsflowError):
 
     def __str__(self) -> str:
         return _with_request_id(super().__str__(), self.request_id)
+
+
+class ImageQuotaError(ImsflowError):
+    """Checked before a fleet submits: its new images do not fit the project's private-image quota.
+
+    Not the cloud's ``IMG.0015`` (:class:`QuotaExceededError`), which refuses one image after the fact.
+    """
+
+    hint = "`imsflow prune --dry-run` shows what the retention rules would delete."
 
 
 class SlotsUnavailableError(ImsflowError):

@@ -45,6 +45,8 @@ class FleetDisplay:
             elif kind == "done":
                 self.running -= 1
                 self.done += 1
+            elif kind == "quota":
+                self.progress.console.print(escape(message))
             elif kind == "waiting":
                 # Other runs hold every job slot: say for whom we wait (the line names them).
                 self.progress.console.print(f"[yellow]…[/] {escape(message)}")
@@ -67,7 +69,9 @@ def summary(result: FleetResult) -> Table:
         title += f" (failures only; the flow run's 'fleet-images' artifact lists all {len(result.rows)})"
     table = Table("ECS", "image name", "outcome", "image ID", "job ID", "job s", "error", title=title)
     for r in rows:
-        colour = "red" if r.outcome == "failed" else "green"
+        colour = {"failed": "red", "skipped": "yellow", "would submit": "cyan", "made already": "cyan"}.get(
+            r.outcome, "green"
+        )
         table.add_row(
             r.server_name,
             r.image_name,
@@ -110,6 +114,18 @@ def fleet(
             "(`imsflow limits` shows the holders).",
         ),
     ] = 60,
+    fit_quota: Annotated[
+        bool,
+        typer.Option(
+            "--fit-quota",
+            help="When the image quota has no room for every new image, image as many as fit and skip "
+            "the rest (default: refuse the whole fleet).",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Select, name and check the quota; stop, start and submit nothing."),
+    ] = False,
     run_date: Annotated[
         str | None, typer.Option("--date", help="The {date} of the template (YYYY-MM-DD); today by default.")
     ] = None,
@@ -134,6 +150,8 @@ def fleet(
             "restart_after": not no_restart,
             "timeout_minutes": timeout,
             "slot_wait_minutes": slot_wait,
+            "fit_quota": fit_quota,
+            "dry_run": dry_run,
         }
         if run_date:
             try:
@@ -162,5 +180,10 @@ def fleet(
                 what="fleet",
             )
     console.print(summary(result))
+    if result.dry_run:
+        console.print("dry run: nothing was stopped, started or submitted")
+        if result.refusal:
+            fail(f"a real run would refuse: {result.refusal}")
+        return
     if result.failed:
         fail(f"{len(result.failed)} of {len(result.rows)} ECSs failed (see the table above)")

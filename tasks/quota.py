@@ -1,0 +1,66 @@
+"""Step: does a fleet's batch of new images fit the project's private-image quota?
+
+Asked before the first submission, so a fleet too big for the quota stops with one clear line instead of
+failing the images past the quota one by one with ``IMG.0015`` after the fact. Only *new* images count: a
+request whose image exists already (it carries the request's tag) or whose submission is recorded would be
+adopted or resumed, not made again.
+"""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+import runtime
+from imsflow.models import IamToken, ImageListQuery
+from runtime.auth import client_for
+from runtime.records import SUBMISSIONS
+from runtime.retry import transient_retries
+from tasks.image import REQUEST_TAG
+
+
+class QuotaFit(BaseModel):
+    """The image quota against the new images a fleet would make."""
+
+    used: int
+    total: int
+    #: Requests whose image would be made now (no image with their tag, no recorded submission).
+    new: list[str]
+
+    @property
+    def room(self) -> int:
+        return max(self.total - self.used, 0)
+
+    @property
+    def fits(self) -> bool:
+        return len(self.new) <= self.room
+
+    def line(self) -> str:
+        """``image quota: 950 of 1000 used, room for 50; this fleet makes 120 new images``."""
+        return (
+            f"image quota: {self.used} of {self.total} used, room for {self.room}; "
+            f"this fleet makes {len(self.new)} new image{'' if len(self.new) == 1 else 's'}"
+        )
+
+
+@task(name="check-image-quota", cache_policy=NO_CACHE, **transient_retries())
+async def check_image_quota(keys: list[str], token: IamToken | None) -> QuotaFit:
+    """Count the requests among ``keys`` that would make a new image, and read the image quota."""
+    async with client_for(token) as client:
+        quota = (await client.ims.get_quota()).get("image")
+        made: set[str] = set()
+        async for image in client.ims.iter_images(ImageListQuery(imagetype="private")):
+            key = image.tag_map.get(REQUEST_TAG)
+            if key is not None:
+                made.add(key)
+    new = [k for k in keys if k not in made and await SUBMISSIONS.get(k) is None]
+    if quota is None:  # a cloud that does not say: nothing to compare with
+        fit = QuotaFit(used=0, total=len(new), new=new)
+    else:
+        fit = QuotaFit(used=quota.used, total=quota.quota, new=new)
+    runtime.report("fleet:quota", fit.line())
+    return fit
+
+
+__all__ = ["QuotaFit", "check_image_quota"]
