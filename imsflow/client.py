@@ -53,7 +53,7 @@ from imsflow.models import (
     TokenRequest,
     TokenResponse,
 )
-from imsflow.settings import ImsflowSettings, Service
+from imsflow.settings import LOCAL_ENDPOINT, ImsflowSettings, Service
 
 __all__ = ["USER_AGENT", "CloudClient", "EcsApi", "IamApi", "ImsApi", "login", "parse_model"]
 
@@ -234,7 +234,14 @@ class CloudClient:
         except httpx.TimeoutException as exc:
             raise TransportError(f"{method} timed out ({type(exc).__name__})", url=url) from exc
         except httpx.RequestError as exc:
-            raise TransportError(f"{method} failed: {type(exc).__name__}: {exc}", url=url) from exc
+            hint = None
+            if isinstance(exc, httpx.ConnectError) and url.startswith(LOCAL_ENDPOINT):
+                # The local profile's default endpoint: nothing answers unless the local cloud was started.
+                hint = (
+                    f"Nothing answers at {LOCAL_ENDPOINT}: start the local cloud with `imsflow cloud --seed "
+                    "localcloud/demo_seed.yaml` (or set IMSFLOW_PROFILE and credentials for a real cloud)."
+                )
+            raise TransportError(f"{method} failed: {type(exc).__name__}: {exc}", url=url, hint=hint) from exc
         except httpx.InvalidURL as exc:
             raise ConfigError(f"invalid URL {url!r}: {exc}") from exc
         # Bodies are never logged: IAM answers carry tokens, and bodies can be large.

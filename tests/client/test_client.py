@@ -514,6 +514,23 @@ async def test_transport_failures_become_transport_errors(exc: httpx.HTTPError) 
     assert isinstance(info.value.__cause__, httpx.HTTPError)
 
 
+async def test_nothing_at_the_local_clouds_address_says_how_to_start_it() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    local = ImsflowSettings(_env_file=None, profile="local", project_id=PROJECT_ID)  # its default endpoints
+    elsewhere = make_settings(project_id=PROJECT_ID)
+    hints = []
+    refused = httpx.MockTransport(refuse)
+    for settings in (local, elsewhere):
+        async with CloudClient(settings, auth=TokenAuth(_token()), transport=refused) as c:
+            with pytest.raises(TransportError) as info:
+                await c.ims.get_quota()
+        hints.append(info.value.hint)
+    assert "start the local cloud with `imsflow cloud --seed localcloud/demo_seed.yaml`" in (hints[0] or "")
+    assert hints[1] == TransportError.hint, "a real endpoint gets the network advice"
+
+
 async def test_token_refresh_through_the_client(cloud: Cloud) -> None:
     from .conftest import make_token
 
