@@ -151,7 +151,16 @@ def prune(
     console.print(result.summary + (" (dry run)" if result.dry_run else ""))
 
 
+#: Seconds a command that needs the Prefect server waits for it to answer: `prefect server start &` followed
+#: at once by `imsflow serve` (as in README) finds it still starting for 5-15 s on 2 cores.
+SERVER_WAIT_SECONDS = 90
+
+
 def _require_api_url() -> str:
+    """``PREFECT_API_URL``, once the server there answers (waiting for one still starting, saying so)."""
+    import time
+
+    import httpx
     from prefect.settings import PREFECT_API_URL
 
     url = PREFECT_API_URL.value()
@@ -160,7 +169,23 @@ def _require_api_url() -> str:
             "no Prefect server: PREFECT_API_URL is not set",
             hint="start one with `prefect server start`, then export PREFECT_API_URL=http://127.0.0.1:4200/api",
         )
-    return str(url)
+    deadline = time.monotonic() + SERVER_WAIT_SECONDS
+    said = False
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                return str(url)
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            fail(
+                f"no Prefect server answers at {url} (waited {SERVER_WAIT_SECONDS} s)",
+                hint="start one with `prefect server start`, or fix PREFECT_API_URL",
+            )
+        if not said:
+            err.print(f"waiting for the Prefect server at {url} ...")
+            said = True
+        time.sleep(0.5)
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -107,3 +108,21 @@ def test_server_commands_say_a_server_is_needed(command: list[str]) -> None:
     assert result.returncode == 1
     assert "no Prefect server: PREFECT_API_URL is not set" in result.stderr
     assert "prefect server start" in result.stderr
+
+
+def test_a_server_command_waits_for_the_server_then_says_none_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from cli.commands import ops
+
+    monkeypatch.setattr(ops, "SERVER_WAIT_SECONDS", 1)
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        result = CliRunner().invoke(app, ["blocks", "register"])
+    assert result.exit_code == 1
+    assert f"waiting for the Prefect server at {url} ..." in result.output
+    assert f"no Prefect server answers at {url} (waited 1 s)" in result.output
