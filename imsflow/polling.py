@@ -269,12 +269,14 @@ async def wait_until(
     sleep: Sleep = asyncio.sleep,
     what: str = "a condition",
     tolerance: int = TRANSIENT_TOLERANCE,
+    backoff: float = BACKOFF_BASE,
     rng: random.Random | None = None,
 ) -> None:
     """Poll ``check`` every ``interval`` seconds until it is true, or raise ``TimeoutError``.
 
     A transient error raised by ``check`` is absorbed like in :func:`wait_for_job`: up to ``tolerance`` in a
-    row, each after :func:`backoff_delay`; the next one is raised, marked (:func:`tolerated_by_wait`).
+    row, each after :func:`backoff_delay` from ``backoff`` seconds; the next one is raised, marked
+    (:func:`tolerated_by_wait`).
     ``what`` names what is waited for in that error's note.
     """
     start = clock()
@@ -290,7 +292,7 @@ async def wait_until(
                 _give_up(exc, what, errors)
                 raise
             errors += 1
-            wait = backoff_delay(errors, retry_after_of(exc), rng=rng)
+            wait = backoff_delay(errors, retry_after_of(exc), base=backoff, rng=rng)
         else:
             errors = 0
             wait = interval

@@ -110,6 +110,15 @@ class ImsflowSettings(BaseSettings):
     job_timeout: float = Field(default=1800, gt=0, description="Seconds to wait for an image job.")
     poll_initial_delay: float = Field(default=2, ge=0, description="Seconds before the first job poll.")
     poll_max_interval: float = Field(default=30, gt=0, description="Longest pause between job polls.")
+    retry_backoff: float = Field(
+        default=2,
+        gt=0,
+        le=30,
+        description="Seconds before the first retry of a call that failed transiently (throttling, 5xx, "
+        "transport error), doubled for each further one up to 30 s, stretched by up to half and never "
+        "shorter than the cloud's Retry-After: for task retries and the waits for an ECS or an image "
+        "(job status polls back off from the poll interval).",
+    )
     result_key: SecretStr | None = Field(default=None, description="Fernet key for encrypted results.")
 
     @model_validator(mode="after")

@@ -123,9 +123,16 @@ def reset() -> None:
 async def wait_until(
     check: Callable[[], Awaitable[bool]], *, timeout: float, what: str, interval: float = 2.0
 ) -> None:
-    """:func:`imsflow.polling.wait_until` on this runtime's clock and sleep (virtual in tests)."""
+    """:func:`imsflow.polling.wait_until` on this runtime's clock and sleep (virtual in tests), backing off
+    from the settings' ``retry_backoff`` after a transient error."""
     await polling.wait_until(
-        check, timeout=timeout, interval=interval, clock=_current.clock, sleep=_current.sleep, what=what
+        check,
+        timeout=timeout,
+        interval=interval,
+        clock=_current.clock,
+        sleep=_current.sleep,
+        what=what,
+        backoff=settings().retry_backoff,
     )
 
 

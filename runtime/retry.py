@@ -6,15 +6,17 @@
 2. **Tasks retry calls that failed transiently**, and nothing else: every task that calls the cloud is
    declared ``@task(..., **transient_retries())``. A task that failed with a transient error runs again,
    up to :data:`RETRIES` times, after :func:`imsflow.polling.backoff_delay` (2, 4, 8, 16 s, stretched by up
-   to half, and never less than the cloud's ``Retry-After``). A 4xx, a failed job, a bad request, a bug is
-   never retried. Running a step again is safe because every step reconciles first (``tasks.image``:
-   the job is resumed or the tagged image adopted, never submitted twice).
+   to half, and never less than the cloud's ``Retry-After``; ``IMSFLOW_RETRY_BACKOFF`` sets the first delay,
+   2 s, and the others double it). A 4xx, a failed job, a bad request, a bug is never retried. Running a
+   step again is safe because every step reconciles first (``tasks.image``: the job is resumed or the
+   tagged image adopted, never submitted twice).
 3. **Waiting tolerates transient errors in one helper**, ``imsflow.polling`` (:func:`~imsflow.polling.
    wait_for_job` for image and export jobs, :func:`~imsflow.polling.wait_until` for an ECS stop or start and
    for an image to turn active or go away): up to :data:`~imsflow.polling.TRANSIENT_TOLERANCE` in a row,
-   with the same backoff; the next one ends the wait. **A task is not retried for the error that ended a
-   wait** (:func:`~imsflow.polling.tolerated_by_wait`): the wait already repeated that call as often as a
-   task retry would have. Errors raised outside a wait (the stop request, the first look at the ECS) are
+   with the same backoff (a job's status query backs off from the poll interval instead); the next one
+   ends the wait. **A task is not retried for the error that ended a wait**
+   (:func:`~imsflow.polling.tolerated_by_wait`): the wait already repeated that call as often as a task
+   retry would have. Errors raised outside a wait (the stop request, the first look at the ECS) are
    retried as in 2.
 4. **Flows do not retry.** Whatever reaches a flow is not transient, or was retried already by 2 or 3;
    repeating the whole run would multiply those retries and repeat a wrong password's login. A new run
@@ -22,7 +24,8 @@
    that same flow run it raises that failure again before touching the ECS (``flows/pipeline.py``).
 
 Worst cases, for one call that keeps failing transiently (e.g. ``503``): ``RETRIES + 1 = 5`` calls in a row,
-about 30-45 s of backoff (or the cloud's ``Retry-After`` each time), then the run fails with that error.
+about 30-45 s of backoff (15 times ``IMSFLOW_RETRY_BACKOFF``, up to half more; or the cloud's ``Retry-After``
+each time), then the run fails with that error.
 That holds for a job's status query (``GET .../jobs/{job_id}``) in poll-job: 1 + 4 absorbed = 5 calls,
 and poll-job is not retried for it; ``tests/flows/test_retry.py`` asserts it.
 
@@ -122,7 +125,7 @@ async def retry_if_transient(task: Task[Any, Any], task_run: TaskRun, state: Sta
         attempt = task_run.run_count  # 1 after the first attempt failed
         if _testing is not None:
             return _testing.attempts is None or attempt < _testing.attempts
-        delay = backoff_delay(attempt, retry_after_of(exc))
+        delay = backoff_delay(attempt, retry_after_of(exc), base=runtime.settings().retry_backoff)
         _log(
             "%s is transient: attempt %d of %d in %.1f s",
             type(exc).__name__,

@@ -201,6 +201,25 @@ async def test_wait_until_absorbs_the_same_bounded_run_and_honours_retry_after()
     assert tolerated_by_wait(raised.value)
 
 
+async def test_wait_until_backs_off_from_the_given_first_delay() -> None:
+    job = VirtualJob(20)
+    waits: list[float] = []
+    errors = [_server_error(), _server_error()]
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await job.sleep(seconds)
+
+    async def check() -> bool:
+        if errors:
+            raise errors.pop(0)
+        return True
+
+    await wait_until(check, timeout=600, clock=job.clock, sleep=sleep, backoff=0.5)
+    assert 0.5 <= waits[0] < 0.75
+    assert 1 <= waits[1] < 1.5  # doubled, stretched by up to half
+
+
 async def test_a_non_transient_error_ends_a_wait_at_once_and_unmarked() -> None:
     job = VirtualJob(20)
     calls = 0

@@ -44,6 +44,7 @@ def test_defaults() -> None:
     assert settings.allow_insecure is False
     assert (settings.connect_timeout, settings.read_timeout, settings.job_timeout) == (10, 60, 1800)
     assert (settings.poll_initial_delay, settings.poll_max_interval) == (2, 30)
+    assert settings.retry_backoff == 2
 
 
 def test_local_profile_gets_the_demo_account() -> None:

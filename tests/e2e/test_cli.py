@@ -148,8 +148,17 @@ def test_wrong_password_fails_without_retry_storm(cli: Cli) -> None:
 
 def test_unreachable_endpoint_names_the_url(cli: Cli) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
+    # Refused connections are transient: get-token runs 5 times, 0.1 + 0.2 + 0.4 + 0.8 s apart (up to half
+    # more) instead of the default 2 + 4 + 8 + 16 s.
     result = cli.run(
-        "create", "--instance-id", WEB_1, "--name", "web-1-y", IMSFLOW_IAM_URL=dead, IMSFLOW_USERNAME="nobody"
+        "create",
+        "--instance-id",
+        WEB_1,
+        "--name",
+        "web-1-y",
+        IMSFLOW_IAM_URL=dead,
+        IMSFLOW_USERNAME="nobody",
+        IMSFLOW_RETRY_BACKOFF="0.1",
     )
     assert result.returncode == 1
     assert_clean(result)

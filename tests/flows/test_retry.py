@@ -58,6 +58,18 @@ async def test_a_throttled_call_is_retried_after_its_retry_after_on_the_cloud_cl
     assert cloud.stats()["ims.create_image"] == 2
 
 
+async def test_retry_backoff_sets_the_first_delay_of_a_task_retry() -> None:
+    # IMSFLOW_RETRY_BACKOFF: 0.5 s instead of 2 s before the retry, stretched by up to half.
+    cloud, network = _cloud(
+        {"kind": "server_error", "operation": "ims.create_image", "status": 503, "first": 1}
+    )
+    with cloud_runtime(cloud, network, retry_backoff=0.5):
+        result = await create_image_from_ecs(_params("web-1-backoff"))
+    assert isinstance(result, CreateImageResult)
+    assert 0.5 <= _gap(network, "POST", "/v2/cloudimages/action") < 1  # 0.5 s stretched by up to half
+    assert cloud.stats()["ims.create_image"] == 2
+
+
 async def test_a_non_transient_error_is_not_retried() -> None:
     cloud, network = _cloud(
         {"kind": "server_error", "operation": "ims.create_image", "status": 403, "error_code": "IMG.0026"}
