@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import certifi
 import pytest
 
 _home = Path(tempfile.mkdtemp(prefix="imsflow-tests-"))
@@ -18,6 +19,12 @@ os.environ["PREFECT_HOME"] = str(_home / "prefect")
 os.environ["XDG_CONFIG_HOME"] = str(_home / "config")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "CRITICAL")
+# Prefect builds a TLS context from certifi's whole CA bundle for every API client it opens (about 17 ms of
+# CPU; a flow test opens several). Its test servers speak plain http on 127.0.0.1: one CA serves as well.
+_ca = _home / "ca.pem"
+_bundle = Path(certifi.where()).read_text()
+_ca.write_text(_bundle[: _bundle.index("-----END CERTIFICATE-----")] + "-----END CERTIFICATE-----\n")
+os.environ.setdefault("PREFECT_API_SSL_CERT_FILE", str(_ca))
 # A developer's own IMSFLOW_* settings must not steer the tests.
 for _name in [n for n in os.environ if n.startswith("IMSFLOW_")]:
     del os.environ[_name]
