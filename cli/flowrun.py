@@ -111,6 +111,8 @@ class ShellFlow:
 
     def __init__(self) -> None:
         self._server_ready: Callable[[], None] | None = None
+        #: The ID of the last flow run :meth:`run` ran (for a link to it in the UI).
+        self.flow_run_id: str | None = None
 
     def settings(self) -> ImsflowSettings:
         """The settings the flow's tasks will use (``IMSFLOW_*`` and ``.env``)."""
@@ -153,6 +155,8 @@ class ShellFlow:
             changes["settings_factory"] = settings_factory
         with runtime.use_runtime(**changes):
             state: State[Any] = asyncio.run(flow(*args, return_state=True))
+        run_id = state.state_details.flow_run_id
+        self.flow_run_id = str(run_id) if run_id is not None else None
         return unwrap(state, accept=accept, what=what)
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, NoReturn
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from cli.app import app, checked, console, err, instance_id_option, parse_tags
+from cli.app import app, checked, console, err, fail, instance_id_option, parse_tags
 from cli.flowrun import flow_from_shell
 from imsflow.validation import check_description, check_image_name
+
+if TYPE_CHECKING:
+    from cli.background import Starting
 
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
 
@@ -95,21 +100,44 @@ def _print_dry_run(result: Any) -> NoReturn:
     raise typer.Exit(1 if result.would == "refuse" else 0)
 
 
+#: The demo's image job: 0.5 s queued, 1.5 s saving (the local cloud's default: 1 s + 5 s); polled from 0.5 s.
+DEMO_TIMING = {"job_init_seconds": 0.5, "image_job_seconds": 1.5}
+DEMO_POLL_INITIAL_DELAY = 0.5
+DEMO_INSTANCE = "6f1c2d7e-0000-4000-8000-000000000001"
+
+
 @app.command()
-def demo(verbose: VerboseOption = False) -> None:
-    """Run the whole flow against a local cloud started for the occasion. Needs no configuration."""
+def demo(
+    verbose: VerboseOption = False,
+    temporary_server: Annotated[
+        bool,
+        typer.Option(
+            "--temporary-server",
+            help="Run on Prefect's temporary server, stopped at the end (slower; nothing left running).",
+        ),
+    ] = False,
+) -> None:
+    """Run the whole flow against a local cloud started for the occasion. Needs no configuration.
+
+    The flow runs on the Prefect server imsflow keeps in the background (started on the first run, with its
+    UI; `imsflow ui --stop` stops it), or on PREFECT_API_URL's when set; the last line links to the run.
+    """
     started = time.monotonic()
     with flow_from_shell(verbose) as shell:
-        # Prefect's temporary server takes seconds to start: let it start while the flows import and the
-        # local cloud starts.
-        shell.start_server_early()
+        starting = None if temporary_server else _background_server()
+        if starting is None:
+            # Prefect's temporary server takes seconds to start: let it start while the flows import and the
+            # local cloud starts (a no-op when PREFECT_API_URL is set).
+            shell.start_server_early()
         from flows.create_image import CreateImageParams, create_image_from_ecs
         from imsflow.settings import ImsflowSettings
         from localcloud import LocalCloud
+        from localcloud.seed import demo_seed
         from localcloud.server import start_in_thread
 
-        cloud = LocalCloud()
-        server = start_in_thread(cloud, host="127.0.0.1", port=0)
+        seed = demo_seed()
+        seed = seed.model_copy(update={"timing": seed.timing.model_copy(update=DEMO_TIMING)})
+        server = start_in_thread(LocalCloud(seed), host="127.0.0.1", port=0)
         try:
             settings = ImsflowSettings(
                 _env_file=None,
@@ -121,16 +149,93 @@ def demo(verbose: VerboseOption = False) -> None:
                 username="demo",
                 password="demo-password",
                 project_id=None,
-                poll_initial_delay=1.0,
+                poll_initial_delay=DEMO_POLL_INITIAL_DELAY,
             )
-            instance = "6f1c2d7e-0000-4000-8000-000000000001"
             name = f"web-1-demo-{time.strftime('%Y%m%d-%H%M%S')}"
             console.print(
-                f"[bold]imsflow demo[/]: local cloud at {server.url}; imaging ECS web-1 ({instance})"
+                f"[bold]imsflow demo[/]: local cloud at {server.url}; imaging ECS web-1 ({DEMO_INSTANCE})"
             )
-            params = CreateImageParams(instance_id=instance, name=name, description="made by imsflow demo")
-            result = shell.run(create_image_from_ecs, params, settings_factory=lambda: settings)
+            params = CreateImageParams(
+                instance_id=DEMO_INSTANCE, name=name, description="made by imsflow demo"
+            )
+            with _on_server(starting):
+                result = shell.run(create_image_from_ecs, params, settings_factory=lambda: settings)
+                link = _run_link(shell.flow_run_id) if not temporary_server else None
         finally:
             server.stop()
     console.print(f"[bold green]image {result.image_id}[/] ({result.name}) is active")
+    if link:
+        console.print(f"see the run in the Prefect UI: {link}")
     console.print(f"[dim]done in {time.monotonic() - started:.1f} s[/]")
+
+
+def _background_server() -> Starting | None:
+    """The background Prefect server (found, or starting), unless the user set PREFECT_API_URL."""
+    from cli import background
+
+    if background.configured_api_url() is not None:
+        return None
+    return background.find_or_start()
+
+
+@contextmanager
+def _on_server(starting: Starting | None) -> Iterator[None]:
+    """Flow runs inside go to the background server once it answers (one line if it does not)."""
+    if starting is None:
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from cli import background
+
+    try:
+        record = starting.wait()
+    except background.ServerError as exc:
+        fail(str(exc), hint=exc.hint)
+    if starting.started_now:
+        console.print(
+            f"[dim]Prefect server started in the background at {record.url} "
+            "(kept for the next run; `imsflow ui --stop` stops it)[/]"
+        )
+    with temporary_settings(updates={PREFECT_API_URL: record.api_url}):
+        yield
+
+
+def _run_link(flow_run_id: str | None) -> str | None:
+    """The UI page of the flow run (the configured or background server's UI), if there is one."""
+    if flow_run_id is None:
+        return None
+    from prefect.utilities.urls import url_for
+
+    return url_for("flow-run", obj_id=flow_run_id)
+
+
+@app.command()
+def ui(
+    stop: Annotated[
+        bool, typer.Option("--stop", help="Stop the background Prefect server (nothing if none runs).")
+    ] = False,
+) -> None:
+    """Print the Prefect UI's address: the background server's, started if none runs (as `imsflow demo` does).
+
+    With --stop, stop that server instead. PREFECT_API_URL, when set, names the server to use instead.
+    """
+    from cli import background
+
+    if stop:
+        stopped = background.stop()
+        if stopped is None:
+            console.print("no background Prefect server is running")
+        else:
+            console.print(f"stopped the background Prefect server at {stopped.url} (pid {stopped.pid})")
+        return
+    if (configured := background.configured_api_url()) is not None:
+        console.print(f"PREFECT_API_URL is set: the UI of {configured.removesuffix('/api')}")
+        return
+    starting = background.find_or_start()
+    try:
+        record = starting.wait()
+    except background.ServerError as exc:
+        fail(str(exc), hint=exc.hint)
+    how = "started" if starting.started_now else "running"
+    console.print(f"Prefect UI at {record.url} ({how} in the background, pid {record.pid})")

@@ -52,7 +52,7 @@ def test_the_startup_timeout_is_generous_unless_the_user_set_one() -> None:
         ["prune", "--keep", "2"],
         ["create", "--instance-id", "6f1c2d7e-0000-4000-8000-000000000001", "--name", "web-1-x"],
         ["fleet", "--tag", "backup=nightly"],
-        ["demo"],
+        ["demo", "--temporary-server"],
     ],
     ids=lambda command: command[0],
 )
