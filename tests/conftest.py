@@ -10,6 +10,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import certifi
 import pytest
@@ -43,3 +44,28 @@ def fresh_runtime() -> Iterator[None]:
 
 def pytest_report_header() -> str:
     return f"imsflow test home: {_home}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first, otherwise in collection order: with xdist they are the long units of work (a minute
+    or two each), and one started last would leave the other workers idle while it runs alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (pyproject's addopts): a test file is one unit of work, so a module-scoped fixture
+    (a wheel build, a local cloud process) is set up on one worker only; tests marked
+    ``xdist_group(NAME)`` (tests/e2e: those on the session's running stack) are one unit across files. Units
+    are handed out in collection order (``--no-loadscope-reorder``): the slow ones first."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FileOrGroup(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.rfind("@") > nodeid.rfind("]"):  # xdist appends "@NAME" to a grouped test's ID
+                return nodeid.rsplit("@", 1)[-1]
+            return nodeid.split("::", 1)[0]
+
+    return FileOrGroup(config, log)
