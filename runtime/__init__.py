@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
@@ -159,9 +160,30 @@ async def wait_for_job(
 
 
 def report(step: str, message: str) -> None:
-    """Tell interested front ends (the CLI's step display) that a step finished."""
+    """Tell interested front ends (the CLI's step display) what a step did, and the run's log.
+
+    Inside a Prefect flow or task run the line also goes to the run's logger (INFO), so the run's logs in
+    the UI tell the same story as ``imsflow demo``; the CLI quiets Prefect's console, so it shows each line
+    once. Prefect is imported here only when something loaded it already (``import runtime`` loads none).
+    """
     for reporter in _current.reporters:
         reporter(step, message)
+    _log_in_run(step, message)
+
+
+def _log_in_run(step: str, message: str) -> None:
+    if "prefect" not in sys.modules:  # nothing loaded Prefect: there is no run to log in
+        return
+    from prefect.context import FlowRunContext, TaskRunContext
+    from prefect.logging import get_run_logger
+
+    task_run = TaskRunContext.get()
+    if task_run is None and FlowRunContext.get() is None:
+        return
+    if task_run is not None and task_run.task.name == step:
+        get_run_logger().info("%s", message)  # the task run's name says the step already
+    else:
+        get_run_logger().info("%s: %s", step, message)
 
 
 __all__ = [
