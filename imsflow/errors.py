@@ -166,7 +166,10 @@ class TransportError(ImsflowError):
 class EcsNotReadyError(ImsflowError):
     """Checked before asking IMS: the ECS is not stopped (or cannot be stopped) now."""
 
-    hint = "Stop the ECS first, or let imsflow stop it (--stop-if-running)."
+    hint = (
+        "Stop the ECS first, or let imsflow stop it ('Stop if running' in the run's form, --stop-if-running "
+        "on the command line)."
+    )
 
 
 def _with_request_id(text: str, request_id: str | None) -> str:

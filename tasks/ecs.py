@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import task
+from prefect import get_run_logger, task
 from pydantic import BaseModel
 
 import runtime
@@ -16,6 +16,7 @@ from imsflow.client import CloudClient
 from imsflow.errors import EcsNotReadyError, ImsflowError
 from imsflow.models import IamToken, Server
 from runtime.auth import client_for
+from runtime.naming import name_after_server
 from runtime.records import POWER, PowerRecord
 from runtime.retry import transient_retries
 from tasks.image import made_image
@@ -50,6 +51,13 @@ async def _power_job_failed(client: CloudClient, job_id: str, what: str, server:
             f"the {what} of ECS {server.name} ({server.id}) failed: "
             f"{job.error_code or 'no error code'}: {job.fail_reason or 'no reason given'}{request_id}"
         )
+
+
+#: What to do about a running ECS, in the words of each front end: the deployment's form and the CLI.
+STOP_IF_RUNNING_HINT = (
+    "Stop the ECS first, or run again with 'Stop if running' ticked (the run's form) / --stop-if-running "
+    "(imsflow create): imsflow then stops it and starts it again afterwards."
+)
 
 
 class EcsCheck(BaseModel):
@@ -89,6 +97,7 @@ async def check_ecs_stopped(
     """
     async with client_for(token) as client:
         server = await client.ecs.get_server(instance_id)
+        await name_after_server(instance_id, server.name)
         if server.is_stopped:
             # Stopped by an earlier attempt of ours (a retry, or a run that crashed): it still owes a start.
             ours = stop_if_running and await _stopped_by_us(instance_id)
@@ -116,7 +125,7 @@ async def check_ecs_stopped(
         if not stop_if_running:
             raise EcsNotReadyError(
                 f"{describe(server)}; an image can only be made from a stopped ECS",
-                hint="stop it first, or run again with stop_if_running (--stop-if-running)",
+                hint=STOP_IF_RUNNING_HINT,
             )
         stopping = server.status == "ACTIVE" and server.task_state in (None, "powering-off")
         if not stopping:
@@ -169,6 +178,8 @@ async def start_ecs(instance_id: str, token: IamToken | None, start_timeout: flo
     an ECS already running only clears the power record)."""
     async with client_for(token) as client:
         server = await client.ecs.get_server(instance_id)
+        await name_after_server(instance_id, server.name)
+        get_run_logger().info("before the start: %s", describe(server))
         start_job: str | None = None
         if server.status == "SHUTOFF" and server.task_state is None:
             # Recorded before the call: a re-run after a crash then knows the start may be under way.

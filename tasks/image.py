@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.runtime import flow_run
+from prefect.tasks import TaskRunNameCallbackWithParameters
 from pydantic import BaseModel
 
 import runtime
@@ -208,9 +210,19 @@ async def _wait_for_active(client: CloudClient, image_id: str, timeout: float) -
     return image
 
 
+def _poll_job_name(parameters: dict[str, Any]) -> str:
+    """``poll-job[<job ID>]`` (an adopted image has no job: ``poll-job[image <image ID>]``); never the
+    request key, which looks like a job ID but is not one."""
+    submission = parameters.get("submission")
+    job_id = getattr(submission, "job_id", None)
+    if job_id:
+        return f"poll-job[{job_id}]"
+    return f"poll-job[image {getattr(submission, 'image_id', None) or '-'}]"
+
+
 @task(
     name="poll-job",
-    task_run_name="poll-job[{submission.request_key}]",
+    task_run_name=cast("TaskRunNameCallbackWithParameters", _poll_job_name),
     # Every cloud call of poll-job is inside a wait (imsflow.polling), which absorbs transient errors and
     # marks the one that ends it: retry_if_transient does not retry that one. Worst case for a status query
     # that keeps failing: TRANSIENT_TOLERANCE + 1 = 5 calls (runtime/retry.py).
@@ -277,6 +289,8 @@ async def poll_job(
         image = await _wait_for_active(client, image_id, timeout)
     if progress_id is not None:
         await aupdate_progress_artifact(progress_id, progress=100.0)
+    if job_seconds is not None:
+        get_run_logger().info("job %s took %.0f s by the cloud's clock", job_id, job_seconds)
     runtime.report("poll-job", f"image {image.id} is {image.status}")
     return ImageResult(
         image_id=image.id, job_id=job_id, name=image.name, status=image.status, job_seconds=job_seconds

@@ -16,6 +16,7 @@ import runtime
 from imsflow.errors import EcsNotFoundError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageListQuery
 from runtime.auth import client_for
+from runtime.naming import name_after_server
 from runtime.retry import transient_retries
 from tasks.ecs import describe
 from tasks.image import REQUEST_TAG, adopt_tagged, made_image, resume_recorded
@@ -81,6 +82,7 @@ async def dry_run_check(
     async with client_for(token) as client:
         try:
             server = await client.ecs.get_server(request.instance_id)
+            await name_after_server(request.instance_id, server.name)
         except EcsNotFoundError:
             result.problems.append(f"ECS {request.instance_id} does not exist in this project")
         else:

@@ -14,12 +14,14 @@ The login itself, the scope and the cache key are ``runtime/auth.py``'s, shared 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import CachePolicy
+from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
 from prefect.settings import PREFECT_HOME
 
@@ -77,9 +79,16 @@ async def get_token(scope: CredentialScope) -> IamToken:
 
 async def fresh_token(scope: CredentialScope) -> IamToken:
     """The cached token, or a new one when the cached one is about to expire."""
-    token = await get_token(scope)
+    # Prefect's typing says a State; an async task's call is a coroutine that resolves to it.
+    state = await cast("Awaitable[State[IamToken]]", get_token(scope, return_state=True))
+    token: IamToken = await state.aresult()  # raises what failed get-token
     if token.expires_within(REFRESH_MARGIN_SECONDS):
-        token = await get_token.with_options(refresh_cache=True)(scope)
+        return await get_token.with_options(refresh_cache=True)(scope)
+    if state.name == "Cached":
+        # get-token's body did not run, so it told nobody: the run's log still says which token it uses.
+        get_run_logger().info(
+            "cached token for %s, valid until %s UTC", scope.label, f"{token.expires_at:%Y-%m-%d %H:%M}"
+        )
     return token
 
 
