@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.app import app, console, friendly_errors
+from cli.app import app, console, fail, friendly_errors
 
 
 @app.command()
@@ -20,9 +20,20 @@ def cloud(
     ] = None,
 ) -> None:
     """Serve the local cloud (IAM, ECS and IMS emulator) until interrupted."""
+    import errno
+
     from localcloud.server import main as serve_main
 
-    serve_main(host=host, port=port, seed_path=seed)
+    try:
+        serve_main(host=host, port=port, seed_path=seed)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        fail(
+            f"{host}:{port} is in use: a local cloud may be running there already "
+            f"(`curl -s {host}:{port}/_local/stats` answers if so)",
+            hint="stop it, or serve this one on another --port (and point IMSFLOW_*_URL at it)",
+        )
 
 
 @app.command()

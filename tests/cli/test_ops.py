@@ -126,3 +126,14 @@ def test_a_server_command_waits_for_the_server_then_says_none_answers(
     assert result.exit_code == 1
     assert f"waiting for the Prefect server at {url} ..." in result.output
     assert f"no Prefect server answers at {url} (waited 1 s)" in result.output
+
+
+def test_a_second_local_cloud_on_a_taken_port_says_so_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["cloud", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"127.0.0.1:{port} is in use: a local cloud may be running there already" in result.output
+    assert "Traceback" not in result.output
