@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench.common import machine  # noqa: E402
 
-FULL = {"token_calls": 50, "polling": 20, "flow_overhead": 3, "fleet": 500, "demo": 2}
+FULL = {"token_calls": 50, "polling": 20, "flow_overhead": 3, "fleet": 500, "demo": 3}
 QUICK = {"token_calls": 10, "polling": 5, "flow_overhead": 1, "fleet": 100, "demo": 1}
 
 
@@ -131,15 +131,22 @@ def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str, s
         ]
     d = results["demo"]
     if "error" not in d:
+        temporary, reused = d["temporary"], d["reused"]
         out += [
             (
-                "`imsflow demo` cold (fresh PREFECT_HOME)",
-                f"{d['cold']:.1f} s",
+                "`imsflow demo` cold (fresh PREFECT_HOME; starts the background server)",
+                f"{reused['cold']:.1f} s",
                 "≤ 15 s",
-                "—",
-                mark(d["cold"] <= 15),
+                f"{temporary['cold']:.1f} s (Prefect's temporary server)",
+                mark(reused["cold"] <= 15),
             ),
-            ("`imsflow demo` warm", f"{d['warm']:.1f} s", "≤ 8 s", "—", mark(d["warm"] <= 8)),
+            (
+                f"`imsflow demo` warm (background server running; median of {len(reused['warm_runs'])})",
+                f"{reused['warm']:.1f} s",
+                "≤ 6 s",
+                f"{temporary['warm']:.1f} s (Prefect's temporary server)",
+                mark(reused["warm"] <= 6),
+            ),
         ]
     for name, result in results.items():
         if "error" in result:
