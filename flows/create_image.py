@@ -33,6 +33,7 @@ from imsflow.validation import (
 )
 from runtime.credentials import credentials_from_block
 from runtime.events import emit_image_created, emit_image_failed
+from runtime.failures import ending_cleanly
 from tasks.image import INSTANCE_TAG, REQUEST_TAG, request_key
 from tasks.preflight import DryRunResult, dry_run_check
 from tasks.token import flow_token
@@ -193,7 +194,16 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
     await acreate_markdown_artifact(
         markdown=_summary(params, result), key="image-summary", description=f"image {result.name}"
     )
-    logger.info("image %s (%s) is active", result.image_id, result.name)
+    steps = ", ".join(f"{step} {secs:.0f} s" for step, secs in seconds.items())
+    logger.info(
+        "image %s (%s) of ECS %s is active (%s) after %.0f s: %s",
+        result.image_id,
+        result.name,
+        outcome.check.name,
+        outcome.how,
+        sum(seconds.values()),
+        steps,
+    )
     return Completed(message=f"image {result.image_id} active ({outcome.how})", data=result)  # type: ignore[return-value]
 
 
@@ -221,8 +231,10 @@ async def create_image_from_ecs(
     With ``credentials_block`` the tasks use that block's credentials (the parameter is the block's name,
     never a secret); without it, the ``IMSFLOW_*`` settings of the process running the flow.
     """
+    # An imsflow error ends the run Failed with one line (what failed, the cloud's code and request ID,
+    # what to do) and no traceback; the caller still gets the exception (runtime/failures.py).
     async with credentials_from_block(credentials_block):
-        return await _create_image(params)
+        return await ending_cleanly(_create_image(params))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from imsflow.errors import ImsflowError
 from imsflow.models import ExportImageRequest
 from imsflow.validation import BucketUrl, CredentialsBlock, ImageId, InstanceId
 from runtime.credentials import credentials_from_block
+from runtime.failures import ending_cleanly
 from tasks.lifecycle import (
     DeleteResult,
     ExportResult,
@@ -55,6 +56,10 @@ async def delete_image(params: DeleteImageParams, credentials_block: Credentials
 
     An image that is already gone counts as done. An image still being created is refused (IMG.0090).
     """
+    return await ending_cleanly(_delete_image(params, credentials_block))
+
+
+async def _delete_image(params: DeleteImageParams, credentials_block: str | None) -> DeleteResult:
     async with credentials_from_block(credentials_block):
         token = await flow_token()
         result = await remove_image(params.image_id, token, timeout_seconds=params.timeout_minutes * 60.0)
@@ -109,6 +114,10 @@ class ExportImageParams(BaseModel):
 @flow(name="export-image", flow_run_name="export-image-{params.image_id}")
 async def export_image(params: ExportImageParams, credentials_block: CredentialsBlock = None) -> ExportResult:
     """Export a private image to an OBS bucket and wait for the export job to finish."""
+    return await ending_cleanly(_export_image(params, credentials_block))
+
+
+async def _export_image(params: ExportImageParams, credentials_block: str | None) -> ExportResult:
     request = params.to_request()  # the IMS rules, before any call
     async with credentials_from_block(credentials_block):
         token = await flow_token()
@@ -204,15 +213,16 @@ def _table(result: PruneResult) -> list[dict[str, str]]:
             action = "delete failed"
         else:
             action = "would delete" if result.dry_run else "deleted"
+        # What happened and why first: the UUIDs are long, and last they cannot push those off-screen.
         rows.append(
             {
-                "ECS": decision.instance_id,
-                "image": decision.name,
-                "image ID": decision.image_id,
-                "created": decision.created_at.strftime("%Y-%m-%d %H:%M") if decision.created_at else "-",
-                "status": decision.status,
                 "action": action,
                 "why": result.failed.get(decision.image_id, decision.reason),
+                "image": decision.name,
+                "created": decision.created_at.strftime("%Y-%m-%d %H:%M") if decision.created_at else "-",
+                "status": decision.status,
+                "image ID": decision.image_id,
+                "ECS": decision.instance_id,
             }
         )
     return rows
@@ -225,6 +235,10 @@ async def prune_images(params: PruneParams, credentials_block: CredentialsBlock 
     Never touches an image imsflow did not make, an image an ECS runs from, a protected image, or one still
     being created. A dry run only lists what would go. The kept/deleted table is the run's artifact.
     """
+    return await ending_cleanly(_prune_images(params, credentials_block))
+
+
+async def _prune_images(params: PruneParams, credentials_block: str | None) -> PruneResult:
     logger = get_run_logger()
     rule = params.rule()
     async with credentials_from_block(credentials_block):
