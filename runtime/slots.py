@@ -35,7 +35,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psutil
 from pydantic import BaseModel, ValidationError
@@ -68,12 +68,11 @@ def _process_started(pid: int) -> float | None:
     return None
 
 
-class Claim(BaseModel):
-    """Who holds how many slots of a limit: the value of one ``imsflow-slots-<id>`` variable."""
+class Holder(BaseModel):
+    """Who holds something imsflow shares between runs: a flow run in a process on a host, and when it last
+    said it lives. What :class:`Claim` (job slots) and ``runtime.exclusive.EcsLock`` (one ECS) have in
+    common, and the one place that judges whether such a holder is alive (:meth:`why_dead`)."""
 
-    id: str
-    limit: str
-    slots: int
     flow_run_id: str | None = None
     flow_run_name: str | None = None
     host: str
@@ -82,38 +81,32 @@ class Claim(BaseModel):
     started: float | None  # the process's start time: a reused PID is another process
     heartbeat: datetime
 
-    @property
-    def variable(self) -> str:
-        return CLAIM_PREFIX + self.id
-
-    @classmethod
-    def mine(cls, limit: str, slots: int) -> Claim:
+    @staticmethod
+    def here() -> dict[str, Any]:
+        """The fields of a holder that is this process, in the current flow run (if any), now."""
         from prefect.runtime import flow_run
 
         run_id = flow_run.get_id()
-        return cls(
-            id=uuid.uuid4().hex,
-            limit=limit,
-            slots=slots,
-            flow_run_id=run_id,
-            flow_run_name=flow_run.get_name() if run_id else None,
-            host=socket.gethostname(),
-            boot=psutil.boot_time(),
-            pid=os.getpid(),
-            started=_process_started(os.getpid()),
-            heartbeat=_now(),
-        )
+        return {
+            "flow_run_id": run_id,
+            "flow_run_name": flow_run.get_name() if run_id else None,
+            "host": socket.gethostname(),
+            "boot": psutil.boot_time(),
+            "pid": os.getpid(),
+            "started": _process_started(os.getpid()),
+            "heartbeat": _now(),
+        }
 
-    def holder(self) -> str:
-        """``flow run 'fleet-env=prod' (pid 4242 on host-a, 40 slots)``."""
+    def who(self) -> str:
+        """``flow run 'fleet-env=prod' (pid 4242 on host-a``, without the closing parenthesis."""
         run = f"flow run {self.flow_run_name!r}" if self.flow_run_name else "a process"
-        return f"{run} (pid {self.pid} on {self.host}, {self.slots} slot{'' if self.slots == 1 else 's'})"
+        return f"{run} (pid {self.pid} on {self.host}"
 
     def why_dead(self, flow_run_state: str | None, now: datetime) -> str | None:
-        """Why this claim's holder is dead, or None while it lives.
+        """Why this holder is dead, or None while it lives.
 
-        ``flow_run_state`` is the type of the claim's flow run as the Prefect API shows it (``"GONE"`` for a
-        deleted one), None when the claim has no flow run.
+        ``flow_run_state`` is the type of the holder's flow run as the Prefect API shows it (``"GONE"`` for a
+        deleted one), None when the holder has no flow run.
         """
         if flow_run_state in _FINAL_STATES or flow_run_state == "GONE":
             return f"its flow run is {flow_run_state.lower()}"
@@ -129,6 +122,26 @@ class Claim(BaseModel):
         if silent > STALE_SECONDS:
             return f"no heartbeat for {silent:.0f} s"
         return None
+
+
+class Claim(Holder):
+    """Who holds how many slots of a limit: the value of one ``imsflow-slots-<id>`` variable."""
+
+    id: str
+    limit: str
+    slots: int
+
+    @property
+    def variable(self) -> str:
+        return CLAIM_PREFIX + self.id
+
+    @classmethod
+    def mine(cls, limit: str, slots: int) -> Claim:
+        return cls(id=uuid.uuid4().hex, limit=limit, slots=slots, **cls.here())
+
+    def holder(self) -> str:
+        """``flow run 'fleet-env=prod' (pid 4242 on host-a, 40 slots)``."""
+        return f"{self.who()}, {self.slots} slot{'' if self.slots == 1 else 's'})"
 
 
 @dataclass
@@ -375,6 +388,7 @@ __all__ = [
     "HEARTBEAT_SECONDS",
     "STALE_SECONDS",
     "Claim",
+    "Holder",
     "JobSlots",
     "LimitState",
     "SlotLimitMissing",
