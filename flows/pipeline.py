@@ -23,6 +23,10 @@ artifacts, events, a fleet's lanes and rows); the order of the steps and the pow
 * Not on cancellation either (``CancelledError`` is no ``Exception``): the power record covers it too.
 * On a flow retry after a failed image job of this very run, that failure is raised again before the ECS is
   touched: a retry neither submits a second job nor stops and starts the ECS once more.
+* One run at a time per ECS (``runtime.exclusive``): all of the above runs under the ECS's lock, so an ad-hoc
+  run and a fleet, or two ad-hoc runs, never image the same ECS at once. A run that finds the ECS held waits
+  for it (at most ``ecs_wait`` seconds, by default the job timeout), saying which run holds it; a lock whose
+  holder died does not block. Different ECSs never wait for each other.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import runtime
 from imsflow.errors import JobTimeoutError
 from imsflow.models import CreateImageFromEcsRequest, IamToken
 from imsflow.polling import PollPolicy
+from runtime.exclusive import exclusive_ecs
 from tasks.ecs import EcsCheck, check_ecs_stopped, start_ecs
 from tasks.image import (
     ImageResult,
@@ -88,20 +93,51 @@ async def image_one_ecs(
     key: str | None = None,
     poll_policy: PollPolicy | None = None,
     progress_artifact: bool = True,
+    ecs_wait: float | None = None,
 ) -> ImageOutcome:
     """Make the image ``request`` asks for from its ECS, exactly once, and return it once it is active.
 
     ``key`` is the request key (``tasks.image.request_key``; by default from instance ID and image name).
     ``timeout`` is how long to wait for the image job, in seconds; ``poll_policy`` how to poll it (the
     settings' defaults when None); ``progress_artifact=False`` skips the job's progress artifact.
+    ``ecs_wait`` is how long to wait for another run imaging the same ECS, in seconds (``timeout`` when
+    None; 0 refuses at once).
 
     Raises what the steps raise: ``EcsNotReadyError`` (running and not to be stopped while the image is
-    still to be made, or a refused stop or start), ``JobFailedError``, ``JobTimeoutError`` (the ECS is then
-    left stopped), ``ImsflowError``.
+    still to be made, or a refused stop or start; ``runtime.exclusive.EcsHeldError`` when another run kept
+    the ECS for longer than ``ecs_wait``), ``JobFailedError``, ``JobTimeoutError`` (the ECS is then left
+    stopped), ``ImsflowError``.
     Must run inside a flow run.
     """
     logger = get_run_logger()
     key = key or request_key(request.instance_id, request.name)
+    wait = timeout if ecs_wait is None else ecs_wait
+    async with exclusive_ecs(request.instance_id, wait=wait, logger=logger):
+        return await _image(
+            request,
+            key=key,
+            token=token,
+            stop_if_running=stop_if_running,
+            restart=restart,
+            timeout=timeout,
+            poll_policy=poll_policy,
+            progress_artifact=progress_artifact,
+        )
+
+
+async def _image(
+    request: CreateImageFromEcsRequest,
+    *,
+    key: str,
+    token: IamToken | None,
+    stop_if_running: bool,
+    restart: bool,
+    timeout: float,
+    poll_policy: PollPolicy | None,
+    progress_artifact: bool,
+) -> ImageOutcome:
+    """:func:`image_one_ecs` once the ECS is this run's."""
+    logger = get_run_logger()
     seconds: dict[str, float] = {}
 
     if flow_run.get_run_count() > 1:
