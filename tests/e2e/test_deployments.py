@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.stack import DEMO_PASSWORD, OPS_PASSWORD, OPS_USER, ROOT, WEB_1, Stack
+from tests.e2e.stack import DB_1, DEMO_PASSWORD, OPS_PASSWORD, OPS_USER, ROOT, WEB_1, Stack
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,9 @@ def test_deployments_carry_schedules_limits_and_no_secret(stack: Stack) -> None:
         deployment = stack.deployment(flow, name)
         assert DEMO_PASSWORD not in str(deployment)
         assert deployment["enforce_parameter_schema"] is True
-        assert deployment["global_concurrency_limit"]["limit"] == 1
+        # Exclusive per ECS (runtime/exclusive.py), not per deployment: create-image has no limit.
+        limit = deployment["global_concurrency_limit"]
+        assert (limit is None) if name == "create-image" else (limit["limit"] == 1)
 
 
 def test_bad_image_name_is_refused_before_a_run_exists(stack: Stack) -> None:
@@ -64,6 +66,24 @@ def test_overlapping_retention_runs_cancel_the_newer(stack: Stack) -> None:
     runs = [r.json() for r in responses]
     finals = sorted(stack.wait_for_run(run["id"], timeout=90)["state_type"] for run in runs)
     assert finals == ["CANCELLED", "COMPLETED"]
+
+
+def test_create_image_runs_for_two_ecss_at_once_both_complete(stack: Stack) -> None:
+    deployment = stack.deployment("create-image-from-ecs", "create-image")
+    stamp = int(time.time())
+    wanted = [
+        {"instance_id": WEB_1, "name": f"web-1-both-{stamp}"},
+        {"instance_id": DB_1, "name": f"db-1-both-{stamp}", "stop_if_running": True},
+    ]
+    responses = [
+        stack.post(f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {"params": params}})
+        for params in wanted
+    ]
+    assert [r.status_code for r in responses] == [201, 201], [r.text for r in responses]
+    # With the deployment-level limit the second was cancelled ("Deployment concurrency limit reached").
+    finals = [stack.wait_for_run(r.json()["id"], timeout=120) for r in responses]
+    messages = [f["state"]["message"] for f in finals]
+    assert [f["state_type"] for f in finals] == ["COMPLETED", "COMPLETED"], messages
 
 
 def _events(stack: Stack, name: str, resource: str) -> list[dict[str, Any]]:

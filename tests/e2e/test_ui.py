@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.stack import ROOT, WEB_1, Stack
+from tests.e2e.stack import DB_1, ROOT, WEB_1, Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Playwright passes the usual headless flags itself; dev-shm is passed explicitly because Debian's wrapper
@@ -81,6 +81,22 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
         assert run["parameters"]["params"]["instance_id"] == WEB_1
         assert run["parameters"]["params"]["name"] == image_name
         submitted = time.monotonic()
+        # While it runs, a second create-image run for another ECS: exclusive per ECS, not per deployment,
+        # so it is not cancelled (it ran side by side; the UI shows it Completed below).
+        other = stack.post(
+            f"/deployments/{deployment['id']}/create_flow_run",
+            {
+                "parameters": {
+                    "params": {
+                        "instance_id": DB_1,
+                        "name": f"db-1-ui-{int(time.time())}",
+                        "stop_if_running": True,
+                    }
+                }
+            },
+        )
+        assert other.status_code == 201, other.text
+        other_run = other.json()
 
         page.goto(f"{stack.base}/v2/runs/flow-run/{run['id']}")
         main = page.get_by_role("main")
@@ -98,6 +114,13 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
         expect(panel.get_by_role("link", name=re.compile("^poll-job"))).to_be_visible()
         shot = tmp_path / "ui-run.png"
         page.screenshot(path=str(shot))
+
+        started_other = time.monotonic()
+        page.goto(f"{stack.base}/v2/runs/flow-run/{other_run['id']}")
+        expect(page.get_by_role("main").get_by_text("Completed", exact=True).first).to_be_visible(
+            timeout=60_000
+        )
+        timings["the other ECS's run Completed"] = time.monotonic() - started_other
         browser.close()
     timings["whole UI path"] = time.monotonic() - started
 
@@ -108,6 +131,7 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
     names = sorted(t["name"].split("[")[0] for t in task_runs)
     assert names == sorted(STEPS)
     assert {t["state_type"] for t in task_runs} == {"COMPLETED"}
+    assert stack.wait_for_run(other_run["id"], timeout=10)["state_type"] == "COMPLETED"
 
     if os.environ.get("UPDATE_UI_SCREENSHOT"):
         shutil.copyfile(shot, ROOT / "docs" / "ui-run.png")
