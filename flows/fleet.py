@@ -48,6 +48,7 @@ from imsflow.validation import (
 from runtime.auth import client_for
 from runtime.budget import API_LIMIT, JOBS_LIMIT, ApiBudget, BudgetedTransport, ensure_limits
 from runtime.credentials import credentials_from_block
+from runtime.failures import ending_cleanly
 from runtime.retry import transient_retries
 from runtime.slots import Claim, JobSlots, LimitState, read_limit, reconcile
 from tasks.image import request_key
@@ -612,8 +613,10 @@ async def create_images_for_fleet(
     With ``credentials_block`` the tasks (and the chunk runs) use that block's credentials; without it, the
     ``IMSFLOW_*`` settings of the process running the flow.
     """
+    # An imsflow error of the fleet's own (the quota, the job slots, the token) ends the run Failed with one
+    # line and no traceback; failures of single ECSs are rows of the table (runtime/failures.py).
     async with credentials_from_block(credentials_block):
-        return await _create_images_for_fleet(params, credentials_block)
+        return await ending_cleanly(_create_images_for_fleet(params, credentials_block))
 
 
 async def _create_images_for_fleet(params: FleetParams, credentials_block: str | None) -> FleetResult:
