@@ -189,6 +189,7 @@ def test_the_runnable_blocks_run_as_written(tmp_path: Path) -> None:
     out = output.read_text(encoding="utf-8", errors="replace")
     assert proc.returncode == 0, f"a README command failed as written:\n{out}"
     assert "Traceback" not in out, out
+    assert "FutureWarning" not in out, out  # e.g. `prefect deploy` on a deployment with `schedules: []`
     ran = {int(n) for n in re.findall(r"=== README block (\d+) \(line \d+\)", out)}
     assert ran == {b.number for b in blocks() if b.kind == "run"}, "every runnable block ran"
     text = " ".join(out.split())
