@@ -22,6 +22,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 # script can drop it (browser-notes.md).
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic"]
 STEPS = ("get-token", "check-ecs-stopped", "submit-image", "poll-job")
+NO_SUCH_ECS = "6f1c2d7e-0000-4000-8000-0000000000ff"
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -97,6 +98,13 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
         )
         assert other.status_code == 201, other.text
         other_run = other.json()
+        # And one that must fail: an ECS that does not exist. Its page must say why, in one line.
+        failing = stack.post(
+            f"/deployments/{deployment['id']}/create_flow_run",
+            {"parameters": {"params": {"instance_id": NO_SUCH_ECS, "name": f"gone-ui-{int(time.time())}"}}},
+        )
+        assert failing.status_code == 201, failing.text
+        failing_run = failing.json()
 
         page.goto(f"{stack.base}/v2/runs/flow-run/{run['id']}")
         main = page.get_by_role("main")
@@ -121,6 +129,22 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
             timeout=60_000
         )
         timings["the other ECS's run Completed"] = time.monotonic() - started_other
+
+        stack.wait_for_run(failing_run["id"], timeout=60)
+        page.goto(f"{stack.base}/v2/runs/flow-run/{failing_run['id']}")
+        main = page.get_by_role("main")
+        expect(main.get_by_text("Failed", exact=True).first).to_be_visible(timeout=30_000)
+        # The reason in one line: what failed, the cloud's code and request ID, what to do. Prefect 3.9.1's
+        # run header shows only the state badge; the state message is the Details tab's "State Message"
+        # (and the first ERROR line of the Logs tab, open by default, says the same).
+        page.get_by_role("tab", name="Details").click()
+        detail = page.get_by_role("tabpanel")
+        expect(detail.get_by_text("State Message", exact=True)).to_be_visible()
+        reason = detail.get_by_text(
+            re.compile(r"^EcsNotFoundError: HTTP 404 Ecs\.0114: .* — to do: Check the ECS id")
+        )
+        expect(reason).to_be_visible()
+        page.screenshot(path=str(tmp_path / "ui-failed-run.png"))
         browser.close()
     timings["whole UI path"] = time.monotonic() - started
 
@@ -132,6 +156,12 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
     assert names == sorted(STEPS)
     assert {t["state_type"] for t in task_runs} == {"COMPLETED"}
     assert stack.wait_for_run(other_run["id"], timeout=10)["state_type"] == "COMPLETED"
+    failed = stack.flow_run(failing_run["id"])
+    assert failed["state_type"] == "FAILED"
+    message = failed["state"]["message"]
+    assert "\n" not in message
+    assert message.startswith("EcsNotFoundError: HTTP 404 Ecs.0114"), message
+    assert "to do:" in message, message
 
     if os.environ.get("UPDATE_UI_SCREENSHOT"):
         shutil.copyfile(shot, ROOT / "docs" / "ui-run.png")
