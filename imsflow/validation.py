@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from imsflow.errors import InvalidRequestError
 
 __all__ = [
+    "BLOCK_NAME_OR_EMPTY_PATTERN",
     "BLOCK_NAME_PATTERN",
     "BLOCK_NAME_RULE",
     "BUCKET_URL_PATTERN",
@@ -60,6 +61,8 @@ __all__ = [
     "check_tags",
     "check_tags_exclusive",
     "check_uuid",
+    "empty_is_none",
+    "form_config",
     "parse_dotted_tag",
     "parse_tag",
 ]
@@ -104,6 +107,8 @@ UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0
 BUCKET_URL_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]:[^ ]+$"
 # Prefect block names (the ImsflowCredentials block a flow run names): lowercase letters, digits, hyphens.
 BLOCK_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+# The credentials_block parameter of a form: a block name, or empty for "none".
+BLOCK_NAME_OR_EMPTY_PATTERN = r"^([a-z0-9][a-z0-9-]*)?$"
 
 _NAME = re.compile(NAME_PATTERN)
 _DESCRIPTION = re.compile(DESCRIPTION_PATTERN)
@@ -250,13 +255,24 @@ ImageId = Annotated[
 #: An image name as IMS accepts it.
 ImageName = Annotated[
     str,
-    Field(title="Image name", description=NAME_RULE, min_length=1, max_length=128, pattern=NAME_PATTERN),
+    Field(
+        title="Image name",
+        description=f"Name of the new image: {NAME_RULE}.",
+        min_length=1,
+        max_length=128,
+        pattern=NAME_PATTERN,
+    ),
     _checked(check_image_name, "name"),
 ]
 #: An image description as IMS accepts it.
 ImageDescription = Annotated[
     str,
-    Field(description=DESCRIPTION_RULE, max_length=1024, pattern=DESCRIPTION_PATTERN),
+    Field(
+        title="Image description",
+        description=f"Shown with the image in the console; {DESCRIPTION_RULE}.",
+        max_length=1024,
+        pattern=DESCRIPTION_PATTERN,
+    ),
     _checked(check_description, "description"),
 ]
 #: One tag as ``key=value`` (``parse_tag`` makes it an ``image_tags`` pair).
@@ -266,19 +282,82 @@ BucketUrl = Annotated[
     str,
     Field(
         title="OBS target",
-        description=f"bucket:file, e.g. my-images:web-1.qcow2 — {BUCKET_URL_RULE}. "
-        "A Standard bucket in the same region.",
+        description=f"Where the file goes, as bucket:file, e.g. my-images:web-1.qcow2 ({BUCKET_URL_RULE}); "
+        "a Standard bucket in the image's region.",
         pattern=BUCKET_URL_PATTERN,
     ),
     _checked(check_bucket_url, "bucket_url"),
 ]
-#: The ``credentials_block`` parameter of every flow: the name of an imsflow-credentials block, or none.
+
+
+def _block_name_or_empty(value: object) -> object:
+    # None (a Python caller's "no block") and "" (an empty form field) are the same: no block, as "".
+    if value is None or value == "":
+        return ""
+    return check_block_name(value, "credentials_block") if isinstance(value, str) else value
+
+
+#: The ``credentials_block`` parameter of every flow: the name of an imsflow-credentials block, or empty.
+#:
+#: The value is ``""`` when no block is named, whether the caller passed ``None``, ``""`` or nothing
+#: (``validate_default``), so a flow hands on ``""``, never ``None``: a deployment's form (and its parameter
+#: schema) has a plain text field with ``""`` as default, and no ``str | None`` switch. The JSON schema is
+#: set here whole (the flow's parameter title and description are Prefect's, overridden by the extras).
 CredentialsBlock = Annotated[
     str | None,
+    BeforeValidator(_block_name_or_empty),
+    WithJsonSchema({"type": "string", "pattern": BLOCK_NAME_OR_EMPTY_PATTERN}),
     Field(
-        title="Credentials block",
-        description="Name of an imsflow-credentials block to use; empty: IMSFLOW_* settings of the runner.",
-        pattern=BLOCK_NAME_PATTERN,
+        validate_default=True,
+        json_schema_extra={
+            "title": "Credentials block",
+            "description": "Name of the imsflow-credentials block (Blocks in the Prefect UI) with the cloud "
+            "account to use. Leave empty to use the IMSFLOW_* settings of the machine that runs the flow.",
+            "default": "",
+        },
     ),
-    _checked(check_block_name, "credentials_block"),
 ]
+
+
+# ------------------------------------------------------------------------------------ a flow's parameter form
+
+
+def empty_is_none(value: object) -> object:
+    """A form's empty value (``""``, and ``0`` for a count where 0 means "no rule") as ``None``: not set."""
+    return None if value == "" else value
+
+
+def _without_null(prop: dict[str, Any]) -> None:
+    branches = prop.get("anyOf")
+    if isinstance(branches, list):
+        rest = [b for b in branches if not (isinstance(b, dict) and b.get("type") == "null")]
+        if len(rest) < len(branches):
+            del prop["anyOf"]
+            if len(rest) == 1 and isinstance(rest[0], dict):
+                for key, val in rest[0].items():
+                    prop.setdefault(key, val)
+            else:
+                prop["anyOf"] = rest
+    if "default" in prop and prop["default"] is None:
+        del prop["default"]
+
+
+def form_config(title: str, description: str) -> ConfigDict:
+    """The ``model_config`` of a flow's parameter model: the form a person fills in the Prefect UI.
+
+    The model's schema gets ``title`` and ``description`` (for the person, not the docstring), and every
+    optional field is its type alone: no ``null`` branch (the UI's ``str | None`` switch) and no ``null``
+    default. An empty field is left out of the run's parameters, so the field's Python default (``None``:
+    not set) applies; the Prefect server still accepts ``null`` for such a field (it allows ``null`` for a
+    property that is neither required nor defaulted), so Python callers and chunk runs may send it.
+    """
+
+    def update(schema: dict[str, Any]) -> None:
+        schema["title"] = title
+        schema["description"] = description
+        properties = schema.get("properties", {})
+        for prop in properties.values():
+            if isinstance(prop, dict):
+                _without_null(prop)
+
+    return ConfigDict(title=title, json_schema_extra=update)

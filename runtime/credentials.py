@@ -91,11 +91,13 @@ async def load_settings(block_name: str) -> ImsflowSettings:
 async def credentials_from_block(block_name: str | None) -> AsyncIterator[ImsflowSettings]:
     """Make the tasks use the named block's settings for the duration (else leave the settings alone).
 
+    No block is ``None`` or ``""`` (what a flow's ``credentials_block`` parameter holds when none is named).
+
     ``runtime.use_runtime`` is process-wide, which is what a flow run needs: its tasks run in the same
     process (a served or worker-started run gets a process of its own). Two flows with different blocks in one
     process at the same time would share whichever settings came last; nothing in imsflow does that.
     """
-    if block_name is None:
+    if not block_name:
         yield runtime.settings()
         return
     settings = await load_settings(block_name)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import date
+from typing import Annotated
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from imsflow import validation
 from imsflow.errors import InvalidRequestError
@@ -322,7 +324,80 @@ BAD_FIELDS: list[tuple[str, object, str]] = [
 
 @pytest.mark.parametrize(("field", "value"), GOOD_FIELDS)
 def test_typed_fields_accept_the_documented_forms(field: str, value: object) -> None:
-    assert getattr(Form(**{field: value}), field) == value
+    # No credentials block is "" however given (below); every other accepted value is kept as it is.
+    expected = "" if (field, value) == ("credentials_block", None) else value
+    assert getattr(Form(**{field: value}), field) == expected
+
+
+@pytest.mark.parametrize("given", [{}, {"credentials_block": None}, {"credentials_block": ""}])
+def test_no_credentials_block_is_empty_however_given(given: dict[str, object]) -> None:
+    # A flow hands credentials_block on (a fleet's chunk runs): "" passes the form's schema, null not.
+    assert Form(**given).credentials_block == ""
+
+
+def test_the_credentials_block_form_field_is_a_plain_optional_text() -> None:
+    schema = Form.model_json_schema()["properties"]["credentials_block"]
+    assert schema["type"] == "string"
+    assert "anyOf" not in schema
+    assert schema["default"] == ""
+    assert schema["title"] == "Credentials block"
+    assert "IMSFLOW_" in schema["description"]
+    assert re.fullmatch(schema["pattern"], "")
+    assert re.fullmatch(schema["pattern"], "prod-eu")
+    assert not re.fullmatch(schema["pattern"], "Prod_EU")
+
+
+class ParamsForm(BaseModel):
+    model_config = validation.form_config("Things", "What to do.")
+
+    name: Annotated[str | None, BeforeValidator(validation.empty_is_none)] = None
+    count: int | None = None
+    when: date | None = None
+    id: validation.InstanceId | None = None
+    size: int = 3
+
+
+def test_form_config_titles_the_form_and_drops_every_null() -> None:
+    schema = ParamsForm.model_json_schema()
+    assert (schema["title"], schema["description"]) == ("Things", "What to do.")
+    properties = schema["properties"]
+    for name in ("name", "count", "when", "id"):
+        assert "anyOf" not in properties[name], name
+        assert "default" not in properties[name], name
+    assert properties["name"]["type"] == "string"
+    assert properties["count"]["type"] == "integer"
+    assert properties["when"] == {"format": "date", "title": "When", "type": "string"}
+    assert properties["id"]["pattern"] == validation.UUID_PATTERN
+    assert properties["size"]["default"] == 3
+
+
+def test_an_empty_form_value_is_not_set() -> None:
+    assert ParamsForm(name="").name is None
+    assert ParamsForm(name=None).name is None
+    assert ParamsForm(name="x").name == "x"
+    assert validation.empty_is_none(0) == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("instance_id", "web-1", "must be a UUID such as"),
+        ("name", " lead", "must not start or end with a space"),
+        ("description", "<b>", "no angle brackets"),
+        ("tags", ["env.prod"], 'a tag is "key=value"'),
+        ("bucket_url", "nocolon", 'must be "<bucket>:<file>"'),
+        ("credentials_block", "Prod_EU", "lowercase letters, digits and hyphens"),
+    ],
+)
+def test_a_typed_field_message_reads_as_a_sentence(field: str, value: object, words: str) -> None:
+    # The message names the field, the value and the rule in words: no regex, no pydantic jargon.
+    with pytest.raises(ValidationError) as info:
+        Form(**{field: value})
+    message = info.value.errors()[0]["msg"]
+    assert words in message
+    assert field in message
+    assert "^" not in message
+    assert "pattern" not in message
 
 
 @pytest.mark.parametrize(("field", "value", "rule"), BAD_FIELDS)
