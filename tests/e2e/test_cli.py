@@ -185,9 +185,19 @@ def test_config_masks_secrets(cli: Cli) -> None:
 def test_demo_prints_an_image_id_without_traceback(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "IMSFLOW_"))}
     env.update({"PREFECT_HOME": str(tmp_path / "prefect"), "XDG_CONFIG_HOME": str(tmp_path / "config")})
-    result = subprocess.run(
-        [*IMSFLOW, "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, check=False
-    )
+    try:
+        result = subprocess.run(
+            [*IMSFLOW, "demo"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        # The demo leaves its Prefect server running for the next one: stop it, as a user would.
+        subprocess.run([*IMSFLOW, "ui", "--stop"], cwd=tmp_path, env=env, capture_output=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert "is active" in result.stdout

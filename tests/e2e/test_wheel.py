@@ -201,5 +201,8 @@ def test_activated_the_folders_are_imsflows_here_and_in_the_processes_it_starts(
 def test_the_console_script_runs_the_demo(installed: Installed) -> None:
     imsflow = installed.venv / "bin" / "imsflow"
     assert "Usage" in _ok(installed.run(imsflow, "--help"))
-    out = _ok(installed.run(imsflow, "demo", timeout=240))
+    try:
+        out = _ok(installed.run(imsflow, "demo", timeout=240))
+    finally:
+        installed.run(imsflow, "ui", "--stop")  # the demo leaves its Prefect server running for the next one
     assert re.search(r"image [0-9a-f-]{36} \(.+\) is active", out), out
