@@ -16,7 +16,7 @@ from typing import Annotated
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.states import Completed
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 from flows.pipeline import image_one_ecs, timed
 from imsflow.errors import InvalidRequestError
@@ -29,6 +29,8 @@ from imsflow.validation import (
     ImageName,
     InstanceId,
     TagParam,
+    empty_is_none,
+    form_config,
     parse_tag,
 )
 from runtime.credentials import credentials_from_block
@@ -42,7 +44,15 @@ OWN_TAG_KEYS = frozenset({REQUEST_TAG, INSTANCE_TAG})
 
 
 class CreateImageParams(BaseModel):
-    """What to image. This model is the deployment's form in the Prefect UI: it holds no secret."""
+    """What to image. This model is the deployment's form in the Prefect UI: it holds no secret.
+
+    Titles and descriptions are for the person filling the form; an optional field left empty is not set
+    (``imsflow.validation.form_config``).
+    """
+
+    model_config = form_config(
+        "Image", "The ECS to image, the new image's name, description and tags, and what to do with the ECS."
+    )
 
     instance_id: Annotated[
         InstanceId,
@@ -56,7 +66,9 @@ class CreateImageParams(BaseModel):
     tags: Annotated[
         list[TagParam],
         Field(
-            description="Image tags as key=value (key ≤ 36, value ≤ 43 characters; letters, digits, _, -).",
+            title="Image tags",
+            description="Tags for the image, one key=value each: key 1 to 36 characters, value 0 to 43; "
+            "letters, digits, underscores (_) and hyphens (-).",
             json_schema_extra={"position": 3},
         ),
     ] = []
@@ -89,10 +101,14 @@ class CreateImageParams(BaseModel):
     idempotency_key: Annotated[
         str | None,
         Field(
-            description="Optional key that makes this request unique instead of instance ID + image name.",
+            title="Request key",
+            description="Runs with the same key are one request: a second run resumes or finds the image "
+            "of the first instead of making another. Leave empty to use the ECS and the image name as "
+            "the key.",
             max_length=128,
             json_schema_extra={"position": 7},
         ),
+        BeforeValidator(empty_is_none),
     ] = None
     dry_run: Annotated[
         bool,
@@ -221,15 +237,18 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
     on_crashed=[emit_image_failed],
 )
 async def create_image_from_ecs(
-    params: CreateImageParams,
-    credentials_block: CredentialsBlock = None,
+    # Prefect titles a parameter with its name; the form's group is "Image" instead (written out here:
+    # `prefect deploy` reads this signature from the source, where a module constant is not evaluated).
+    params: Annotated[CreateImageParams, Field(json_schema_extra={"title": "Image"})],
+    credentials_block: CredentialsBlock = "",
 ) -> CreateImageResult | DryRunResult:
     """Create a private image from an ECS and return its ID; a retry or re-run never makes a second.
 
     With ``params.dry_run`` nothing is submitted: the result says what a real run would do.
 
     With ``credentials_block`` the tasks use that block's credentials (the parameter is the block's name,
-    never a secret); without it, the ``IMSFLOW_*`` settings of the process running the flow.
+    never a secret); without it (``""``; ``None`` is taken too), the ``IMSFLOW_*`` settings of the process
+    running the flow.
     """
     # An imsflow error ends the run Failed with one line (what failed, the cloud's code and request ID,
     # what to do) and no traceback; the caller still gets the exception (runtime/failures.py).

@@ -30,7 +30,16 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 import runtime
 from flows.pipeline import image_one_ecs
@@ -43,6 +52,8 @@ from imsflow.validation import (
     ImageDescription,
     InstanceId,
     TagParam,
+    empty_is_none,
+    form_config,
     parse_tag,
 )
 from runtime.auth import client_for
@@ -70,6 +81,10 @@ def render_name(template: str, server_name: str, server_id: str, day: date) -> s
 class FleetParams(BaseModel):
     """Which ECSs to image and how. The deployment's form in the Prefect UI: it holds no secret."""
 
+    model_config = form_config(
+        "Fleet", "Which ECSs to image, how to name and tag their images, and how many to image at once."
+    )
+
     instance_ids: Annotated[
         list[InstanceId],
         Field(
@@ -82,7 +97,7 @@ class FleetParams(BaseModel):
         list[TagParam],
         Field(
             title="ECS tags",
-            description="Select ECSs carrying all of these tags (key=value).",
+            description="Select the ECSs carrying all of these tags, one key=value each.",
             json_schema_extra={"position": 1},
         ),
     ] = []
@@ -90,20 +105,30 @@ class FleetParams(BaseModel):
         str | None,
         Field(
             title="Name contains",
-            description="Select ECSs whose name contains this text.",
+            description="Select the ECSs whose name contains this text. Leave empty for any name.",
             max_length=64,
             json_schema_extra={"position": 2},
         ),
+        BeforeValidator(empty_is_none),
     ] = None
     status: Annotated[
         Literal["SHUTOFF", "ACTIVE"] | None,
-        Field(description="Select only ECSs in this status.", json_schema_extra={"position": 3}),
+        # A select of three in the form; "any" is None here, and None is "any" in JSON (a chunk's parameters).
+        BeforeValidator(lambda value: None if value in ("any", "") else value),
+        PlainSerializer(lambda value: value or "any", return_type=str, when_used="json"),
+        WithJsonSchema({"type": "string", "enum": ["any", "SHUTOFF", "ACTIVE"]}),
+        Field(
+            title="ECS status",
+            description="Select only the ECSs in this status: SHUTOFF (stopped) or ACTIVE (running); "
+            "any: every status.",
+            json_schema_extra={"position": 3, "default": "any"},
+        ),
     ] = None
     name_template: Annotated[
         str,
         Field(
             title="Image name template",
-            description=f"Python format string with {TEMPLATE_FIELDS}.",
+            description=f"The name of each image, with the fields {TEMPLATE_FIELDS}.",
             min_length=1,
             max_length=128,
             json_schema_extra={"position": 4},
@@ -112,7 +137,12 @@ class FleetParams(BaseModel):
     description: Annotated[ImageDescription, Field(json_schema_extra={"position": 5})] = ""
     image_tags: Annotated[
         list[TagParam],
-        Field(description="Tags for every image (key=value).", json_schema_extra={"position": 6}),
+        Field(
+            title="Image tags",
+            description="Tags for every image, one key=value each: key 1 to 36 characters, value 0 to 43; "
+            "letters, digits, underscores (_) and hyphens (-).",
+            json_schema_extra={"position": 6},
+        ),
     ] = []
     stop_if_running: Annotated[
         bool,
@@ -124,7 +154,11 @@ class FleetParams(BaseModel):
     ] = False
     restart_after: Annotated[
         bool,
-        Field(description="Start again the ECSs imsflow stopped.", json_schema_extra={"position": 8}),
+        Field(
+            title="Restart after",
+            description="Start the ECSs imsflow stopped again when their image jobs end.",
+            json_schema_extra={"position": 8},
+        ),
     ] = True
     max_concurrent: Annotated[
         int,
@@ -170,25 +204,27 @@ class FleetParams(BaseModel):
     run_date: Annotated[
         date | None,
         Field(
-            title="Date",
-            description="The {date} of the name template; today (UTC) when empty.",
+            title="Image date",
+            description="The {date} of the name template. Leave empty for today (UTC).",
             json_schema_extra={"position": 13},
         ),
+        BeforeValidator(empty_is_none),
     ] = None
     chunk_deployment: Annotated[
         str | None,
         Field(
             title="Chunk deployment",
             description="Run the work as chunks through this deployment (flow-name/deployment-name), "
-            "so that workers on several machines share the fleet.",
+            "so that workers on several machines share the fleet. Leave empty to run it all here.",
             json_schema_extra={"position": 14},
         ),
+        BeforeValidator(empty_is_none),
     ] = None
     chunk_size: Annotated[
         int,
         Field(
             title="Chunk size",
-            description="ECSs per chunk run.",
+            description="ECSs per chunk run (with a chunk deployment).",
             ge=1,
             le=10_000,
             json_schema_extra={"position": 15},

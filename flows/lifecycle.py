@@ -13,11 +13,11 @@ from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from imsflow.errors import ImsflowError
 from imsflow.models import ExportImageRequest
-from imsflow.validation import BucketUrl, CredentialsBlock, ImageId, InstanceId
+from imsflow.validation import BucketUrl, CredentialsBlock, ImageId, InstanceId, empty_is_none, form_config
 from runtime.credentials import credentials_from_block
 from runtime.failures import ending_cleanly
 from tasks.lifecycle import (
@@ -39,19 +39,35 @@ from tasks.token import flow_token
 
 
 class DeleteImageParams(BaseModel):
-    """Which image to delete."""
+    """Which image to delete (the deployment's form: ``form_config``)."""
 
-    image_id: Annotated[ImageId, Field(description="ID (UUID) of the private image to delete.")]
+    model_config = form_config("Image", "The private image to delete.")
+
+    image_id: Annotated[
+        ImageId,
+        Field(description="ID (UUID) of the private image to delete.", json_schema_extra={"position": 0}),
+    ]
     timeout_minutes: Annotated[
         int,
         Field(
-            title="Timeout (minutes)", description="Give up waiting for the image to be gone.", ge=1, le=240
+            title="Timeout (minutes)",
+            description="Give up waiting for the image to be gone after this long.",
+            ge=1,
+            le=240,
+            json_schema_extra={"position": 1},
         ),
     ] = 10
 
 
+# Prefect titles a parameter with its name: each flow's group of `params` is titled for people instead
+# (written out in each signature: `prefect deploy` reads it from the source and evaluates no constant).
+
+
 @flow(name="delete-image", flow_run_name="delete-image-{params.image_id}")
-async def delete_image(params: DeleteImageParams, credentials_block: CredentialsBlock = None) -> DeleteResult:
+async def delete_image(
+    params: Annotated[DeleteImageParams, Field(json_schema_extra={"title": "Image"})],
+    credentials_block: CredentialsBlock = "",
+) -> DeleteResult:
     """Delete a private image and wait until it is gone.
 
     An image that is already gone counts as done. An image still being created is refused (IMG.0090).
@@ -71,7 +87,9 @@ async def _delete_image(params: DeleteImageParams, credentials_block: str | None
 
 
 class ExportImageParams(BaseModel):
-    """Which image to export, where to, and in which format."""
+    """Which image to export, where to, and in which format (the deployment's form: ``form_config``)."""
+
+    model_config = form_config("Export", "The private image to export, the OBS file to write and its format.")
 
     image_id: Annotated[
         ImageId,
@@ -112,7 +130,10 @@ class ExportImageParams(BaseModel):
 
 
 @flow(name="export-image", flow_run_name="export-image-{params.image_id}")
-async def export_image(params: ExportImageParams, credentials_block: CredentialsBlock = None) -> ExportResult:
+async def export_image(
+    params: Annotated[ExportImageParams, Field(json_schema_extra={"title": "Export"})],
+    credentials_block: CredentialsBlock = "",
+) -> ExportResult:
     """Export a private image to an OBS bucket and wait for the export job to finish."""
     return await ending_cleanly(_export_image(params, credentials_block))
 
@@ -143,13 +164,23 @@ async def _export_image(params: ExportImageParams, credentials_block: str | None
 
 
 class PruneParams(BaseModel):
-    """Retention of the images imsflow made, per ECS. Images imsflow did not make are never touched."""
+    """Retention of the images imsflow made, per ECS. Images imsflow did not make are never touched.
+
+    The deployment's form (``form_config``): ``keep`` 0 and an empty ``max_age_days`` are "no such rule"
+    (``None`` here, as Python callers pass it).
+    """
+
+    model_config = form_config(
+        "Retention",
+        "Which of the images imsflow made to keep, per ECS; the others are deleted. Images imsflow did not "
+        "make are never touched.",
+    )
 
     instance_ids: Annotated[
         list[InstanceId],
         Field(
             title="ECS IDs",
-            description="Prune the images of these ECSs only; empty: of every ECS imsflow imaged.",
+            description="Prune the images of these ECSs only. Leave empty for every ECS imsflow imaged.",
             json_schema_extra={"position": 0},
         ),
     ] = []
@@ -157,21 +188,23 @@ class PruneParams(BaseModel):
         int | None,
         Field(
             title="Keep newest",
-            description="Keep this many newest active images per ECS (empty: no count rule).",
-            ge=1,
+            description="Keep this many newest active images per ECS; 0: no count rule.",
+            ge=0,
             le=1000,
             json_schema_extra={"position": 1},
         ),
+        BeforeValidator(lambda value: None if value == 0 else value),
     ] = 7
     max_age_days: Annotated[
         float | None,
         Field(
             title="Keep younger than (days)",
-            description="Keep every image younger than this many days (empty: no age rule). "
+            description="Keep every image younger than this many days. Leave empty for no age rule. "
             "With both rules, an image goes only when both let it go.",
             gt=0,
             json_schema_extra={"position": 2},
         ),
+        BeforeValidator(empty_is_none),
     ] = None
     dry_run: Annotated[
         bool,
@@ -183,7 +216,10 @@ class PruneParams(BaseModel):
     @model_validator(mode="after")
     def _some_rule(self) -> PruneParams:
         if self.keep is None and self.max_age_days is None:
-            raise ValueError("give keep, max_age_days or both: with no rule every image would go")
+            raise ValueError(
+                "give a rule: keep newest (keep) more than 0, keep younger than (max_age_days), or both; "
+                "with no rule every image would go"
+            )
         return self
 
     def rule(self) -> RetentionRule:
@@ -229,7 +265,10 @@ def _table(result: PruneResult) -> list[dict[str, str]]:
 
 
 @flow(name="prune-images", flow_run_name="prune-images")
-async def prune_images(params: PruneParams, credentials_block: CredentialsBlock = None) -> PruneResult:
+async def prune_images(
+    params: Annotated[PruneParams, Field(json_schema_extra={"title": "Retention"})],
+    credentials_block: CredentialsBlock = "",
+) -> PruneResult:
     """Delete imsflow's old images per ECS: keep the N newest and/or the young ones.
 
     Never touches an image imsflow did not make, an image an ECS runs from, a protected image, or one still
