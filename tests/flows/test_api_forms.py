@@ -5,6 +5,7 @@ parameter schemas) as a person fills them in the Prefect UI."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -206,7 +207,7 @@ async def test_failed_run_message_carries_the_request_id() -> None:
 
 # ---------------------------------------------------------------- the forms a person fills in the Prefect UI
 
-FLOWS = {
+FLOWS: dict[str, Callable[..., Any]] = {
     "create-image-from-ecs": create_image_from_ecs,
     "create-images-for-fleet": create_images_for_fleet,
     "delete-image": delete_image,
@@ -363,7 +364,7 @@ def test_credentials_block_given_as_none_or_empty_is_no_block() -> None:
 async def test_a_bad_value_through_the_api_states_the_rule(params: dict[str, Any], rule: str) -> None:
     # A run with a bad parameter ends before any call, with the rule in words, not the regex.
     with cloud_runtime(make_cloud()):
-        state = await create_image_from_ecs(params, return_state=True)  # type: ignore[arg-type]
+        state = await create_image_from_ecs(params, return_state=True)
     assert state.is_failed()
     message = state.message or ""
     assert rule in message, message
