@@ -642,7 +642,9 @@ def _run_name() -> str:
     timeout_seconds=None,
 )
 async def create_images_for_fleet(
-    params: FleetParams, credentials_block: CredentialsBlock = None
+    # The form's group is "Fleet", not the parameter's name (written out: `prefect deploy` reads the source).
+    params: Annotated[FleetParams, Field(json_schema_extra={"title": "Fleet"})],
+    credentials_block: CredentialsBlock = "",
 ) -> FleetResult:
     """Image every selected ECS once; Failed (naming them) if any ECS failed.
 
