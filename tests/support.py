@@ -160,3 +160,15 @@ def cloud_runtime(
         **virtual_time(cloud),
     ):
         yield settings
+
+
+async def delete_prefect_variables(prefix: str) -> list[str]:
+    """Delete the Prefect variables whose names start with ``prefix`` (claims, ECS locks): tests share the
+    session's Prefect server, so each leaves none behind. Returns the names deleted."""
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        names = [v.name for v in await client.read_variables() if v.name.startswith(prefix)]
+        for name in names:
+            await client.delete_variable_by_name(name)
+    return names

@@ -7,6 +7,7 @@ Started once per test session (a Prefect server takes seconds to come up). Every
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -108,45 +109,125 @@ def process_env(
 
 
 @contextlib.contextmanager
-def prefect_server(home: Path, *, timeout: float = 120) -> Iterator[str]:
-    """``prefect server start`` alone (no UI) on a free 127.0.0.1 port, with a fresh ``PREFECT_HOME`` under
-    ``home``; yields its API URL once ``/api/health`` answers, and stops it afterwards. For tests whose
-    processes would otherwise each start a temporary server: point them at it with ``PREFECT_API_URL``."""
+def local_cloud(seed: dict[str, Any], home: Path) -> Iterator[str]:
+    """``python -m localcloud`` with ``seed`` on a free 127.0.0.1 port (real clock); yields its URL once it
+    answers, and kills it afterwards: a request a delay fault holds would keep a graceful stop waiting, and
+    nothing of the cloud's outlives the test."""
+    path = home / "seed.json"
+    path.write_text(json.dumps(seed))
     port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "IMSFLOW_"))}
-    env.update(
-        PREFECT_HOME=str(home / "prefect-server"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_SERVER_UI_ENABLED="false",
-        PREFECT_LOGGING_SERVER_LEVEL="WARNING",
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localcloud", "--port", str(port), "--seed", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    with (home / "prefect-server.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(
+            lambda: httpx.get(f"{url}/_local/stats", timeout=1).is_success,
+            timeout=30,
+            what="local cloud",
+            proc=proc,
         )
-        try:
-            wait_for(
-                lambda: httpx.get(f"{api}/health", timeout=2).json() is True,
-                timeout=timeout,
-                what="prefect server",
-                proc=proc,
+        yield url
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def cloud_stats(url: str) -> dict[str, int]:
+    """The local cloud's API calls per operation."""
+    stats: dict[str, int] = httpx.get(f"{url}/_local/stats", timeout=5).json()
+    return stats
+
+
+def cloud_token(url: str, user: str, password: str, project_id: str, domain: str = "demo") -> str:
+    """A project-scoped IAM token from the local cloud, for a test's own look at the cloud."""
+    token: str = httpx.post(
+        f"{url}/v3/auth/tokens",
+        json={
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {"user": {"name": user, "password": password, "domain": {"name": domain}}},
+                },
+                "scope": {"project": {"id": project_id}},
+            }
+        },
+        timeout=5,
+    ).headers["X-Subject-Token"]
+    return token
+
+
+def private_images(url: str, token: str) -> list[dict[str, Any]]:
+    """``GET /v2/cloudimages?__imagetype=private`` as the cloud lists them."""
+    images: list[dict[str, Any]] = httpx.get(
+        f"{url}/v2/cloudimages", params={"__imagetype": "private"}, headers={"X-Auth-Token": token}, timeout=5
+    ).json()["images"]
+    return images
+
+
+class PrefectServer:
+    """``prefect server start`` alone (no UI) on a fixed free port and database under ``home``, which a test
+    can kill and start again (a restart keeps its port and database)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        self.api = f"http://127.0.0.1:{self.port}/api"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "IMSFLOW_"))}
+        env.update(
+            PREFECT_HOME=str(self.home / "prefect-server"),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_SERVER_UI_ENABLED="false",
+            PREFECT_LOGGING_SERVER_LEVEL="WARNING",
+        )
+        command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port"]
+        with (self.home / "prefect-server.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*command, str(self.port)],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-            yield api
-        finally:
+        wait_for(
+            lambda: httpx.get(f"{self.api}/health", timeout=2).json() is True,
+            timeout=timeout,
+            what="prefect server",
+            proc=self.proc,
+        )
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop it (SIGTERM, then SIGKILL if it lingers; ``sig=SIGKILL`` for a crash)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        self.proc = None
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path, *, timeout: float = 120) -> Iterator[str]:
+    """A :class:`PrefectServer` for the block: yields its API URL once ``/api/health`` answers, and stops it
+    afterwards. For tests whose processes would otherwise each start a temporary server: point them at it
+    with ``PREFECT_API_URL``."""
+    server = PrefectServer(home)
+    server.start(timeout)
+    try:
+        yield server.api
+    finally:
+        server.stop()
 
 
 @dataclass

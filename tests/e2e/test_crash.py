@@ -14,7 +14,6 @@ cache, the locks) lives there, not in the server; ``imsflow create`` uses no glo
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.stack import free_port, prefect_server, process_env
+from tests.e2e.stack import cloud_stats, cloud_token, local_cloud, prefect_server, private_images, process_env
 
 pytestmark = pytest.mark.slow
 
@@ -61,31 +60,8 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def cloud_url(tmp_path: Path) -> Iterator[str]:
-    seed = tmp_path / "seed.json"
-    seed.write_text(json.dumps(SEED))
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "localcloud", "--port", str(port), "--seed", str(seed)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{url}/_local/stats", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the local cloud did not start") from None
-                time.sleep(0.1)
+    with local_cloud(SEED, tmp_path) as url:
         yield url
-    finally:
-        # A request held by a delay fault (the killed run's) keeps uvicorn's graceful stop waiting for the
-        # fault's full 60 s; nothing of the cloud's outlives the test, so it need not stop gracefully.
-        proc.kill()
-        proc.wait(10)
 
 
 def _env(cloud_url: str, home: Path, prefect_api: str) -> dict[str, str]:
@@ -114,14 +90,9 @@ def _create(env: dict[str, str], name: str, instance_id: str = WEB_1, *options: 
     )
 
 
-def _stats(url: str) -> dict[str, int]:
-    stats: dict[str, int] = httpx.get(f"{url}/_local/stats", timeout=5).json()
-    return stats
-
-
 def _kill_when(proc: subprocess.Popen[str], url: str, ready: Callable[[dict[str, int]], bool]) -> None:
     deadline = time.monotonic() + 90
-    while not ready(_stats(url)):
+    while not ready(cloud_stats(url)):
         if proc.poll() is not None:
             out, err = proc.communicate()
             pytest.fail(f"the run ended before the kill point (exit {proc.returncode}): {out}{err}")
@@ -135,30 +106,11 @@ def _kill_when(proc: subprocess.Popen[str], url: str, ready: Callable[[dict[str,
 
 
 def _token(url: str) -> str:
-    token: str = httpx.post(
-        f"{url}/v3/auth/tokens",
-        json={
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {"user": {"name": "alice", "password": PASSWORD, "domain": {"name": "demo"}}},
-                },
-                "scope": {"project": {"id": PROJECT_ID}},
-            }
-        },
-        timeout=5,
-    ).headers["X-Subject-Token"]
-    return token
+    return cloud_token(url, "alice", PASSWORD, PROJECT_ID)
 
 
 def _images(url: str) -> list[dict[str, Any]]:
-    images: list[dict[str, Any]] = httpx.get(
-        f"{url}/v2/cloudimages",
-        params={"__imagetype": "private"},
-        headers={"X-Auth-Token": _token(url)},
-        timeout=5,
-    ).json()["images"]
-    return images
+    return private_images(url, _token(url))
 
 
 def _server(url: str, instance_id: str) -> dict[str, Any]:
@@ -210,7 +162,7 @@ def test_sigkill_then_rerun_makes_exactly_one_image(
 
     killed = _create(env, name)
     _kill_when(killed, cloud_url, ready)
-    assert _stats(cloud_url).get("ims.create_image", 0) == int(submitted_by_killed_run)
+    assert cloud_stats(cloud_url).get("ims.create_image", 0) == int(submitted_by_killed_run)
     httpx.delete(f"{cloud_url}/_local/faults", timeout=5)
 
     rerun = _create(env, name)
@@ -220,7 +172,9 @@ def test_sigkill_then_rerun_makes_exactly_one_image(
 
     images = _images(cloud_url)
     assert [(i["id"], i["name"], i["status"]) for i in images] == [(image_id, name, "active")]
-    assert _stats(cloud_url)["ims.create_image"] == 1, "the re-run must resume or adopt, never submit again"
+    assert cloud_stats(cloud_url)["ims.create_image"] == 1, (
+        "the re-run must resume or adopt, never submit again"
+    )
 
 
 def test_sigkill_right_after_the_start_post_then_rerun_does_not_stop_again(
@@ -234,7 +188,7 @@ def test_sigkill_right_after_the_start_post_then_rerun_does_not_stop_again(
 
     killed = _create(env, name, DB_1, "--stop-if-running")
     _kill_when(killed, cloud_url, lambda stats: stats.get("ecs.start_servers", 0) >= 1)
-    stats = _stats(cloud_url)
+    stats = cloud_stats(cloud_url)
     assert (stats["ecs.stop_servers"], stats["ecs.start_servers"], stats["ims.create_image"]) == (1, 1, 1)
 
     # --verbose: Prefect's own log lines reach the console (a plain run shows only CRITICAL ones).
@@ -243,7 +197,7 @@ def test_sigkill_right_after_the_start_post_then_rerun_does_not_stop_again(
     assert rerun.returncode == 0, err
     image_id = out.strip().splitlines()[-1]
 
-    stats = _stats(cloud_url)
+    stats = cloud_stats(cloud_url)
     assert stats["ecs.stop_servers"] == 1, "the re-run stopped the ECS again"
     assert stats["ecs.start_servers"] == 1
     assert stats["ims.create_image"] == 1

@@ -16,22 +16,27 @@ minutes), no Prefect ERROR line, and ``imsflow limits`` shows 0 held slots once 
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.e2e.stack import IMSFLOW, ROOT, free_port, process_env, wait_for
+from tests.e2e.stack import (
+    IMSFLOW,
+    ROOT,
+    PrefectServer,
+    cloud_stats,
+    cloud_token,
+    local_cloud,
+    private_images,
+    process_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -65,23 +70,8 @@ SEED: dict[str, Any] = {
 
 @pytest.fixture
 def cloud_url(tmp_path: Path) -> Iterator[str]:
-    seed = tmp_path / "seed.json"
-    seed.write_text(json.dumps(SEED))
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "localcloud", "--port", str(port), "--seed", str(seed)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(
-            lambda: httpx.get(f"{url}/_local/stats", timeout=1).is_success, timeout=30, what="local cloud"
-        )
+    with local_cloud(SEED, tmp_path) as url:
         yield url
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 def _env(cloud_url: str, home: Path, **extra: str) -> dict[str, str]:
@@ -122,19 +112,14 @@ def _fleet(env: dict[str, str], day: str, *, verbose: bool = False) -> subproces
     )
 
 
-def _stats(url: str) -> dict[str, int]:
-    stats: dict[str, int] = httpx.get(f"{url}/_local/stats", timeout=5).json()
-    return stats
-
-
 def _creates(url: str) -> int:
-    return _stats(url).get("ims.create_image", 0)
+    return cloud_stats(url).get("ims.create_image", 0)
 
 
 def _kill_when(proc: subprocess.Popen[str], url: str, operation: str, count: int) -> None:
     """SIGKILL the run's process group once the cloud has answered ``count`` ``operation`` calls in all."""
     deadline = time.monotonic() + 180
-    while _stats(url).get(operation, 0) < count:
+    while cloud_stats(url).get(operation, 0) < count:
         if proc.poll() is not None:
             out = proc.communicate()[0]
             pytest.fail(f"the run ended before the kill point (exit {proc.returncode}): {out}")
@@ -155,25 +140,7 @@ def _finish(proc: subprocess.Popen[str], what: str) -> tuple[str, float]:
 
 
 def _images_per_name(url: str) -> Counter[str]:
-    token = httpx.post(
-        f"{url}/v3/auth/tokens",
-        json={
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {"user": {"name": "alice", "password": PASSWORD, "domain": {"name": "demo"}}},
-                },
-                "scope": {"project": {"id": PROJECT_ID}},
-            }
-        },
-        timeout=5,
-    ).headers["X-Subject-Token"]
-    images = httpx.get(
-        f"{url}/v2/cloudimages",
-        params={"__imagetype": "private"},
-        headers={"X-Auth-Token": token},
-        timeout=5,
-    ).json()["images"]
+    images = private_images(url, cloud_token(url, "alice", PASSWORD, PROJECT_ID))
     return Counter(image["name"] for image in images)
 
 
@@ -216,67 +183,14 @@ def test_fleet_killed_three_times_with_its_temporary_server_then_rerun_and_a_new
     assert f"imsflow-ims-jobs 0 of {LANES} IMS job slots held" in shown, shown
 
 
-class RestartableServer:
-    """``prefect server start`` on a fixed port and database that can be killed and started again."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.port = free_port()
-        self.api = f"http://127.0.0.1:{self.port}/api"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {
-            key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "IMSFLOW_"))
-        }
-        env.update(
-            PREFECT_HOME=str(self.home / "prefect-server"),
-            PREFECT_SERVER_ANALYTICS_ENABLED="false",
-            PREFECT_SERVER_UI_ENABLED="false",
-            PREFECT_LOGGING_SERVER_LEVEL="WARNING",
-        )
-        with (self.home / "prefect-server.log").open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "prefect",
-                    "server",
-                    "start",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_for(
-            lambda: httpx.get(f"{self.api}/health", timeout=2).json() is True,
-            timeout=120,
-            what="prefect server",
-            proc=self.proc,
-        )
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-            self.proc = None
-
-
 @pytest.fixture
-def prefect_server(tmp_path: Path) -> Iterator[RestartableServer]:
-    server = RestartableServer(tmp_path)
+def prefect_server(tmp_path: Path) -> Iterator[PrefectServer]:
+    server = PrefectServer(tmp_path)
     server.start()
     try:
         yield server
     finally:
-        server.kill()
+        server.stop()
 
 
 def _when(check: Callable[[], bool], what: str, timeout: float = 180) -> None:
@@ -288,13 +202,13 @@ def _when(check: Callable[[], bool], what: str, timeout: float = 180) -> None:
 
 
 def test_long_running_server_restarted_mid_fleet_and_a_fleet_killed_on_it(
-    cloud_url: str, tmp_path: Path, prefect_server: RestartableServer
+    cloud_url: str, tmp_path: Path, prefect_server: PrefectServer
 ) -> None:
     env = _env(cloud_url, tmp_path, PREFECT_API_URL=prefect_server.api)
 
     fleet = _fleet(env, "2026-11-27")
     _when(lambda: _creates(cloud_url) >= 2, "two creates")
-    prefect_server.kill()  # mid-fleet: jobs in flight, slots held
+    prefect_server.stop(signal.SIGKILL)  # mid-fleet: jobs in flight, slots held
     time.sleep(1)  # a real outage, however short: the fleet's calls to the server fail meanwhile
     prefect_server.start()
     out, _ = _finish(fleet, "the fleet whose server restarted")

@@ -33,22 +33,15 @@ from localcloud import LocalCloud
 from runtime.exclusive import LOCK_PREFIX, EcsHeldError, EcsLock, lock_name
 from runtime.slots import STALE_SECONDS
 from tests.flows.test_fleet import ecs_id, fleet_cloud, params, run
-from tests.support import DB_1, WEB_1, CloudNetwork, cloud_runtime, make_cloud
-
-
-async def _forget_locks() -> None:
-    async with get_client() as client:
-        for variable in await client.read_variables():
-            if variable.name.startswith(LOCK_PREFIX):
-                await client.delete_variable_by_name(variable.name)
+from tests.support import DB_1, WEB_1, CloudNetwork, cloud_runtime, delete_prefect_variables, make_cloud
 
 
 @pytest.fixture(autouse=True)
 async def no_locks() -> AsyncIterator[None]:
     """No ECS lock before each test, and none left after (the session shares the server)."""
-    await _forget_locks()
+    await delete_prefect_variables(LOCK_PREFIX)
     yield
-    await _forget_locks()
+    await delete_prefect_variables(LOCK_PREFIX)
 
 
 async def _locks() -> list[str]:

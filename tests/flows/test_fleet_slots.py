@@ -36,16 +36,14 @@ from localcloud import LocalCloud
 from runtime.budget import JOBS_LIMIT, ensure_limits
 from runtime.slots import CLAIM_PREFIX, LOCK_NAME, Claim, inspect, reconcile
 from tests.flows.test_fleet import fleet_cloud, params, run
-from tests.support import cloud_runtime
+from tests.support import cloud_runtime, delete_prefect_variables
 
 
 async def _forget_limit() -> None:
     async with get_client() as client:
         with contextlib.suppress(ObjectNotFound):
             await client.delete_global_concurrency_limit_by_name(JOBS_LIMIT)
-        for variable in await client.read_variables():
-            if variable.name.startswith(CLAIM_PREFIX):
-                await client.delete_variable_by_name(variable.name)
+    await delete_prefect_variables(CLAIM_PREFIX)
 
 
 @pytest.fixture(autouse=True)
