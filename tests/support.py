@@ -172,3 +172,33 @@ async def delete_prefect_variables(prefix: str) -> list[str]:
         for name in names:
             await client.delete_variable_by_name(name)
     return names
+
+
+def holder_fields(
+    *, alive: bool = True, host: str | None = None, heartbeat_age: float = 0.0
+) -> dict[str, Any]:
+    """The liveness fields of a claim or an ECS lock (``runtime.slots.Holder``) as another run leaves them:
+    held by this (live) process, or by one that has ended (``kill -9``); on this host or ``host``; with a
+    heartbeat ``heartbeat_age`` seconds old."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    import psutil
+
+    if alive:
+        pid = os.getpid()
+        started = psutil.Process(pid).create_time()
+    else:
+        ended = subprocess.Popen([sys.executable, "-c", ""])
+        ended.wait()
+        pid, started = ended.pid, 1.0
+    return {
+        "host": host or socket.gethostname(),
+        "boot": psutil.boot_time(),
+        "pid": pid,
+        "started": started,
+        "heartbeat": datetime.now(UTC) - timedelta(seconds=heartbeat_age),
+    }

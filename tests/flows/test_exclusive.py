@@ -12,15 +12,11 @@ import contextlib
 import os
 import re
 import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
@@ -33,7 +29,15 @@ from localcloud import LocalCloud
 from runtime.exclusive import LOCK_PREFIX, EcsHeldError, EcsLock, lock_name
 from runtime.slots import STALE_SECONDS
 from tests.flows.test_fleet import ecs_id, fleet_cloud, params, run
-from tests.support import DB_1, WEB_1, CloudNetwork, cloud_runtime, delete_prefect_variables, make_cloud
+from tests.support import (
+    DB_1,
+    WEB_1,
+    CloudNetwork,
+    cloud_runtime,
+    delete_prefect_variables,
+    holder_fields,
+    make_cloud,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -162,12 +166,6 @@ async def test_the_wait_is_bounded_and_names_the_run_holding_the_ecs() -> None:
     assert [i.name for i in cloud.ims.images.values()] == ["web-1-long"]
 
 
-def _dead_pid() -> int:
-    child = subprocess.Popen([sys.executable, "-c", ""])
-    child.wait()
-    return child.pid
-
-
 @flow(name="create-image-from-ecs")
 def _earlier_run() -> None:
     """Stands for an earlier run's flow run record (never run here)."""
@@ -190,17 +188,12 @@ async def leave_lock(
     flow_run_id: str | None = None,
 ) -> EcsLock:
     """An ECS lock as another run leaves it: held by a live process, or by one killed with ``kill -9``."""
-    pid = os.getpid() if alive else _dead_pid()
     lock = EcsLock(
         id=uuid.uuid4().hex,
         instance_id=instance_id,
         flow_run_id=flow_run_id,
         flow_run_name="create-image-earlier" if flow_run_id else None,
-        host=host or socket.gethostname(),
-        boot=psutil.boot_time(),
-        pid=pid,
-        started=psutil.Process(pid).create_time() if alive else 1.0,
-        heartbeat=datetime.now(UTC) - timedelta(seconds=heartbeat_age),
+        **holder_fields(alive=alive, host=host, heartbeat_age=heartbeat_age),
     )
     async with get_client() as client:
         await client.create_variable(VariableCreate(name=lock.variable, value=lock.model_dump(mode="json")))

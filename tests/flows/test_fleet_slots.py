@@ -12,14 +12,11 @@ import contextlib
 import os
 import re
 import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psutil
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
@@ -36,7 +33,7 @@ from localcloud import LocalCloud
 from runtime.budget import JOBS_LIMIT, ensure_limits
 from runtime.slots import CLAIM_PREFIX, LOCK_NAME, Claim, inspect, reconcile
 from tests.flows.test_fleet import fleet_cloud, params, run
-from tests.support import cloud_runtime, delete_prefect_variables
+from tests.support import cloud_runtime, delete_prefect_variables, holder_fields
 
 
 async def _forget_limit() -> None:
@@ -58,13 +55,6 @@ async def set_limit(size: int) -> None:
     await ensure_limits(max_concurrent_jobs=size, requests_per_second=10_000)
 
 
-def dead_pid() -> int:
-    """The PID of a process that has ended (and was reaped)."""
-    child = subprocess.Popen([sys.executable, "-c", ""])
-    child.wait()
-    return child.pid
-
-
 async def hold(
     slots: int,
     *,
@@ -75,18 +65,13 @@ async def hold(
     name: str = "fleet-earlier",
 ) -> Claim:
     """Take ``slots`` slots as another run does: its claim first, then the slots."""
-    pid = os.getpid() if alive else dead_pid()
     claim = Claim(
         id=uuid.uuid4().hex,
         limit=JOBS_LIMIT,
         slots=slots,
         flow_run_id=str(flow_run_id) if flow_run_id else None,
         flow_run_name=name,
-        host=host or socket.gethostname(),
-        boot=psutil.boot_time(),
-        pid=pid,
-        started=psutil.Process(pid).create_time() if alive else 1.0,
-        heartbeat=datetime.now(UTC) - timedelta(seconds=heartbeat_age),
+        **holder_fields(alive=alive, host=host, heartbeat_age=heartbeat_age),
     )
     async with get_client() as client:
         await client.create_variable(VariableCreate(name=claim.variable, value=claim.model_dump(mode="json")))
