@@ -22,7 +22,7 @@ import re
 import statistics
 from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 import httpx
 from prefect import flow, get_run_logger, task
@@ -258,8 +258,10 @@ class FleetParams(BaseModel):
             raise ValueError(f"the template may use only {TEMPLATE_FIELDS}: {exc!r}") from None
         return value
 
+    # Returns Self, not FleetParams: `prefect deploy` compiles the class alone (without `from __future__
+    # import annotations`) and would evaluate its name before it exists: the stored form would be "Any".
     @model_validator(mode="after")
-    def _one_selection(self) -> FleetParams:
+    def _one_selection(self) -> Self:
         if self.instance_ids and (self.tags or self.name_contains or self.status):
             raise ValueError("choose ECSs either by instance IDs or by tag/name/status filters, not both")
         if not self.instance_ids and not (self.tags or self.name_contains or self.status):

@@ -9,7 +9,7 @@ deployments in ``deployments/``, or directly::
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
@@ -213,8 +213,10 @@ class PruneParams(BaseModel):
         ),
     ] = False
 
+    # Returns Self, not PruneParams: `prefect deploy` compiles the class alone (without `from __future__
+    # import annotations`) and would evaluate its name before it exists: the stored form would be "Any".
     @model_validator(mode="after")
-    def _some_rule(self) -> PruneParams:
+    def _some_rule(self) -> Self:
         if self.keep is None and self.max_age_days is None:
             raise ValueError(
                 "give a rule: keep newest (keep) more than 0, keep younger than (max_age_days), or both; "

@@ -281,13 +281,15 @@ def test_the_params_group_is_titled_for_people(flow_name: str) -> None:
     assert "definitions" not in model
 
 
-@pytest.mark.parametrize("flow_name", ["create-image-from-ecs", "delete-image", "export-image"])
+@pytest.mark.parametrize("flow_name", FLOWS)
 def test_the_schema_prefect_deploy_stores_is_the_flows(flow_name: str) -> None:
     # `prefect deploy` builds the schema from the source, not from the imported flow.
     entrypoint = {
         "create-image-from-ecs": "flows/create_image.py:create_image_from_ecs",
         "delete-image": "flows/lifecycle.py:delete_image",
         "export-image": "flows/lifecycle.py:export_image",
+        "prune-images": "flows/lifecycle.py:prune_images",
+        "create-images-for-fleet": "flows/fleet.py:create_images_for_fleet",
     }[flow_name]
     from_source = parameter_schema_from_entrypoint(entrypoint).model_dump_for_openapi()
     assert from_source == parameter_schema(FLOWS[flow_name]).model_dump_for_openapi()
