@@ -7,10 +7,6 @@ import json
 import os
 import platform
 import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,30 +63,10 @@ def free_port() -> int:
 @contextlib.contextmanager
 def local_cloud_process(data: dict[str, Any]) -> Iterator[str]:
     """``python -m localcloud`` on a free port with ``data`` as its seed; yields the base URL."""
-    with tempfile.TemporaryDirectory(prefix="imsflow-bench-") as tmp:
-        seed_file = Path(tmp) / "seed.json"
-        seed_file.write_text(json.dumps(data))
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "localcloud", "--port", str(port), "--seed", str(seed_file)],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/_local/stats", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the local cloud did not start")
-                time.sleep(0.1)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    from localcloud.server import start_process
+
+    with start_process(data) as url:
+        yield url
 
 
 def stats(url: str) -> dict[str, int]:

@@ -1,16 +1,22 @@
-"""Run a LocalCloud over real HTTP with uvicorn: blocking (:func:`serve`) or in a thread."""
+"""Run a LocalCloud over real HTTP with uvicorn: blocking (:func:`serve`), in a thread, or as a process."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import ipaddress
+import json
+import select
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -136,6 +142,33 @@ def start_in_thread(
         server.should_exit = True
         raise TimeoutError(f"localcloud did not start within {timeout} s")
     return ServerHandle(_url(host, actual), host, actual, server, thread)
+
+
+@contextlib.contextmanager
+def start_process(seed: Mapping[str, Any], *, timeout: float = 30.0) -> Iterator[str]:
+    """``python -m localcloud`` with ``seed`` on a free 127.0.0.1 port (a real clock, a process of its own);
+    yields its base URL once it listens, and kills it afterwards: nothing of the cloud's outlives the caller,
+    and a request a delay fault holds would keep a graceful stop waiting."""
+    with tempfile.TemporaryDirectory(prefix="localcloud-") as tmp:
+        seed_file = Path(tmp) / "seed.json"
+        seed_file.write_text(json.dumps(seed))
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+            [sys.executable, "-m", "localcloud", "--port", "0", "--seed", str(seed_file)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            # Its first line names the port it bound ("localcloud listening on URL ..."), once it listens.
+            assert proc.stdout is not None
+            readable, _, _ = select.select([proc.stdout], [], [], timeout)
+            line = proc.stdout.readline() if readable else ""
+            if "listening on " not in line:
+                raise RuntimeError(f"the local cloud did not start within {timeout:.0f} s: {line!r}")
+            yield line.split("listening on ", 1)[1].split()[0]
+        finally:
+            proc.kill()
+            proc.wait(10)
 
 
 def main(host: str = "127.0.0.1", port: int = 8780, seed_path: str | Path | None = None) -> None:

@@ -7,7 +7,6 @@ Started once per test session (a Prefect server takes seconds to come up). Every
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -109,30 +108,12 @@ def process_env(
 
 
 @contextlib.contextmanager
-def local_cloud(seed: dict[str, Any], home: Path) -> Iterator[str]:
-    """``python -m localcloud`` with ``seed`` on a free 127.0.0.1 port (real clock); yields its URL once it
-    answers, and kills it afterwards: a request a delay fault holds would keep a graceful stop waiting, and
-    nothing of the cloud's outlives the test."""
-    path = home / "seed.json"
-    path.write_text(json.dumps(seed))
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "localcloud", "--port", str(port), "--seed", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(
-            lambda: httpx.get(f"{url}/_local/stats", timeout=1).is_success,
-            timeout=30,
-            what="local cloud",
-            proc=proc,
-        )
+def local_cloud(seed: dict[str, Any]) -> Iterator[str]:
+    """The local cloud as a process of its own with ``seed`` (``localcloud.server.start_process``)."""
+    from localcloud.server import start_process
+
+    with start_process(seed) as url:
         yield url
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 def cloud_stats(url: str) -> dict[str, int]:

@@ -59,8 +59,8 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def cloud_url(tmp_path: Path) -> Iterator[str]:
-    with local_cloud(SEED, tmp_path) as url:
+def cloud_url() -> Iterator[str]:
+    with local_cloud(SEED) as url:
         yield url
 
 

@@ -69,8 +69,8 @@ SEED: dict[str, Any] = {
 
 
 @pytest.fixture
-def cloud_url(tmp_path: Path) -> Iterator[str]:
-    with local_cloud(SEED, tmp_path) as url:
+def cloud_url() -> Iterator[str]:
+    with local_cloud(SEED) as url:
         yield url
 
 
