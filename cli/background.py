@@ -121,19 +121,24 @@ def remove_record(home: Path, pid: int) -> None:
 
 def ours(pid: int) -> bool:
     """Whether ``pid`` is a live (not zombie) process running this module's server."""
+    import psutil  # 20 ms: only when there is a record to check
+
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and any(MARK in part for part in process.cmdline())
+    except psutil.Error:
         return False
-    state = stat.rsplit(")", 1)[-1].split()[0]
-    return state not in ("Z", "X") and MARK.encode() in cmdline
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
-    """Whether the Prefect API at ``url`` answers its health check."""
+    """Whether the Prefect server at ``url`` (its base, without ``/api``) answers its health check."""
+    return api_healthy(f"{url}/api", timeout)
+
+
+def api_healthy(api_url: str, timeout: float = 2.0) -> bool:
+    """Whether the Prefect API at ``api_url`` (``PREFECT_API_URL``) answers its health check."""
     try:
-        with _NO_PROXY.open(f"{url}/api/health", timeout=timeout) as response:
+        with _NO_PROXY.open(f"{api_url}/health", timeout=timeout) as response:
             return bool(response.status == 200)
     except (OSError, ValueError):
         return False

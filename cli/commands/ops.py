@@ -160,8 +160,9 @@ def _require_api_url() -> str:
     """``PREFECT_API_URL``, once the server there answers (waiting for one still starting, saying so)."""
     import time
 
-    import httpx
     from prefect.settings import PREFECT_API_URL
+
+    from cli.background import api_healthy
 
     url = PREFECT_API_URL.value()
     if not url:
@@ -172,11 +173,8 @@ def _require_api_url() -> str:
     deadline = time.monotonic() + SERVER_WAIT_SECONDS
     said = False
     while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                return str(url)
-        except httpx.HTTPError:
-            pass
+        if api_healthy(str(url), timeout=5):
+            return str(url)
         if time.monotonic() > deadline:
             fail(
                 f"no Prefect server answers at {url} (waited {SERVER_WAIT_SECONDS} s)",
