@@ -78,7 +78,7 @@ class EcsLock(Holder):
 
     def holder(self) -> str:
         """``flow run 'create-image-…' (pid 4242 on host-a)``."""
-        return f"{self.who()})"
+        return self.who()
 
 
 def lock_name(instance_id: str) -> str:

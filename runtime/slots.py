@@ -51,7 +51,8 @@ HEARTBEAT_SECONDS = 15.0
 STALE_SECONDS = 90.0
 #: A reconcile lock older than this is a dead reconciler's.
 LOCK_STALE_SECONDS = 60.0
-_FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+#: Flow-run state types (and "GONE": deleted) whose holder holds nothing any more.
+_FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED", "GONE"}
 
 
 class SlotLimitMissing(RuntimeError):
@@ -97,10 +98,10 @@ class Holder(BaseModel):
             "heartbeat": _now(),
         }
 
-    def who(self) -> str:
-        """``flow run 'fleet-env=prod' (pid 4242 on host-a``, without the closing parenthesis."""
+    def who(self, detail: str = "") -> str:
+        """``flow run 'fleet-env=prod' (pid 4242 on host-a)``, ``detail`` added inside the parentheses."""
         run = f"flow run {self.flow_run_name!r}" if self.flow_run_name else "a process"
-        return f"{run} (pid {self.pid} on {self.host}"
+        return f"{run} (pid {self.pid} on {self.host}{detail})"
 
     def why_dead(self, flow_run_state: str | None, now: datetime) -> str | None:
         """Why this holder is dead, or None while it lives.
@@ -108,20 +109,24 @@ class Holder(BaseModel):
         ``flow_run_state`` is the type of the holder's flow run as the Prefect API shows it (``"GONE"`` for a
         deleted one), None when the holder has no flow run.
         """
-        if flow_run_state in _FINAL_STATES or flow_run_state == "GONE":
+        if flow_run_state in _FINAL_STATES:
             return f"its flow run is {flow_run_state.lower()}"
         if self.host == socket.gethostname() and abs(self.boot - psutil.boot_time()) < 2:
-            started = _process_started(self.pid)
-            if started is None or (self.started is not None and abs(started - self.started) > 1):
-                return "its process is gone"
-            with contextlib.suppress(psutil.Error):
-                if psutil.Process(self.pid).status() == psutil.STATUS_ZOMBIE:
-                    return "its process is gone"
-            return None
+            return None if self._process_lives() else "its process is gone"
         silent = (now - self.heartbeat).total_seconds()
         if silent > STALE_SECONDS:
             return f"no heartbeat for {silent:.0f} s"
         return None
+
+    def _process_lives(self) -> bool:
+        """This host's process ``pid`` runs, is no zombie, and started when the holder's did (not a reuse)."""
+        try:
+            process = psutil.Process(self.pid)
+            with process.oneshot():
+                same = self.started is None or abs(process.create_time() - self.started) <= 1
+                return same and process.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
 
 
 class Claim(Holder):
@@ -141,7 +146,7 @@ class Claim(Holder):
 
     def holder(self) -> str:
         """``flow run 'fleet-env=prod' (pid 4242 on host-a, 40 slots)``."""
-        return f"{self.who()}, {self.slots} slot{'' if self.slots == 1 else 's'})"
+        return self.who(f", {self.slots} slot{'' if self.slots == 1 else 's'}")
 
 
 @dataclass
