@@ -543,8 +543,7 @@ async def _start_lanes(
                 )
             if now >= next_say:
                 line = f"waiting for an IMS job slot ({waited:.0f} of {bound:.0f} s): {_slots_line(state)}"
-                logger.info(line)
-                runtime.report("fleet:waiting", line)
+                runtime.report("fleet:waiting", line)  # the CLI's display, and the run's log
                 next_say = now + SLOT_SAY_SECONDS
             await rt.sleep(SLOT_POLL_SECONDS)
             state.limit, state.held = await read_limit(client, JOBS_LIMIT)
@@ -745,7 +744,6 @@ def _within_quota(
     quota), and the rest are skipped.
     """
     logger = get_run_logger()
-    logger.info(fit.line())
     if fit.fits:
         return targets, []
     if not params.fit_quota:
