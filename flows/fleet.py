@@ -355,7 +355,7 @@ async def select_servers(params: FleetParams, token: IamToken | None, day: date)
         )
         for s in servers
     ]
-    runtime.report("fleet:selected", str(len(targets) + len(missing)))
+    runtime.report("fleet:selected", f"{len(targets) + len(missing)} ECSs selected")
     return Selection(targets=targets, missing=missing)
 
 
@@ -405,7 +405,7 @@ async def _image_one(
             raise ValueError(f"image name {target.image_name!r} from the template breaks the IMS rules")
         request = _request(params, target)
         key = request_key(target.instance_id, target.image_name)
-        runtime.report("fleet:running", target.server_name)
+        runtime.report("fleet:running", f"{target.server_name}: imaging")
         outcome = await image_one_ecs(
             request,
             key=key,
@@ -423,7 +423,7 @@ async def _image_one(
             # delays, and feeding those back would make every later poll later still.
             history.add(image.job_seconds)
         row.outcome, row.image_id, row.job_id = outcome.how, image.image_id, image.job_id
-        runtime.report("fleet:done", f"{target.server_name} {image.image_id}")
+        runtime.report("fleet:done", f"{target.server_name}: image {image.image_id} active")
     except JobTimeoutError as exc:
         # The job may still be running: the pipeline left the ECS stopped, as IMS needs it until the job ends.
         row.error = f"timeout: {exc} (ECS left stopped; run again to resume)"
@@ -690,7 +690,6 @@ async def _create_images_for_fleet(params: FleetParams, credentials_block: str |
         with runtime.use_runtime(transport=transport):
             token = await flow_token()
             selection = await select_servers(params, token, day)
-            logger.info("%d ECSs selected", len(selection.targets) + len(selection.missing))
             fit = await check_image_quota(_keys(selection.targets), token)
             targets, skipped = _within_quota(params, selection.targets, fit)
             if params.chunk_deployment:

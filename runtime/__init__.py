@@ -180,8 +180,9 @@ def _log_in_run(step: str, message: str) -> None:
     task_run = TaskRunContext.get()
     if task_run is None and FlowRunContext.get() is None:
         return
-    if task_run is not None and task_run.task.name == step:
-        get_run_logger().info("%s", message)  # the task run's name says the step already
+    if (task_run is not None and task_run.task.name == step) or ":" in step:
+        # The task run's name says the step already; a flow's display event ("fleet:done") says itself.
+        get_run_logger().info("%s", message)
     else:
         get_run_logger().info("%s: %s", step, message)
 

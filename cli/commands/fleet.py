@@ -39,7 +39,7 @@ class FleetDisplay:
         with self.lock:
             kind = step.removeprefix("fleet:")
             if kind == "selected":
-                self.progress.update(self.task, total=int(message))
+                self.progress.update(self.task, total=int(message.split()[0]))  # "20 ECSs selected"
             elif kind == "running":
                 self.running += 1
             elif kind == "done":
