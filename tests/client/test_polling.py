@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import statistics
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -167,22 +168,36 @@ async def test_a_wait_absorbs_a_bounded_run_of_transient_errors_then_ends_with_t
     assert not any(tolerated_by_wait(e) for e in last[:-1])
 
 
-async def test_wait_until_absorbs_the_same_bounded_run_and_honours_retry_after() -> None:
-    job = VirtualJob(20)
+def _recording_sleep(job: VirtualJob) -> tuple[list[float], Callable[[float], Awaitable[None]]]:
+    """The job's virtual sleep, and the list of what it was asked to sleep."""
     waits: list[float] = []
-    errors: list[ImsflowError] = [
-        ThrottledError(status=429, code="APIG.0308", message="slow down", url="u", retry_after=40),
-        _server_error(),
-    ]
 
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
         await job.sleep(seconds)
 
+    return waits, sleep
+
+
+def _passing_after(*errors: ImsflowError) -> Callable[[], Awaitable[bool]]:
+    """A wait's check that raises ``errors`` in turn, then passes."""
+    pending = list(errors)
+
     async def check() -> bool:
-        if errors:
-            raise errors.pop(0)
+        if pending:
+            raise pending.pop(0)
         return True
+
+    return check
+
+
+async def test_wait_until_absorbs_the_same_bounded_run_and_honours_retry_after() -> None:
+    job = VirtualJob(20)
+    waits, sleep = _recording_sleep(job)
+    check = _passing_after(
+        ThrottledError(status=429, code="APIG.0308", message="slow down", url="u", retry_after=40),
+        _server_error(),
+    )
 
     await wait_until(check, timeout=600, clock=job.clock, sleep=sleep)
     assert waits[0] >= 40  # Retry-After wins over the 2 s backoff
@@ -203,17 +218,8 @@ async def test_wait_until_absorbs_the_same_bounded_run_and_honours_retry_after()
 
 async def test_wait_until_backs_off_from_the_given_first_delay() -> None:
     job = VirtualJob(20)
-    waits: list[float] = []
-    errors = [_server_error(), _server_error()]
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        await job.sleep(seconds)
-
-    async def check() -> bool:
-        if errors:
-            raise errors.pop(0)
-        return True
+    waits, sleep = _recording_sleep(job)
+    check = _passing_after(_server_error(), _server_error())
 
     await wait_until(check, timeout=600, clock=job.clock, sleep=sleep, backoff=0.5)
     assert 0.5 <= waits[0] < 0.75
