@@ -87,6 +87,7 @@ async def ending_cleanly(work: Awaitable[R]) -> R:
     The flow function's declared result type is a white lie Prefect resolves: through Prefect, the caller
     gets the result or the exception, never the state (``flow.fn(...)`` called directly returns it).
     """
+    # At each run's start, not once at import: Prefect may set its logging up again (dictConfig) in between.
     quiet_expected_tracebacks()
     try:
         return await work

@@ -28,7 +28,6 @@ from prefect.settings import PREFECT_HOME
 import runtime
 from imsflow.models import IamToken
 from runtime.auth import TOKEN_CACHE_LIFETIME, CredentialScope, login, token_cache_key
-from runtime.failures import quiet_expected_tracebacks
 from runtime.locking import FlockLockManager
 from runtime.retry import transient_retries
 from runtime.secure import EncryptedPickleSerializer
@@ -96,11 +95,7 @@ async def fresh_token(scope: CredentialScope) -> IamToken:
 async def flow_token() -> IamToken | None:
     """The token every flow hands its tasks: :func:`fresh_token` for the runtime's settings with password
     authentication; ``None`` with AK/SK, which signs each request instead.
-
-    Every flow starts here, so this is also where Prefect's run loggers learn to log an imsflow error
-    without its traceback (``runtime.failures``), in flows that do not end through ``ending_cleanly`` too.
     """
-    quiet_expected_tracebacks()
     settings = runtime.settings()
     if settings.auth_mode != "password":
         return None
