@@ -40,7 +40,7 @@ from pydantic import BaseModel, ValidationError
 
 import runtime
 from imsflow.errors import EcsNotReadyError
-from runtime.slots import HEARTBEAT_SECONDS, Holder, _now
+from runtime.slots import Holder, _now, flow_run_states, keep_alive
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -105,18 +105,6 @@ async def _read_lock(client: PrefectClient, instance_id: str) -> tuple[bool, Ecs
         return exists, None
 
 
-async def _flow_run_state(client: PrefectClient, flow_run_id: str | None) -> str | None:
-    from prefect.exceptions import ObjectNotFound
-
-    if flow_run_id is None:
-        return None
-    try:
-        run = await client.read_flow_run(uuid.UUID(flow_run_id))
-    except ObjectNotFound:
-        return "GONE"
-    return run.state_type.value if run.state_type else "PENDING"
-
-
 async def why_dead(client: PrefectClient, held: EcsLock, mine: EcsLock) -> str | None:
     """Why the lock's holder is dead, or None while it lives (see the module)."""
     if (
@@ -125,7 +113,8 @@ async def why_dead(client: PrefectClient, held: EcsLock, mine: EcsLock) -> str |
         and (held.host, held.pid, held.started) != (mine.host, mine.pid, mine.started)
     ):
         return "it is an earlier attempt of this flow run"
-    return held.why_dead(await _flow_run_state(client, held.flow_run_id), _now())
+    states = await flow_run_states(client, [held])
+    return held.why_dead(states.get(held.flow_run_id or ""), _now())
 
 
 async def _take_over(client: PrefectClient, held: EcsLock | None, instance_id: str) -> bool:
@@ -224,18 +213,6 @@ async def release(client: PrefectClient, lock: EcsLock) -> None:
             await client.delete_variable_by_name(lock.variable)
 
 
-async def _beat(client: PrefectClient, lock: EcsLock) -> None:
-    from prefect.client.schemas.actions import VariableUpdate
-
-    while True:
-        await asyncio.sleep(HEARTBEAT_SECONDS)
-        lock.heartbeat = _now()
-        # A Prefect server restarting is no reason to stop: the next beat will do.
-        value = lock.model_dump(mode="json")
-        with contextlib.suppress(Exception):
-            await client.update_variable(VariableUpdate(name=lock.variable, value=value))
-
-
 @contextlib.asynccontextmanager
 async def exclusive_ecs(instance_id: str, *, wait: float, logger: Logger) -> AsyncIterator[EcsLock]:
     """Hold ECS ``instance_id`` for the body: no other run images it meanwhile (see the module)."""
@@ -243,7 +220,7 @@ async def exclusive_ecs(instance_id: str, *, wait: float, logger: Logger) -> Asy
 
     async with get_client() as client:
         lock = await acquire(client, instance_id, wait=wait, logger=logger)
-        heartbeat = asyncio.create_task(_beat(client, lock))
+        heartbeat = asyncio.create_task(keep_alive(client, lambda: [lock]))
         try:
             yield lock
         finally:

@@ -32,7 +32,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -81,6 +81,11 @@ class Holder(BaseModel):
     pid: int
     started: float | None  # the process's start time: a reused PID is another process
     heartbeat: datetime
+
+    @property
+    def variable(self) -> str:
+        """The name of the Prefect variable that stores this holder (each kind names its own)."""
+        raise NotImplementedError
 
     @staticmethod
     def here() -> dict[str, Any]:
@@ -200,10 +205,11 @@ async def _read_claims(client: PrefectClient, limit: str) -> list[Claim]:
     return claims
 
 
-async def _flow_run_states(client: PrefectClient, claims: list[Claim]) -> dict[str, str]:
+async def flow_run_states(client: PrefectClient, holders: Sequence[Holder]) -> dict[str, str]:
+    """The state type of each holder's flow run (``GONE`` for one deleted), by flow run ID, in one call."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    ids = sorted({c.flow_run_id for c in claims if c.flow_run_id})
+    ids = sorted({h.flow_run_id for h in holders if h.flow_run_id})
     if not ids:
         return {}
     runs = await client.read_flow_runs(
@@ -266,7 +272,7 @@ async def inspect(client: PrefectClient, limit: str) -> LimitState:
     """The limit and who holds it, changing nothing (dead claims are listed in ``dead``)."""
     size, held = await read_limit(client, limit)
     claims = await _read_claims(client, limit)
-    states = await _flow_run_states(client, claims)
+    states = await flow_run_states(client, claims)
     now = _now()
     state = LimitState(name=limit, limit=size, held=held)
     for claim in claims:
@@ -302,6 +308,23 @@ async def reconcile(client: PrefectClient, limit: str) -> LimitState:
             state.released = orphans
             state.held -= orphans
         return state
+
+
+async def keep_alive(client: PrefectClient, holders: Callable[[], Sequence[Holder]]) -> None:
+    """Refresh the heartbeat of each holder's variable every :data:`HEARTBEAT_SECONDS`, until cancelled.
+
+    A Prefect server that is restarting is no reason to stop: the next beat will do.
+    """
+    from prefect.client.schemas.actions import VariableUpdate
+
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        for holder in holders():
+            holder.heartbeat = _now()
+            with contextlib.suppress(Exception):
+                await client.update_variable(
+                    VariableUpdate(name=holder.variable, value=holder.model_dump(mode="json"))
+                )
 
 
 class JobSlots:
@@ -375,17 +398,7 @@ class JobSlots:
             await self.client.delete_variable_by_name(claim.variable)
 
     async def _beat(self) -> None:
-        from prefect.client.schemas.actions import VariableUpdate
-
-        while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            for claim in list(self.held.values()):
-                claim.heartbeat = _now()
-                # A Prefect server restarting is no reason to stop: the next beat will do.
-                with contextlib.suppress(Exception):
-                    await self.client.update_variable(
-                        VariableUpdate(name=claim.variable, value=claim.model_dump(mode="json"))
-                    )
+        await keep_alive(self.client, lambda: list(self.held.values()))
 
 
 __all__ = [
