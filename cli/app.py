@@ -40,6 +40,9 @@ QUIET_PREFECT = {
     "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "CRITICAL",
     "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL": "CRITICAL",
     "PREFECT_LOGGING_SERVER_LEVEL": "CRITICAL",
+    # Prefect's own machinery (its events worker, say) logs ERROR lines of its own, through a handler of its
+    # own, when the Prefect server restarts under a run: events lost, the run itself fine.
+    "PREFECT_INTERNAL_LOGGING_LEVEL": "CRITICAL",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 }
 

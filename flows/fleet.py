@@ -495,6 +495,8 @@ async def _image_all(params: FleetParams, targets: list[Target], token: IamToken
             # The lanes started go on (they drain the queue); only adding more failed.
             logger.warning("no more lanes: %s", exc)
         await asyncio.gather(*groups)
+    if slots.healed is not None and slots.healed.released:
+        logger.warning(slots.healed.released_line())
     return [r for r in rows if r is not None]
 
 

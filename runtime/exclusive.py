@@ -24,6 +24,10 @@ attempt of the same flow run is that attempt's, which is over. A dead holder's l
 that first creates the tombstone ``imsflow-ecs-<instance id>-gone-<lock id>`` (atomic too) deletes that
 very lock, if it is still there, and all try again; so two runs finding the same dead lock never delete a
 live one. A tombstone left by a taker that died itself is stale after :data:`TAKEOVER_STALE_SECONDS`.
+
+**A lost answer is no rival.** Prefect's client sends a request again when the connection broke before the
+answer came (a server restart mid-request), so a create the server did make can come back as "already
+exists". Each lock and tombstone carries an ID of its own, and one found with this run's ID is this run's.
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ def lock_name(instance_id: str) -> str:
 
 class _Tombstone(BaseModel):
     at: datetime
+    taker: str = ""
 
 
 async def _read(client: PrefectClient, name: str) -> tuple[bool, Any]:
@@ -117,6 +122,24 @@ async def why_dead(client: PrefectClient, held: EcsLock, mine: EcsLock) -> str |
     return held.why_dead(states.get(held.flow_run_id or ""), _now())
 
 
+async def _ours_or_cleared(client: PrefectClient, tombstone: str, mine: _Tombstone) -> bool:
+    """The tombstone exists: True when it is ``mine`` (its create went through, its answer was lost and the
+    client sent it again: see :func:`acquire`); otherwise another taker's, deleted if that taker died."""
+    from prefect.exceptions import ObjectNotFound
+
+    exists, value = await _read(client, tombstone)
+    try:
+        found = _Tombstone.model_validate(value) if exists else None
+    except ValidationError:
+        found = None
+    if found is not None and found.taker == mine.taker:
+        return True
+    if found is not None and (_now() - found.at).total_seconds() > TAKEOVER_STALE_SECONDS:
+        with contextlib.suppress(ObjectNotFound):
+            await client.delete_variable_by_name(tombstone)  # a dead taker's
+    return False
+
+
 async def _take_over(client: PrefectClient, held: EcsLock | None, instance_id: str) -> bool:
     """Delete a dead holder's lock, unless another run is doing so; False when one is."""
     from prefect.client.schemas.actions import VariableCreate
@@ -125,16 +148,13 @@ async def _take_over(client: PrefectClient, held: EcsLock | None, instance_id: s
     name = lock_name(instance_id)
     # A lock no one can read (not written by imsflow): its name is imsflow's, so it goes.
     tombstone = f"{name}-gone-{held.id if held else 'unreadable'}"
+    mine = _Tombstone(at=_now(), taker=uuid.uuid4().hex)
     try:
-        value = _Tombstone(at=_now()).model_dump(mode="json")
+        value = mine.model_dump(mode="json")
         await client.create_variable(VariableCreate(name=tombstone, value=value, tags=["imsflow"]))
     except ObjectAlreadyExists:
-        exists, held_by = await _read(client, tombstone)
-        with contextlib.suppress(ValidationError, ObjectNotFound):
-            age = (_now() - _Tombstone.model_validate(held_by).at).total_seconds() if exists else 0.0
-            if age > TAKEOVER_STALE_SECONDS:
-                await client.delete_variable_by_name(tombstone)  # a dead taker's
-        return False
+        if not await _ours_or_cleared(client, tombstone, mine):
+            return False
     try:
         _, current = await _read_lock(client, instance_id)
         # Only that very lock: a newer one is a live run's.
@@ -167,12 +187,16 @@ async def acquire(client: PrefectClient, instance_id: str, *, wait: float, logge
                 VariableCreate(name=mine.variable, value=mine.model_dump(mode="json"), tags=["imsflow"])
             )
         except ObjectAlreadyExists:
-            pass
+            exists, held = await _read_lock(client, instance_id)
         else:
+            exists, held = True, mine
+        if held is not None and held.id == mine.id:
+            # Ours: also when the server made it but its answer was lost (a restart mid-request) and Prefect's
+            # client sent the create again, which the server refused as a duplicate. Without this check the
+            # run would wait for itself until the job timeout.
             if said is not None:
                 logger.info("ECS %s is free after waiting %.0f s", instance_id, rt.clock() - since)
             return mine
-        exists, held = await _read_lock(client, instance_id)
         if not exists:
             continue  # let go meanwhile
         why = "it is no lock imsflow wrote" if held is None else await why_dead(client, held, mine)

@@ -23,6 +23,13 @@ deleted *after* they are given back, and the claims are read before and after th
 between means try again), so a live run's slots are never counted as orphans. Two runs reconciling at once
 are serialised by a lock variable (``imsflow-slots-reconcile``); a lock older than a minute is a dead
 reconciler's and is taken over.
+
+Prefect's client sends a request again when the connection broke before the answer came (a server restart
+mid-request), so every write here may reach the server twice. A claim or the reconcile lock that comes back
+as "already exists" is recognised by its ID as this run's own. A slot increment applied twice leaves a slot
+held that no claim covers: :class:`JobSlots` reconciles once more when it has given its slots back, so such
+a slot is free again when the run ends. (A decrement applied twice frees a slot early; the count is then
+below the slots in use until those are given back, which the limit tolerates.)
 """
 
 from __future__ import annotations
@@ -233,21 +240,29 @@ async def _mark_crashed(client: PrefectClient, claim: Claim, why: str) -> None:
 @contextlib.asynccontextmanager
 async def _reconcile_lock(client: PrefectClient) -> AsyncIterator[bool]:
     from prefect.client.schemas.actions import VariableCreate
-    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-    value = {"host": socket.gethostname(), "pid": os.getpid(), "at": _now().isoformat()}
+    value = {
+        "id": uuid.uuid4().hex,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "at": _now().isoformat(),
+    }
     for _ in range(2):
         try:
             await client.create_variable(VariableCreate(name=LOCK_NAME, value=value, tags=["imsflow"]))
         except ObjectAlreadyExists:
             held = await client.read_variable_by_name(LOCK_NAME)
-            at = held.value.get("at") if held and isinstance(held.value, dict) else None
-            age = (_now() - datetime.fromisoformat(at)).total_seconds() if isinstance(at, str) else 1e9
-            if age < LOCK_STALE_SECONDS:
-                yield False
-                return
-            await client.delete_variable_by_name(LOCK_NAME)  # a dead reconciler's
-            continue
+            found = held.value if held and isinstance(held.value, dict) else {}
+            if found.get("id") != value["id"]:  # else: ours, its answer lost (see the module)
+                at = found.get("at")
+                age = (_now() - datetime.fromisoformat(at)).total_seconds() if isinstance(at, str) else 1e9
+                if age < LOCK_STALE_SECONDS:
+                    yield False
+                    return
+                with contextlib.suppress(ObjectNotFound):
+                    await client.delete_variable_by_name(LOCK_NAME)  # a dead reconciler's
+                continue
         try:
             yield True
         finally:
@@ -340,6 +355,9 @@ class JobSlots:
         self.held: dict[str, Claim] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._taken_at: dict[str, float] = {}
+        self._took = False  # any slot taken: reconcile at exit
+        #: What the reconcile at exit did (None when it did not run).
+        self.healed: LimitState | None = None
 
     async def __aenter__(self) -> JobSlots:
         self._heartbeat = asyncio.create_task(self._beat())
@@ -352,17 +370,24 @@ class JobSlots:
                 await self._heartbeat
         for claim in list(self.held.values()):
             await self.give_back(claim)
+        if self._took:
+            # A slot counted twice (an increment sent again after a lost answer) is freed now, not at the
+            # next fleet's start: imsflow's limits show what is really in use once this run has ended.
+            with contextlib.suppress(Exception):
+                self.healed = await reconcile(self.client, self.limit)
 
     async def try_take(self, slots: int) -> Claim | None:
         """Take ``slots`` slots now, or None when the limit has fewer free."""
         from prefect.client.schemas.actions import VariableCreate
-        from prefect.exceptions import PrefectHTTPStatusError
+        from prefect.exceptions import ObjectAlreadyExists, PrefectHTTPStatusError
 
         claim = Claim.mine(self.limit, slots)
-        # The claim first: a reconciler that sees the slots taken also sees who took them.
-        await self.client.create_variable(
-            VariableCreate(name=claim.variable, value=claim.model_dump(mode="json"), tags=["imsflow"])
-        )
+        # The claim first: a reconciler that sees the slots taken also sees who took them. Its name is new, so
+        # "already exists" means the server made it and the answer was lost (see the module).
+        with contextlib.suppress(ObjectAlreadyExists):
+            await self.client.create_variable(
+                VariableCreate(name=claim.variable, value=claim.model_dump(mode="json"), tags=["imsflow"])
+            )
         try:
             response = await self.client.increment_concurrency_slots(
                 names=[self.limit], slots=slots, mode="concurrency"
@@ -380,6 +405,7 @@ class JobSlots:
             raise SlotLimitMissing(f"the concurrency limit {self.limit} does not exist or is inactive")
         self.held[claim.id] = claim
         self._taken_at[claim.id] = asyncio.get_running_loop().time()
+        self._took = True
         return claim
 
     async def give_back(self, claim: Claim) -> None:

@@ -202,3 +202,32 @@ def holder_fields(
         "started": started,
         "heartbeat": datetime.now(UTC) - timedelta(seconds=heartbeat_age),
     }
+
+
+@contextmanager
+def prefect_answer_lost(method: str, path: str, body: str = "") -> Iterator[list[httpx.Request]]:
+    """The Prefect server applies the first ``method`` request to a path ending in ``path`` (with ``body`` in
+    its body), but its answer is lost, so Prefect's client sends it again, as it does when a server restarts
+    mid-request (``httpx.ReadError`` is one of the errors it retries): the server sees the request twice and
+    the client gets the second answer. Yields the requests sent twice (one, once it happened)."""
+    from unittest import mock
+
+    real = httpx.AsyncClient.send
+    lost: list[httpx.Request] = []
+
+    async def send(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        matches = (
+            not lost
+            and request.method == method
+            and request.url.path.endswith(path)
+            and body in request.content.decode(errors="replace")
+        )
+        if not matches:
+            return await real(self, request, **kwargs)
+        lost.append(request)
+        first = await real(self, request, **kwargs)
+        await first.aclose()
+        return await real(self, request, **kwargs)
+
+    with mock.patch.object(httpx.AsyncClient, "send", send):
+        yield lost

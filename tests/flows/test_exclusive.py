@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -26,7 +27,7 @@ from prefect.states import Completed, Running
 import runtime
 from flows.create_image import CreateImageParams, CreateImageResult, create_image_from_ecs
 from localcloud import LocalCloud
-from runtime.exclusive import LOCK_PREFIX, EcsHeldError, EcsLock, lock_name
+from runtime.exclusive import LOCK_PREFIX, EcsHeldError, EcsLock, acquire, lock_name, release
 from runtime.slots import STALE_SECONDS
 from tests.flows.test_fleet import ecs_id, fleet_cloud, params, run
 from tests.support import (
@@ -37,6 +38,7 @@ from tests.support import (
     delete_prefect_variables,
     holder_fields,
     make_cloud,
+    prefect_answer_lost,
 )
 
 
@@ -249,3 +251,26 @@ async def test_a_live_holder_on_another_host_blocks_a_fleet_row_not_the_others()
     row = next(r for r in result.rows if r.instance_id == ecs_id(1))
     assert f"is being imaged by {held.holder()}" in str(row.error)
     assert await _locks() == [lock_name(ecs_id(1))]  # the live holder's, untouched
+
+
+@pytest.mark.parametrize("lost", ["lock", "tombstone"])
+async def test_a_create_whose_answer_was_lost_is_the_runs_own(lost: str) -> None:
+    """A Prefect server restarting mid-request makes the lock (or a takeover's tombstone) but its answer is
+    lost; Prefect's client sends the create again and the server refuses the duplicate. The run knows its own
+    and goes on at once (it used to wait for itself until the job timeout, or a minute for its tombstone)."""
+    if lost == "tombstone":
+        await leave_lock(WEB_1, alive=False)
+    body = "-gone-" if lost == "tombstone" else f'"{lock_name(WEB_1)}"'
+    with cloud_runtime(make_cloud()), prefect_answer_lost("POST", "/variables/", body) as sent_twice:
+        async with get_client() as client:
+            rt = runtime.current()
+            started = rt.clock()
+            lock = await acquire(client, WEB_1, wait=60, logger=logging.getLogger("test"))
+            waited = rt.clock() - started
+            held = await client.read_variable_by_name(lock_name(WEB_1))
+            await release(client, lock)
+    assert len(sent_twice) == 1, "the create reached the server twice"
+    assert held is not None
+    assert EcsLock.model_validate(held.value).id == lock.id, "the lock is this run's"
+    assert waited == 0
+    assert await _locks() == []

@@ -33,7 +33,7 @@ from localcloud import LocalCloud
 from runtime.budget import JOBS_LIMIT, ensure_limits
 from runtime.slots import CLAIM_PREFIX, LOCK_NAME, Claim, inspect, reconcile
 from tests.flows.test_fleet import fleet_cloud, params, run
-from tests.support import cloud_runtime, delete_prefect_variables, holder_fields
+from tests.support import cloud_runtime, delete_prefect_variables, holder_fields, prefect_answer_lost
 
 
 async def _forget_limit() -> None:
@@ -250,3 +250,33 @@ async def test_imsflow_limits_shows_the_holders_and_reset_frees_the_dead_ones() 
     async with get_client() as client:
         after = await inspect(client, JOBS_LIMIT)
     assert (after.held, [c.flow_run_name for c in after.live], after.dead) == (2, ["fleet-live"], [])
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        pytest.param("/variables/", JOBS_LIMIT, id="claim"),  # only a claim's value names the limit
+        pytest.param("/v2/concurrency_limits/increment", JOBS_LIMIT, id="increment"),
+        pytest.param("/variables/", LOCK_NAME, id="reconcile-lock"),
+    ],
+)
+async def test_an_answer_lost_to_a_server_restart_leaves_no_slot_held(path: str, body: str) -> None:
+    """A Prefect server restarting mid-request applies the request but its answer is lost, and Prefect's
+    client sends it again: a claim created twice, slots taken twice (the second time refused or counted), the
+    reconcile lock found taken by itself. The fleet still completes, and once it has ended no slot is held:
+    not the slot a dead run left before it (freed by the reconcile, which this run must not skip), nor one the
+    repeated increment took."""
+    await set_limit(4)
+    await orphan(1)
+    # Two ECSs, so two slots taken at once, counted twice, fit the limit of 4 (more would be refused).
+    p = params(name_contains="node", max_concurrent=4, slot_wait_minutes=1)
+    with prefect_answer_lost("POST", path, body) as sent_twice:
+        state, result = await run(fleet_cloud(2), p)
+    assert len(sent_twice) == 1, "the request reached the server twice"
+    assert state.is_completed(), state.message
+    assert [r.outcome for r in result.rows] == ["submitted"] * 2
+    async with get_client() as client:
+        after = await inspect(client, JOBS_LIMIT)
+        lock = await client.read_variable_by_name(LOCK_NAME)
+    assert (after.held, after.live, after.dead) == (0, [], [])
+    assert lock is None, "the reconcile lock is given back"
