@@ -64,6 +64,15 @@ class DomainSeed(_Model):
         return self.id or stable_hex("domain", self.name)
 
 
+class DataDiskSeed(_Model):
+    """A data disk of a seeded server (an EVS volume; the ECS details list it after the system disk)."""
+
+    id: str | None = Field(
+        default=None, description="volume UUID (default: derived from the server id and slot)"
+    )
+    size: int = Field(default=100, ge=1, description="GB")
+
+
 class ServerSeed(_Model):
     id: str
     name: str
@@ -77,10 +86,36 @@ class ServerSeed(_Model):
     os_type: Literal["Linux", "Windows", "Other"] = "Linux"
     platform: str = "Ubuntu"
     system_disk_gb: int = 40
+    # The system volume's UUID; None: a stable one derived from the server id (the same on every reset).
+    system_volume_id: str | None = None
+    # Data disks: a count (each 100 GB, derived ids) or a list of disks. The pages attach no limit here.
+    data_disks: int | list[DataDiskSeed] = Field(default_factory=list)
     ip: str | None = None
     availability_zone: str | None = None
     locked: bool = False
     created_at: datetime | None = None
+
+    @field_validator("data_disks")
+    @classmethod
+    def _disk_count(cls, disks: int | list[DataDiskSeed]) -> int | list[DataDiskSeed]:
+        if isinstance(disks, int) and disks < 0:
+            raise ValueError("data_disks: a count must not be negative")
+        return disks
+
+    def volume_ids(self) -> list[str]:
+        """The system volume's id, then each data disk's, in slot order (what the ECS attaches)."""
+        return [self.system_volume_id or stable_uuid("volume", self.id)] + [
+            disk.id or stable_uuid("volume", self.id, str(slot)) for slot, disk in self.disks()
+        ]
+
+    def disks(self) -> list[tuple[int, DataDiskSeed]]:
+        """The data disks with their slot (1, 2, ...; the system disk is slot 0)."""
+        disks = (
+            [DataDiskSeed() for _ in range(self.data_disks)]
+            if isinstance(self.data_disks, int)
+            else self.data_disks
+        )
+        return list(enumerate(disks, start=1))
 
 
 class ImageSeed(_Model):
@@ -207,6 +242,10 @@ class Seed(_Model):
         ids = [s.id for s in servers]
         if len(ids) != len(set(ids)):
             raise ValueError("server ids must be unique")
+        # A volume is attached to one server only (EVS disks here are never shared or multi-attached).
+        volumes = [v for s in servers for v in s.volume_ids()]
+        if len(volumes) != len(set(volumes)):
+            raise ValueError("volume ids (system_volume_id, data_disks[].id) must be unique")
         return servers
 
     @model_validator(mode="after")

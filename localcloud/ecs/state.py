@@ -36,6 +36,41 @@ class PowerOp:
     timeline: Timeline
 
 
+@dataclass(frozen=True)
+class Volume:
+    """A disk attached to a server: the system disk (boot index 0) or a data disk.
+
+    The ECS pages show ``os-extended-volumes:volumes_attached`` entries with ``id``, ``device``,
+    ``bootIndex`` ("0" for the system disk) and ``delete_on_termination``; the table describing them is not
+    among the copied pages. [inference] Data disks: boot index -1 (not bootable), devices ``/dev/vdb``,
+    ``/dev/vdc``, ... in slot order.
+    """
+
+    id: str
+    size_gb: int
+    slot: int  # 0: the system disk; 1, 2, ...: data disks in seed order
+
+    @property
+    def is_system(self) -> bool:
+        return self.slot == 0
+
+    @property
+    def boot_index(self) -> int:
+        return 0 if self.is_system else -1
+
+    @property
+    def device(self) -> str:
+        # /dev/vda, /dev/vdb, ... /dev/vdz, then /dev/vdaa ... (26 letters cover any realistic seed).
+        n, letters = self.slot, ""
+        while True:
+            n, r = divmod(n, 26)
+            letters = chr(ord("a") + r) + letters
+            if n == 0:
+                break
+            n -= 1
+        return "/dev/vd" + letters
+
+
 @dataclass
 class Server:
     id: str
@@ -57,6 +92,15 @@ class Server:
     settled_at: datetime
     clock: Clock = field(repr=False)
     op: PowerOp | None = None
+    volumes: list[Volume] = field(default_factory=list)  # the system disk first, then the data disks
+
+    @property
+    def system_volume(self) -> Volume:
+        return self.volumes[0]
+
+    @property
+    def data_volumes(self) -> list[Volume]:
+        return self.volumes[1:]
 
     # ---- computed from the clock ---------------------------------------------------------------------
 
@@ -212,6 +256,7 @@ class Ecs:
         # Per-project ids in seed order: listing a project never scans other projects' servers.
         self.by_project: dict[str, list[str]] = {}
         self.jobs: dict[str, EcsJob] = {}
+        self.volume_owner: dict[str, str] = {}  # volume id -> the server it is attached to
         now = clock.now()
         for i, s in enumerate(seed.servers):
             project_id = project_ids(s.project)
@@ -240,6 +285,12 @@ class Ecs:
             settled_at=created,
             clock=self.clock,
         )
+        ids = s.volume_ids()
+        server.volumes = [Volume(ids[0], s.system_disk_gb, 0)] + [
+            Volume(ids[slot], disk.size, slot) for slot, disk in s.disks()
+        ]
+        for volume in server.volumes:
+            self.volume_owner[volume.id] = server.id
         self.servers[server.id] = server
         self.by_project.setdefault(project_id, []).append(server.id)
         return server
@@ -256,6 +307,14 @@ class Ecs:
     def find(self, project_id: str, server_id: str) -> Server | None:
         server = self.servers.get(server_id)
         return server if server is not None and server.project_id == project_id else None
+
+    def find_volume(self, project_id: str, volume_id: str) -> tuple[Server, Volume] | None:
+        """The server of ``project_id`` a volume is attached to, and the volume (None: not in the project)."""
+        server_id = self.volume_owner.get(volume_id)
+        server = self.find(project_id, server_id) if server_id is not None else None
+        if server is None:
+            return None
+        return server, next(v for v in server.volumes if v.id == volume_id)
 
     def list_servers(self, project_id: str, filters: ServerFilters) -> list[Server]:
         """``GET /v1/{project_id}/cloudservers/detail``: every match, in seed order (the wire pages)."""

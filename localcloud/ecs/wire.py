@@ -101,7 +101,6 @@ def server_body(server: Server) -> dict[str, Any]:
     vpc_id = stable_hex("vpc", server.project_id)
     vpc_uuid = f"{vpc_id[:8]}-{vpc_id[8:12]}-{vpc_id[12:16]}-{vpc_id[16:20]}-{vpc_id[20:]}"
     mac = stable_hex("mac", server.id)
-    volume = stable_hex("volume", server.id)
     metadata = {
         "image_name": server.os_version,
         "os_type": server.os_type,
@@ -152,13 +151,16 @@ def server_body(server: Server) -> dict[str, Any]:
         "tenant_id": server.project_id,
         "user_id": stable_hex("user", server.project_id),
         "key_name": None,
+        # The pages' examples: strings throughout ("bootIndex": "0" for the system disk).
+        # [inference] "delete_on_termination" "false" for data disks too (as the examples' system disks).
         "os-extended-volumes:volumes_attached": [
             {
-                "id": f"{volume[:8]}-{volume[8:12]}-{volume[12:16]}-{volume[16:20]}-{volume[20:]}",
+                "id": v.id,
                 "delete_on_termination": "false",
-                "device": "/dev/vda",
-                "bootIndex": "0",
+                "device": v.device,
+                "bootIndex": str(v.boot_index),
             }
+            for v in server.volumes
         ],
         "OS-EXT-STS:task_state": server.task_state,
         "OS-EXT-STS:power_state": server.power_state,
