@@ -65,6 +65,8 @@ IMS_CODES: dict[str, tuple[int, str]] = {
     "IMG.0109": (400, "The bucket name contains invalid characters."),
     "IMG.0115": (400, "The image tag is invalid."),
     "IMG.0116": (400, "The number of image tags exceeds the quota."),
+    "IMG.0120": (400, "The specified data disk ID is unavailable."),
+    "IMG.0140": (400, "The disks in the request come from different ECSs."),
     "IMG.0144": (400, "The image does not exist."),
     "IMG.0148": (400, "The image is being exported."),
 }

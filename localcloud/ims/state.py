@@ -4,6 +4,8 @@ No HTTP here: ``wire.py`` reads the requests (and checks their fields) and write
 
 An image created from an ECS shows up at once as ``queued`` (job INIT), then ``saving`` (job RUNNING), then
 ``active`` (job SUCCESS) or ``killed`` (job FAIL) — all computed from the job's timeline and the clock.
+Data-disk images (``data_images``) are made by one job per request together with the ECS's system-disk image,
+if any: every image of the set follows that one job, so they become ``active`` (or ``killed``) together.
 """
 
 from __future__ import annotations
@@ -18,14 +20,26 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from localcloud.clock import Clock, fmt_seconds
-from localcloud.ecs.state import ImageJobsByServer, Server
+from localcloud.ecs.state import ImageJobsByServer, Server, Volume
 from localcloud.errors import ims_error
 from localcloud.faults import JobFault
 from localcloud.lifecycle import Lifecycle, Timeline
 from localcloud.seed import Durations, ImageSeed, Seed, stable_hex, stable_uuid
 
 JOB_CREATE = "imsCreateImageByInstance"
+# The job page: "imsVolumesToSysDataImagesJob: Creating a data disk image from a data disk", reporting one
+# sub-job per image (its example: sub-job type "imsCopyVolumeToImageJob", entities image_name/image_id).
+# [inference] The same job type for a system-disk image plus data-disk images from an ECS (instance_id and
+# data_images): no other documented job type reports several images, and its name says "volumes to system
+# and data images".
+JOB_VOLUMES = "imsVolumesToSysDataImagesJob"
+SUB_JOB_VOLUME = "imsCopyVolumeToImageJob"
+CREATE_JOBS = (JOB_CREATE, JOB_VOLUMES)
 JOB_EXPORT = "imsNativeExportImageJob"
+# virtual_env_type (image attributes page): "FusionCompute" for an ECS (system disk) image, "DataImage" for
+# a data disk image.
+ENV_SYSTEM = "FusionCompute"
+ENV_DATA = "DataImage"
 IMAGE_STATUS_BY_JOB = {"INIT": "queued", "RUNNING": "saving", "SUCCESS": "active", "FAIL": "killed"}
 PUBLIC_OWNER = stable_hex("public-images-owner")
 SORT_KEYS = ("name", "container_format", "disk_format", "status", "id", "size", "created_at")
@@ -37,6 +51,32 @@ class ExportTarget:
     file: str
     file_format: str
     quick: bool
+
+
+@dataclass(frozen=True)
+class DataImageSpec:
+    """One member of ``data_images`` (creating_an_image.rst, Table 1), checked by the wire.
+
+    ``tags`` are ``key.value`` strings, as for the image itself.
+    """
+
+    name: str
+    volume_id: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImsSubJob:
+    """One image of an ``imsVolumesToSysDataImagesJob``: its own job id, the image it makes.
+
+    [inference] A sub-job follows its parent's timeline (it starts when the parent leaves INIT and ends with
+    it); the page's example shows a sub-job beginning shortly after its parent and ending with it.
+    """
+
+    id: str
+    image_id: str
+    image_name: str
 
 
 @dataclass
@@ -52,6 +92,9 @@ class ImsJob:
     fail_reason: str | None = None
     export: ExportTarget | None = None
     applied: bool = False  # terminal side effects (the OBS object) done
+    # imsVolumesToSysDataImagesJob: one per image, the system-disk image (if any) first. image_id and
+    # image_name above then name the set's first image (the wire does not show them for this job type).
+    sub_jobs: list[ImsSubJob] = field(default_factory=list)
 
     @property
     def created_at(self) -> datetime:
@@ -91,6 +134,8 @@ class Image:
     clock: Clock = field(repr=False)
     enterprise_project_id: str = "0"
     job: ImsJob | None = field(default=None, repr=False)
+    virtual_env_type: str = ENV_SYSTEM
+    volume_id: str | None = None  # a data-disk image: the volume it was made from
 
     @property
     def status(self) -> str:
@@ -158,6 +203,7 @@ class ImageFilters:
     platform: str | None = None
     disk_format: str | None = None
     enterprise_project_id: str | None = None
+    virtual_env_type: str | None = None
     protected: bool | None = None
     min_disk: int | None = None
     min_ram: int | None = None
@@ -181,6 +227,7 @@ class ImageFilters:
             "platform",
             "disk_format",
             "enterprise_project_id",
+            "virtual_env_type",
             "protected",
             "min_disk",
             "min_ram",
@@ -197,9 +244,12 @@ class ImageFilters:
 
 
 class ServerLookup(Protocol):
-    """What IMS asks ECS: the server an image is created from (None: no such server in the project)."""
+    """What IMS asks ECS: the server an image is created from (None: no such server in the project), and the
+    server a volume is attached to."""
 
     def find(self, project_id: str, server_id: str) -> Server | None: ...
+
+    def find_volume(self, project_id: str, volume_id: str) -> tuple[Server, Volume] | None: ...
 
 
 class Ims:
@@ -281,7 +331,7 @@ class Ims:
     def _track(self, job: ImsJob) -> None:
         self.jobs[job.id] = job
         self._pending.add(job.id)
-        if job.job_type == JOB_CREATE:
+        if job.job_type in CREATE_JOBS:
             self._running_creates[job.project_id] += 1
         names = [p.name for p in job.timeline.lifecycle.phases]
         terminal = "SUCCESS" if "SUCCESS" in names else "FAIL"
@@ -297,7 +347,7 @@ class Ims:
             job = self.jobs[job_id]
             status = job.status(now)
             self._pending.discard(job_id)
-            if job.job_type == JOB_CREATE:
+            if job.job_type in CREATE_JOBS:
                 self._running_creates[job.project_id] -= 1
             if job.export is not None:
                 self._image_export.pop(job.image_id, None)
@@ -340,70 +390,169 @@ class Ims:
         min_ram: int = 0,
         max_ram: int | None = None,
         enterprise_project_id: str = "0",
+        data_images: Sequence[DataImageSpec] = (),
         fault: JobFault | None = None,
     ) -> ImsJob:
         """``POST /v2/cloudimages/action``: a system-disk image from a stopped ECS; ``tags`` as ``key.value``.
 
-        [inference] Validation order: the fields (wire.py), then the ECS (exists, no task in progress,
-        stopped), name uniqueness (if switched on), quota, concurrent-job cap.
+        With ``data_images`` (volumes of that ECS's data disks), one ``imsVolumesToSysDataImagesJob`` makes
+        the system-disk image and one data-disk image per volume.
+
+        [inference] Validation order: the fields (wire.py), then the ECS (exists), the data disks, the ECS
+        (no task in progress, stopped), name uniqueness (if switched on), quota, concurrent-job cap.
         """
         server = self.servers.find(project_id, instance_id)
         if server is None:
             raise ims_error("IMG.0005")
+        volumes = self._data_volumes(project_id, data_images, server)
+        self._check_create(project_id, server, [name, *(d.name for d in data_images)])
+
+        fault = fault or JobFault()
+        job = self._new_create_job(project_id, JOB_VOLUMES if data_images else JOB_CREATE, server, fault)
+        image = self._add_created_image(
+            job,
+            server,
+            name=name,
+            description=description,
+            tags=tags,
+            min_disk=server.system_disk_gb,
+            min_ram=min_ram,
+            max_ram=max_ram,
+            enterprise_project_id=enterprise_project_id,
+        )
+        job.image_id, job.image_name = image.id, image.name
+        if data_images:
+            job.sub_jobs.append(ImsSubJob(secrets.token_hex(16), image.id, image.name))
+        self._add_data_images(job, server, data_images, volumes, enterprise_project_id)
+        return self._submit(job, server)
+
+    def create_data_images(
+        self,
+        project_id: str,
+        *,
+        data_images: Sequence[DataImageSpec],
+        enterprise_project_id: str = "0",
+        fault: JobFault | None = None,
+    ) -> ImsJob:
+        """``POST /v2/cloudimages/action`` with ``data_images`` and no ``instance_id``: data-disk images only.
+
+        The page: "When you create a data disk image using a data disk ... You cannot specify instance_id."
+        The volumes must be data disks of one ECS (``IMG.0140`` otherwise); [inference] that ECS must meet
+        the same conditions as for an ECS image (no task in progress, stopped).
+        """
+        if not data_images:
+            raise ims_error("IMG.0012")  # neither an ECS nor a data disk: nothing to make an image from
+        server, volumes = self._owner_and_volumes(project_id, data_images, None)
+        self._check_create(project_id, server, [d.name for d in data_images])
+        job = self._new_create_job(project_id, JOB_VOLUMES, server, fault or JobFault())
+        self._add_data_images(job, server, data_images, volumes, enterprise_project_id)
+        job.image_id, job.image_name = job.sub_jobs[0].image_id, job.sub_jobs[0].image_name
+        return self._submit(job, server)
+
+    def _data_volumes(self, project_id: str, specs: Sequence[DataImageSpec], server: Server) -> list[Volume]:
+        return self._owner_and_volumes(project_id, specs, server)[1] if specs else []
+
+    def _owner_and_volumes(
+        self, project_id: str, specs: Sequence[DataImageSpec], owner: Server | None
+    ) -> tuple[Server, list[Volume]]:
+        """The data disks ``specs`` name and the one ECS they are attached to (``owner`` if given).
+
+        IMG.0120 "The specified data disk ID is unavailable." for a volume unknown in the project, a system
+        disk, or a volume named twice [inference: which code]; IMG.0140 "The disks in the request come from
+        different ECSs." for a data disk of another ECS than ``instance_id`` or than the other volumes.
+        """
+        volumes: list[Volume] = []
+        for spec in specs:
+            found = self.servers.find_volume(project_id, spec.volume_id)
+            if found is None or found[1].is_system or any(v.id == spec.volume_id for v in volumes):
+                raise ims_error("IMG.0120")
+            server, volume = found
+            if owner is None:
+                owner = server
+            elif server.id != owner.id:
+                raise ims_error("IMG.0140")
+            volumes.append(volume)
+        assert owner is not None  # specs is not empty, or the owner was given
+        return owner, volumes
+
+    def _check_create(self, project_id: str, server: Server, names: Sequence[str]) -> None:
+        """The ECS's state, names, quota and the job cap, for a set of ``len(names)`` new images."""
         if server.busy or self.image_job_running(server.id):
             raise ims_error("IMG.0010")
         if server.status != "SHUTOFF":
             # The seed dev guide: "Before creating an image, ensure that the ECS is stopped."
             raise ims_error("IMG.0008")
         if self.limits.unique_image_names and any(
-            i.name == name and i.owner == project_id for i in self.images.values()
+            i.name in names and i.owner == project_id for i in self.images.values()
         ):
             raise ims_error("IMG.0009")
-        if self.private_image_count(project_id) >= self.limits.image_quota:
+        # [inference] The whole set must fit in the quota: every image of it is a private image.
+        if self.private_image_count(project_id) + len(names) > self.limits.image_quota:
             raise ims_error("IMG.0015")
         if self.running_image_jobs(project_id) >= self.limits.max_running_image_jobs:
             raise ims_error("IMG.0060")
 
-        fault = fault or JobFault()
+    def _new_create_job(self, project_id: str, job_type: str, server: Server, fault: JobFault) -> ImsJob:
         now = self.clock.now()
         run = None if fault.stuck else self.durations(self.timing.image_job_seconds)
         outcome = "FAIL" if fault.fail else "SUCCESS"
         timeline = Timeline(
             Lifecycle.of(("INIT", self.timing.job_init_seconds), ("RUNNING", run), (outcome, None)), now
         )
-        image_id = str(uuid.uuid4())
         job = ImsJob(
             id=secrets.token_hex(16),
             project_id=project_id,
-            job_type=JOB_CREATE,
+            job_type=job_type,
             timeline=timeline,
-            image_id=image_id,
-            image_name=name,
+            image_id="",
+            image_name="",
             instance_id=server.id,
         )
         if fault.fail:
             job.error_code = fault.error_code or "IMG.0014"
             job.fail_reason = fault.fail_reason or ims_error(job.error_code).body["error"]["message"]  # type: ignore[index]
-        self.images[image_id] = Image(
+        return job
+
+    def _add_created_image(
+        self,
+        job: ImsJob,
+        server: Server,
+        *,
+        name: str,
+        description: str,
+        tags: Sequence[str],
+        min_disk: int,
+        min_ram: int = 0,
+        max_ram: int | None = None,
+        enterprise_project_id: str = "0",
+        volume: Volume | None = None,
+    ) -> Image:
+        """A private image made by ``job`` (queued now; its status follows the job)."""
+        now = self.clock.now()
+        image_id = str(uuid.uuid4())
+        self.images[image_id] = image = Image(
             id=image_id,
             name=name,
-            owner=project_id,
+            owner=job.project_id,
             visibility="private",
             imagetype="private",
             tags=list(tags),
             description=description,
-            min_disk=server.system_disk_gb,
+            min_disk=min_disk,
             min_ram=min_ram,
             max_ram=max_ram,
-            os_version=server.os_version,
+            # [inference] A data disk carries no OS of its own: the ECS's OS type (the page requires a data
+            # image's OS type to match its system image's for file imports), no version, platform "Other".
+            os_version=server.os_version if volume is None else "",
             os_type=server.os_type,
-            platform=server.platform,
+            platform=server.platform if volume is None else "Other",
             protected=False,
             disk_format="zvhd2",
-            # [inference] a plausible size: a quarter of the system disk is used.
-            image_size=server.system_disk_gb * 1024**3 // 4,
+            # [inference] a plausible size: a quarter of the disk is used.
+            image_size=min_disk * 1024**3 // 4,
             instance_id=server.id,
-            original_image_id=server.image_id,
+            # The parent image: the ECS's image for its system disk; [inference] none for a data disk.
+            original_image_id=server.image_id if volume is None else "",
             created_at=now,
             base_status="queued",
             base_updated_at=now,
@@ -411,8 +560,34 @@ class Ims:
             clock=self.clock,
             enterprise_project_id=enterprise_project_id or "0",
             job=job,
+            virtual_env_type=ENV_SYSTEM if volume is None else ENV_DATA,
+            volume_id=None if volume is None else volume.id,
         )
-        self._private_count[project_id] += 1
+        self._private_count[job.project_id] += 1
+        return image
+
+    def _add_data_images(
+        self,
+        job: ImsJob,
+        server: Server,
+        specs: Sequence[DataImageSpec],
+        volumes: Sequence[Volume],
+        enterprise_project_id: str,
+    ) -> None:
+        for spec, volume in zip(specs, volumes, strict=True):
+            image = self._add_created_image(
+                job,
+                server,
+                name=spec.name,
+                description=spec.description,
+                tags=spec.tags,
+                min_disk=volume.size_gb,
+                enterprise_project_id=enterprise_project_id,
+                volume=volume,
+            )
+            job.sub_jobs.append(ImsSubJob(secrets.token_hex(16), image.id, image.name))
+
+    def _submit(self, job: ImsJob, server: Server) -> ImsJob:
         self._track(job)
         self.image_jobs.started(server.id, job.timeline)
         return job

@@ -17,15 +17,19 @@ from localcloud.errors import ims_error
 from localcloud.gateway import Call, Reply, Route
 from localcloud.ims.state import (
     JOB_CREATE,
+    JOB_VOLUMES,
     SORT_KEYS,
+    SUB_JOB_VOLUME,
     TIME_OPERATORS,
+    DataImageSpec,
     Image,
     ImageFilters,
     Ims,
     ImsJob,
+    ImsSubJob,
     TimeBound,
 )
-from localcloud.lifecycle import ProgressProfile, progress_percent
+from localcloud.lifecycle import Position, ProgressProfile, progress_percent
 
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 NAME_CHARS = re.compile(r"^[A-Za-z0-9\-._ ]+\Z")  # \Z: "$" would let a final "\n" through
@@ -33,7 +37,7 @@ TAG_CHARS = re.compile(r"^[A-Za-z0-9_-]*\Z")
 # [inference] OBS bucket naming: 3-63 characters, lowercase letters, digits, hyphens and periods.
 BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 EXPORT_FORMATS = ("qcow2", "vhd", "zvhd", "vmdk")
-UNSUPPORTED_CREATE_FIELDS = ("image_url", "data_images", "volume_id", "backup_id")
+UNSUPPORTED_CREATE_FIELDS = ("image_url", "volume_id", "backup_id")
 # Every request field creating_an_image.rst documents (its three request tables: from an ECS, from an OBS
 # file, from a data disk). [inference] A field outside this list is a misspelling: IMG.0001.
 CREATE_FIELDS = frozenset(
@@ -59,6 +63,10 @@ CREATE_FIELDS = frozenset(
         "volume_id",
     }
 )
+# A member of data_images when the images come from an ECS's data disks: creating_an_image.rst, Table 1
+# (name, volume_id, description, tags), and image_tags, which the page's example "Creating a data disk image
+# with parameter image_tags using a data disk" sends inside the member.
+DATA_IMAGE_FIELDS = frozenset({"name", "volume_id", "description", "tags", "image_tags"})
 # querying_images.rst, query table (Table 1).
 LIST_QUERY_KEYS = frozenset(
     {
@@ -238,7 +246,7 @@ def image_body(image: Image) -> dict[str, Any]:
         "__os_type": image.os_type,
         "__imagetype": image.imagetype,
         "visibility": image.visibility,
-        "virtual_env_type": "FusionCompute",
+        "virtual_env_type": image.virtual_env_type,
         "tags": list(image.tags),
         "__platform": image.platform,
         "size": 0,
@@ -259,7 +267,10 @@ def image_body(image: Image) -> dict[str, Any]:
         body["max_ram"] = str(image.max_ram)  # a String in the list response table
     if image.imagetype != "gold":
         body["__originalimagename"] = image.original_image_id
-        if image.instance_id:
+        if image.volume_id:
+            # [inference] the source of a data-disk image, in the form of an ECS image's ("volume,<id>").
+            body["__data_origin"] = f"volume,{image.volume_id}"
+        elif image.instance_id:
             # [inference] the source of an ECS image, as Huawei Cloud shows it ("instance,<id>").
             body["__data_origin"] = f"instance,{image.instance_id}"
     active_at = image.active_at
@@ -281,7 +292,9 @@ def job_body(
     pos = job.timeline.at(now)
     status = pos.name
     entities: dict[str, Any] = {}
-    if progress:
+    if job.job_type == JOB_VOLUMES:
+        entities = _volumes_job_entities(job, pos, now, profile, progress=progress)
+    elif progress:
         percent = {"INIT": 0.0, "SUCCESS": 100.0, "FAIL": 0.0}.get(status)
         if percent is None:
             percent = progress_percent(pos.fraction, profile)
@@ -313,29 +326,83 @@ def job_body(
     }
 
 
+def _volumes_job_entities(
+    job: ImsJob, pos: Position, now: datetime, profile: ProgressProfile, *, progress: bool
+) -> dict[str, Any]:
+    """``entities`` of an ``imsVolumesToSysDataImagesJob``: as the job page's example, ``sub_jobs_result``
+    (one ``imsCopyVolumeToImageJob`` per image, the system-disk image first [inference: order]) and
+    ``sub_jobs_list``; no top-level ``image_id`` (Table 2 does not list this job type for it).
+
+    [inference] The sub-jobs appear when the job leaves INIT; while RUNNING the job carries
+    ``process_percent`` as a create job does (on the ShowJobProgress path always, 0 / share / 100 / 0).
+    """
+    status = pos.name
+    entities: dict[str, Any] = {}
+    if progress:
+        percent = {"INIT": 0.0, "SUCCESS": 100.0, "FAIL": 0.0}.get(status)
+        entities["process_percent"] = progress_percent(pos.fraction, profile) if percent is None else percent
+    elif status == "RUNNING":
+        entities["process_percent"] = progress_percent(pos.fraction, profile)
+    if status != "INIT":
+        entities["sub_jobs_result"] = [_sub_job_body(job, sub, status, now) for sub in job.sub_jobs]
+        entities["sub_jobs_list"] = [sub.id for sub in job.sub_jobs]
+    return entities
+
+
+def _sub_job_body(job: ImsJob, sub: ImsSubJob, status: str, now: datetime) -> dict[str, Any]:
+    """One ``sub_jobs_result`` member (Table 4): it runs and ends with its parent [inference]; its entities
+    carry ``image_name`` and ``image_id`` (Table 5) once it has ended, as a create job's do."""
+    begin = job.timeline.entered_at("RUNNING") or job.created_at
+    end = job.end_time(now)
+    ended = status in ("SUCCESS", "FAIL")
+    return {
+        "job_id": sub.id,
+        "job_type": SUB_JOB_VOLUME,
+        "begin_time": fmt_millis(begin),
+        "end_time": fmt_millis(end) if end else None,
+        "status": status,
+        "error_code": job.error_code if status == "FAIL" else None,
+        "fail_reason": job.fail_reason if status == "FAIL" else None,
+        "entities": {"image_name": sub.image_name, "image_id": sub.image_id} if ended else {},
+    }
+
+
 # ---- operations -------------------------------------------------------------------------------------------
 
 
 def create_image(ims: Ims, call: Call) -> Reply:
-    """``POST /v2/cloudimages/action`` (system-disk image from an ECS): ``{"job_id"}``.
+    """``POST /v2/cloudimages/action``: ``{"job_id"}``. Two of the page's forms are emulated:
 
-    [inference] Validation order: body, unsupported modes, name, description, tags, instance_id,
-    memory; then the state's checks (the ECS, name uniqueness, quota, concurrent-job cap).
+    - from an ECS (``instance_id``): its system-disk image, and with ``data_images`` also one data-disk image
+      per listed data disk of that ECS;
+    - data-disk images only (``data_images`` without ``instance_id``: "You cannot specify instance_id").
+
+    [inference] Validation order: body, unsupported modes, name, description, tags, instance_id, memory,
+    enterprise project, then each ``data_images`` member (name, volume_id, description, tags); then the
+    state's checks (the ECS, its data disks, name uniqueness, quota, concurrent-job cap).
     """
     body = _parse_json_body(call.raw)
     if set(body) - CREATE_FIELDS:
         raise ims_error("IMG.0001")  # [inference] an undocumented field (see CREATE_FIELDS)
     if any(body.get(k) is not None for k in UNSUPPORTED_CREATE_FIELDS):
-        # Only "create a system disk image from an ECS" is emulated.
+        # Only the images from an ECS (system and data disks) are emulated, not file imports or the
+        # system-disk image from a data disk (top-level volume_id).
         raise ims_error("IMG.0105")
-    name = validate_name(body.get("name"))
+    instance_id = body.get("instance_id")
+    data_only = instance_id in (None, "") and body.get("data_images") not in (None, [])
+    # The data-disk-only form: "if other parameters (such as name, description, and tags) in this table have
+    # values, the system uses the value of data_images". [inference] They are still checked as in the other
+    # form (a malformed request stays malformed), then ignored.
+    name = body.get("name")
+    if not data_only or name is not None:
+        name = validate_name(name)
     description = validate_description(body.get("description"))
     tags = validate_tags(body.get("tags"), body.get("image_tags"), ims.limits.max_image_tags)
-    instance_id = body.get("instance_id")
-    if instance_id is None or instance_id == "":
-        raise ims_error("IMG.0012")
-    if not isinstance(instance_id, str):
-        raise ims_error("IMG.0001")
+    if not data_only:
+        if instance_id is None or instance_id == "":
+            raise ims_error("IMG.0012")
+        if not isinstance(instance_id, str):
+            raise ims_error("IMG.0001")
     min_ram = _ram(body.get("min_ram")) or 0
     max_ram = _ram(body.get("max_ram"))
     if max_ram and min_ram and max_ram < min_ram:
@@ -343,6 +410,14 @@ def create_image(ims: Ims, call: Call) -> Reply:
     eps = body.get("enterprise_project_id", "0")
     if not isinstance(eps, str):
         raise ims_error("IMG.0001")
+    data_images = read_data_images(body.get("data_images"), ims.limits.max_image_tags)
+    if data_only:
+        job = ims.create_data_images(
+            call.project_id, data_images=data_images, enterprise_project_id=eps, fault=call.job_fault
+        )
+        return Reply({"job_id": job.id})
+    assert isinstance(name, str)
+    assert isinstance(instance_id, str)
     job = ims.create_image(
         call.project_id,
         name=name,
@@ -352,9 +427,38 @@ def create_image(ims: Ims, call: Call) -> Reply:
         min_ram=min_ram,
         max_ram=max_ram,
         enterprise_project_id=eps,
+        data_images=data_images,
         fault=call.job_fault,
     )
     return Reply({"job_id": job.id})
+
+
+def read_data_images(raw: Any, max_tags: int) -> list[DataImageSpec]:
+    """``data_images`` (Table 1): each member's name, volume_id (mandatory), description, tags.
+
+    Name, description and tags follow the image's own rules (IMG.0013/0002/0003, IMG.0004/0054,
+    IMG.0115/0116). [inference] Not a list, a member that is not an object or has another field, or a
+    volume_id that is not a string: IMG.0001; a missing or empty volume_id: IMG.0120 "The specified data disk
+    ID is unavailable." (the page has no "not specified" code for disks, as IMG.0012 is for the ECS).
+    """
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ims_error("IMG.0001")
+    specs: list[DataImageSpec] = []
+    for item in raw:
+        if not isinstance(item, dict) or set(item) - DATA_IMAGE_FIELDS:
+            raise ims_error("IMG.0001")
+        name = validate_name(item.get("name"))
+        volume_id = item.get("volume_id")
+        if volume_id is None or volume_id == "":
+            raise ims_error("IMG.0120")
+        if not isinstance(volume_id, str):
+            raise ims_error("IMG.0001")
+        description = validate_description(item.get("description"))
+        tags = validate_tags(item.get("tags"), item.get("image_tags"), max_tags)
+        specs.append(DataImageSpec(name, volume_id, description, tuple(tags)))
+    return specs
 
 
 def list_images(ims: Ims, call: Call) -> Reply:
@@ -374,8 +478,6 @@ def list_images(ims: Ims, call: Call) -> Reply:
         for key in LIST_QUERY_KEYS
     )
     if "container_format" in q and q["container_format"] != "bare":
-        nothing = True
-    if "virtual_env_type" in q and q["virtual_env_type"] != "FusionCompute":
         nothing = True
     if "__isregistered" in q and q["__isregistered"].lower() != "true":
         nothing = True
@@ -420,6 +522,7 @@ def list_images(ims: Ims, call: Call) -> Reply:
         platform=q.get("__platform"),
         disk_format=q.get("disk_format"),
         enterprise_project_id=None if eps == "all_granted_eps" else eps,
+        virtual_env_type=q.get("virtual_env_type"),
         protected=protected,
         min_disk=numbers.get("min_disk"),
         min_ram=numbers.get("min_ram"),
