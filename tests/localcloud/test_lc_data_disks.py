@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pydantic
 import pytest
 
-from localcloud import LocalCloud, parse_seed
+from localcloud import LocalCloud, load_seed, parse_seed
 from localcloud.seed import stable_uuid
 
 from .conftest import PROJECT, seeded, small_seed
@@ -145,6 +146,26 @@ def test_seeded_volumes_are_the_same_after_a_reset() -> None:
     cloud.reset()
     assert [v.id for v in cloud.ecs.servers[ECS_B].volumes] == before
     assert [v.size_gb for v in cloud.ecs.servers[ECS_A].volumes] == [40, 100, 20]
+
+
+def test_yaml_seed_with_data_disks(tmp_path: Path) -> None:
+    path = tmp_path / "seed.yaml"
+    path.write_text(
+        "domains: [{name: d, users: [{name: u, password: p}], projects: [{id: "
+        + PROJECT
+        + ", name: eu-de}]}]\n"
+        "servers:\n"
+        "  - {id: s1, name: one, project: eu-de, data_disks: 2}\n"
+        "  - {id: s2, name: two, project: eu-de, data_disks: [{id: v1, size: 10}]}\n"
+        "  - {id: s3, name: three, project: eu-de}\n",
+        encoding="utf-8",
+    )
+    ecs = LocalCloud(load_seed(path)).ecs
+    assert [(v.slot, v.size_gb) for v in ecs.servers["s1"].volumes] == [(0, 40), (1, 100), (2, 100)]
+    assert [v.id for v in ecs.servers["s2"].data_volumes] == ["v1"]
+    assert ecs.servers["s3"].data_volumes == []
+    assert ecs.find_volume(PROJECT, "v1") == (ecs.servers["s2"], ecs.servers["s2"].volumes[1])
+    assert ecs.find_volume("0" * 32, "v1") is None  # another project
 
 
 @pytest.mark.parametrize(
