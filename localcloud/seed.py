@@ -88,7 +88,7 @@ class ServerSeed(_Model):
     system_disk_gb: int = 40
     # The system volume's UUID; None: a stable one derived from the server id (the same on every reset).
     system_volume_id: str | None = None
-    # Data disks: a count (each 100 GB, derived ids) or a list of disks. The pages attach no limit here.
+    # Data disks: a count (each 100 GB, derived ids) or a list of disks (the pages give no maximum).
     data_disks: int | list[DataDiskSeed] = Field(default_factory=list)
     ip: str | None = None
     availability_zone: str | None = None
