@@ -7,6 +7,10 @@ Classes are grouped by what a caller does about them, not by which service raise
     ├── InvalidRequestError            client-side validation (names the field and the IMS rule)
     ├── TransportError                 retryable: connect/read failures and timeouts (carries url)
     ├── EcsNotReadyError               client-side check: the ECS is not in a state to be imaged
+    ├── DataDiskError                  client-side check: the data disks asked for cannot be imaged
+    │   ├── NoDataDiskError            the ECS has no data disk (kind system-and-data)
+    │   └── DataVolumeNotFoundError    a volume asked for is not a data disk of the ECS
+    ├── ImageSetIncompleteError        a request's image set lost a member (deleted): not made again
     ├── JobFailedError                 an IMS/ECS job ended in FAIL (raised by the polling code)
     ├── JobTimeoutError                a job did not finish in time (raised by the polling code)
     └── ApiError                       any non-2xx answer: status, code, message, url, request_id
@@ -57,6 +61,8 @@ __all__ = [
     "AuthenticationError",
     "ConfigError",
     "ConflictError",
+    "DataDiskError",
+    "DataVolumeNotFoundError",
     "EcsBusyError",
     "EcsLockedError",
     "EcsNotFoundError",
@@ -68,6 +74,7 @@ __all__ = [
     "ImageNotFoundError",
     "ImageProtectedError",
     "ImageQuotaError",
+    "ImageSetIncompleteError",
     "ImsflowError",
     "InvalidCredentialsError",
     "InvalidParameterError",
@@ -75,6 +82,7 @@ __all__ = [
     "JobFailedError",
     "JobNotFoundError",
     "JobTimeoutError",
+    "NoDataDiskError",
     "NotFoundError",
     "PermissionDeniedError",
     "ProjectNotFoundError",
@@ -169,6 +177,38 @@ class EcsNotReadyError(ImsflowError):
     hint = (
         "Stop the ECS first, or let imsflow stop it ('Stop if running' in the run's form, --stop-if-running "
         "on the command line)."
+    )
+
+
+class DataDiskError(ImsflowError):
+    """Checked before asking IMS: the data-disk images asked for cannot be made from this ECS."""
+
+    hint = "`imsflow create --kind system` images the system disk alone; --data-volume picks data disks."
+
+
+class NoDataDiskError(DataDiskError):
+    """A system-and-data image set was asked for an ECS that has no data disk attached."""
+
+    hint = (
+        "Image its system disk alone (--kind system, the form's 'Image kind: system'), or attach a data disk."
+    )
+
+
+class DataVolumeNotFoundError(DataDiskError):
+    """A volume asked for (``--data-volume``, the form's 'Data disks') is not a data disk of the ECS."""
+
+    hint = "Name only the ECS's data disks (its system disk never); leave the list empty for all of them."
+
+
+class ImageSetIncompleteError(ImsflowError):
+    """Images of this request exist, but not all of its set: one was deleted (or never listed).
+
+    Making the set again would duplicate the members that are there, so imsflow stops instead.
+    """
+
+    hint = (
+        "Delete the images that carry this request's imsflow-request tag and run again, or run with another "
+        "image name (or request key) for a new set."
     )
 
 

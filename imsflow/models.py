@@ -32,6 +32,7 @@ __all__ = [
     "CatalogEndpoint",
     "CatalogEntry",
     "CreateImageFromEcsRequest",
+    "DataImage",
     "DeleteImageRequest",
     "DomainRef",
     "EcsJob",
@@ -320,10 +321,17 @@ class ServerImage(_Response):
 
 
 class VolumeAttachment(_Response):
+    """One entry of ``os-extended-volumes:volumes_attached``: ``bootIndex`` ``"0"`` is the system disk."""
+
     id: str
     device: str | None = None
     boot_index: str | None = Field(default=None, alias="bootIndex")
     delete_on_termination: str | None = None
+
+    @property
+    def device_name(self) -> str | None:
+        """The device's last path part (``vdb`` of ``/dev/vdb``), or None when the ECS does not say."""
+        return self.device.rstrip("/").rsplit("/", 1)[-1] or None if self.device else None
 
 
 class Server(_Response):
@@ -367,6 +375,18 @@ class Server(_Response):
             if volume.boot_index == "0":
                 return volume.id
         return None
+
+    @property
+    def data_volumes(self) -> list[VolumeAttachment]:
+        """The attached data disks (every volume but the boot one: ``bootIndex`` other than ``"0"``), in
+        device order (``/dev/vdb``, ``/dev/vdc``, ..., ``/dev/vdz``, ``/dev/vdaa``; no device last)."""
+        data = [v for v in self.volumes_attached if v.boot_index != "0"]
+        return sorted(data, key=lambda v: (v.device is None, len(v.device or ""), v.device or "", v.id))
+
+    @property
+    def data_volume_ids(self) -> list[str]:
+        """IDs of :attr:`data_volumes`, in device order."""
+        return [v.id for v in self.data_volumes]
 
 
 class ServerDetail(_Response):
@@ -490,8 +510,54 @@ class ImageTag(_Request):
         return self
 
 
+def _check_tag_fields(tags: list[str] | None, image_tags: list[ImageTag] | None) -> None:
+    """``tags`` or ``image_tags`` (not both), at most ten distinct keys: an image's and a data image's."""
+    validation.check_tags_exclusive(tags, image_tags)
+    keys = [validation.parse_dotted_tag(t)[0] for t in tags or []]
+    keys += [t.key for t in image_tags or []]
+    validation.check_tag_count(keys, "image_tags" if image_tags is not None else "tags")
+
+
+class DataImage(_Request):
+    """One member of ``data_images``: a data-disk image of one of the ECS's data disks (creating_an_image.rst,
+    Table 1: ``name``, ``volume_id``, ``description``, ``tags``; the page's example also sends
+    ``image_tags`` in a member). Name, description and tags follow the image's own rules."""
+
+    name: str
+    volume_id: str
+    description: str | None = None
+    tags: list[str] | None = None
+    image_tags: list[ImageTag] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return validation.check_image_name(value, "data_images.name")
+
+    @field_validator("volume_id")
+    @classmethod
+    def _volume_id(cls, value: str) -> str:
+        return validation.check_uuid(value, "data_images.volume_id")
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str | None) -> str | None:
+        return None if value is None else validation.check_description(value, "data_images.description")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else validation.check_tags(value, "data_images.tags")
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> DataImage:
+        _check_tag_fields(self.tags, self.image_tags)
+        return self
+
+
 class CreateImageFromEcsRequest(_Request):
-    """Body of ``POST /v2/cloudimages/action`` for a system-disk image of an ECS."""
+    """Body of ``POST /v2/cloudimages/action`` for a system-disk image of an ECS; with ``data_images``, also
+    one data-disk image per member (volumes of that ECS's data disks), all made by one job."""
 
     name: str
     instance_id: str
@@ -501,6 +567,8 @@ class CreateImageFromEcsRequest(_Request):
     enterprise_project_id: str | None = None
     min_ram: int | None = Field(default=None, ge=0)
     max_ram: int | None = Field(default=None, ge=0)
+    #: Sent only when set (``None`` is left out of the body).
+    data_images: list[DataImage] | None = None
 
     @field_validator("name")
     @classmethod
@@ -529,10 +597,10 @@ class CreateImageFromEcsRequest(_Request):
 
     @model_validator(mode="after")
     def _cross_field(self) -> CreateImageFromEcsRequest:
-        validation.check_tags_exclusive(self.tags, self.image_tags)
-        keys = [validation.parse_dotted_tag(t)[0] for t in self.tags or []]
-        keys += [t.key for t in self.image_tags or []]
-        validation.check_tag_count(keys, "image_tags" if self.image_tags is not None else "tags")
+        _check_tag_fields(self.tags, self.image_tags)
+        volumes = [d.volume_id for d in self.data_images or []]
+        if len(set(volumes)) < len(volumes):
+            raise InvalidRequestError("data_images", volumes, "each data disk (volume_id) at most once")
         if self.min_ram is not None and self.max_ram is not None and self.max_ram < self.min_ram:
             raise InvalidRequestError("max_ram", self.max_ram, "max_ram must not be below min_ram")
         return self
@@ -582,6 +650,16 @@ class ImsJob(_Job):
             if sub.entities.image_id:
                 return sub.entities.image_id
         return None
+
+    @property
+    def image_ids(self) -> list[str]:
+        """Every image the job made, in the job's order: one per ``sub_jobs_result`` member that names one
+        (an ``imsVolumesToSysDataImagesJob``: the system-disk image first, then the data-disk images), else
+        :attr:`image_id` alone (or none)."""
+        ids = [sub.entities.image_id for sub in self.entities.sub_jobs_result if sub.entities.image_id]
+        if ids:
+            return list(dict.fromkeys(ids))
+        return [self.image_id] if self.image_id else []
 
     @property
     def process_percent(self) -> float | None:
@@ -635,6 +713,11 @@ class Image(_Response):
     @property
     def is_active(self) -> bool:
         return self.status == "active"
+
+    @property
+    def is_data_image(self) -> bool:
+        """A data-disk image (``virtual_env_type`` ``DataImage``), not one of a system disk."""
+        return self.virtual_env_type == "DataImage"
 
     @property
     def tag_map(self) -> dict[str, str]:

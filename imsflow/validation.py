@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -29,6 +29,7 @@ __all__ = [
     "DESCRIPTION_PATTERN",
     "DESCRIPTION_RULE",
     "EXPORT_FORMATS",
+    "IMAGE_KINDS",
     "IMAGE_TAG_RULE",
     "MAX_IMAGE_TAGS",
     "NAME_PATTERN",
@@ -44,14 +45,18 @@ __all__ = [
     "CredentialsBlock",
     "ImageDescription",
     "ImageId",
+    "ImageKind",
+    "ImageKindParam",
     "ImageName",
     "InstanceId",
     "TagParam",
+    "VolumeId",
     "check_block_name",
     "check_bucket_url",
     "check_description",
     "check_enterprise_project_id",
     "check_export_format",
+    "check_image_kind",
     "check_image_name",
     "check_image_tag",
     "check_tag",
@@ -228,6 +233,25 @@ def check_export_format(value: str, field: str = "file_format") -> str:
     return value
 
 
+# ------------------------------------------------------------------------------------------------ image kinds
+
+#: What an image run makes of one ECS. A new kind is added here (its name, its words for the operator), then
+#: taught to ``tasks.image.plan_images`` (what it asks IMS for); forms, CLI options and keys follow.
+ImageKind = Literal["system", "system-and-data"]
+IMAGE_KINDS: dict[str, str] = {
+    "system": "one image of the ECS's system disk",
+    "system-and-data": "an image of the system disk and one data-disk image per data disk, made by one job",
+}
+assert set(IMAGE_KINDS) == set(get_args(ImageKind)), "every kind has its words"
+
+
+def check_image_kind(value: str, field: str = "kind") -> str:
+    """One of :data:`IMAGE_KINDS`."""
+    if value not in IMAGE_KINDS:
+        raise InvalidRequestError(field, value, f"must be one of {', '.join(IMAGE_KINDS)}")
+    return value
+
+
 # ------------------------------------------------------------------------------ the typed parameter fields
 
 
@@ -274,6 +298,23 @@ ImageDescription = Annotated[
         pattern=DESCRIPTION_PATTERN,
     ),
     _checked(check_description, "description"),
+]
+#: The image kind of a run (a select in the form).
+ImageKindParam = Annotated[
+    ImageKind,
+    Field(
+        title="Image kind",
+        description="What to image: "
+        + "; ".join(f"{kind}: {words}" for kind, words in IMAGE_KINDS.items())
+        + ". Data-disk images are named after the image and the disk's device (web-1-20261127-vdb).",
+    ),
+    _checked(check_image_kind, "kind"),
+]
+#: A volume (EVS disk) ID, such as a data disk of an ECS.
+VolumeId = Annotated[
+    str,
+    Field(title="Volume ID", description="ID (UUID) of a data disk of the ECS.", pattern=UUID_PATTERN),
+    _checked(check_uuid, "data_volumes"),
 ]
 #: One tag as ``key=value`` (``parse_tag`` makes it an ``image_tags`` pair).
 TagParam = Annotated[str, Field(pattern=TAG_PARAM_PATTERN), _checked(check_tag_param, "tags")]
