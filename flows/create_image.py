@@ -11,24 +11,26 @@ Run it ad hoc with ``imsflow create``, from the Prefect UI through a deployment,
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Self
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.states import Completed
-from pydantic import BaseModel, BeforeValidator, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from flows.pipeline import image_one_ecs, timed
-from imsflow.errors import InvalidRequestError
+from imsflow.errors import DataDiskError, InvalidRequestError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag
 from imsflow.redact import install_redaction
 from imsflow.validation import (
     MAX_IMAGE_TAGS,
     CredentialsBlock,
     ImageDescription,
+    ImageKindParam,
     ImageName,
     InstanceId,
     TagParam,
+    VolumeId,
     empty_is_none,
     form_config,
     parse_tag,
@@ -36,11 +38,25 @@ from imsflow.validation import (
 from runtime.credentials import credentials_from_block
 from runtime.events import emit_image_created, emit_image_failed
 from runtime.failures import ending_cleanly
-from tasks.image import INSTANCE_TAG, REQUEST_TAG, request_key
+from tasks.image import INSTANCE_TAG, REQUEST_TAG, VOLUME_TAG, DataImageResult, plan_images, request_key
 from tasks.preflight import DryRunResult, dry_run_check
 from tasks.token import flow_token
 
 OWN_TAG_KEYS = frozenset({REQUEST_TAG, INSTANCE_TAG})
+#: A data-disk image carries one more: the volume it was made of.
+OWN_DATA_TAG_KEYS = OWN_TAG_KEYS | {VOLUME_TAG}
+
+
+def check_tag_room(tags: list[str], own: frozenset[str], field: str = "tags") -> None:
+    """The user's tags and imsflow's ``own`` fit IMS's ten per image."""
+    keys = {parse_tag(tag)[0] for tag in tags} - own
+    if len(keys) > MAX_IMAGE_TAGS - len(own):
+        raise InvalidRequestError(
+            field,
+            f"{len(keys)} tags",
+            f"at most {MAX_IMAGE_TAGS - len(own)} tags"
+            f" (imsflow adds {len(own)} of its own; an image has at most {MAX_IMAGE_TAGS})",
+        )
 
 
 class CreateImageParams(BaseModel):
@@ -62,14 +78,24 @@ class CreateImageParams(BaseModel):
         ),
     ]
     name: Annotated[ImageName, Field(json_schema_extra={"position": 1})]
-    description: Annotated[ImageDescription, Field(json_schema_extra={"position": 2})] = ""
+    kind: Annotated[ImageKindParam, Field(json_schema_extra={"position": 2})] = "system"
+    data_volumes: Annotated[
+        list[VolumeId],
+        Field(
+            title="Data disks",
+            description="With the image kind system-and-data: the volume IDs of the data disks to image. "
+            "Leave empty for every data disk of the ECS.",
+            json_schema_extra={"position": 3},
+        ),
+    ] = []
+    description: Annotated[ImageDescription, Field(json_schema_extra={"position": 4})] = ""
     tags: Annotated[
         list[TagParam],
         Field(
             title="Image tags",
             description="Tags for the image, one key=value each: key 1 to 36 characters, value 0 to 43; "
             "letters, digits, underscores (_) and hyphens (-).",
-            json_schema_extra={"position": 3},
+            json_schema_extra={"position": 5},
         ),
     ] = []
     stop_if_running: Annotated[
@@ -77,7 +103,7 @@ class CreateImageParams(BaseModel):
         Field(
             title="Stop if running",
             description="Stop (SOFT) a running ECS before imaging it, and start it again afterwards.",
-            json_schema_extra={"position": 4},
+            json_schema_extra={"position": 6},
         ),
     ] = False
     restart_after: Annotated[
@@ -85,7 +111,7 @@ class CreateImageParams(BaseModel):
         Field(
             title="Restart after",
             description="If imsflow stopped the ECS, start it again when the image job ends.",
-            json_schema_extra={"position": 5},
+            json_schema_extra={"position": 7},
         ),
     ] = True
     timeout_minutes: Annotated[
@@ -95,7 +121,7 @@ class CreateImageParams(BaseModel):
             description="Give up waiting for the image job after this long.",
             ge=1,
             le=24 * 60,
-            json_schema_extra={"position": 6},
+            json_schema_extra={"position": 8},
         ),
     ] = 30
     idempotency_key: Annotated[
@@ -106,7 +132,7 @@ class CreateImageParams(BaseModel):
             "of the first instead of making another. Leave empty to use the ECS and the image name as "
             "the key.",
             max_length=128,
-            json_schema_extra={"position": 7},
+            json_schema_extra={"position": 9},
         ),
         BeforeValidator(empty_is_none),
     ] = None
@@ -116,7 +142,7 @@ class CreateImageParams(BaseModel):
             title="Dry run",
             description="Check credentials, the ECS, the quota and the name; report what would happen, "
             "submit nothing.",
-            json_schema_extra={"position": 8},
+            json_schema_extra={"position": 10},
         ),
     ] = False
 
@@ -125,15 +151,19 @@ class CreateImageParams(BaseModel):
     @classmethod
     def _tag_count(cls, value: list[str]) -> list[str]:
         # imsflow adds two tags of its own (tasks.image.with_imsflow_tags); IMS takes ten in all.
-        keys = {parse_tag(tag)[0] for tag in value} - OWN_TAG_KEYS
-        if len(keys) > MAX_IMAGE_TAGS - len(OWN_TAG_KEYS):
-            raise InvalidRequestError(
-                "tags",
-                f"{len(keys)} tags",
-                f"at most {MAX_IMAGE_TAGS - len(OWN_TAG_KEYS)} tags"
-                f" (imsflow adds {len(OWN_TAG_KEYS)} of its own; an image has at most {MAX_IMAGE_TAGS})",
-            )
+        check_tag_room(value, OWN_TAG_KEYS)
         return value
+
+    @model_validator(mode="after")
+    def _kind_rules(self) -> Self:
+        if self.kind != "system":
+            # A data image carries the user's tags, imsflow's two and its volume's: one fewer for the user.
+            check_tag_room(self.tags, OWN_DATA_TAG_KEYS)
+        elif self.data_volumes:
+            raise InvalidRequestError(
+                "data_volumes", self.data_volumes, "data disks are imaged only with the kind system-and-data"
+            )
+        return self
 
     def to_request(self) -> CreateImageFromEcsRequest:
         return CreateImageFromEcsRequest(
@@ -145,20 +175,34 @@ class CreateImageParams(BaseModel):
 
 
 class CreateImageResult(BaseModel):
+    """The image made (the system image), and with the kind system-and-data its data-disk images."""
+
     image_id: str
     job_id: str | None
     name: str
     instance_id: str
     how: str
     seconds: dict[str, float]
+    kind: str = "system"
+    #: The data-disk images of the set (each with its volume ID), in the order of the ECS's disks.
+    data_images: list[DataImageResult] = []
+
+    @property
+    def image_ids(self) -> list[str]:
+        """Every image of the set: the system image first, then each data image."""
+        return [self.image_id, *(d.image_id for d in self.data_images)]
 
 
 def _summary(params: CreateImageParams, result: CreateImageResult) -> str:
     rows = "\n".join(f"| {step} | {secs:.1f} s |" for step, secs in result.seconds.items())
+    data = "".join(
+        f"| data image ID | `{d.image_id}` ({d.name}, volume `{d.volume_id or '-'}`) |\n"
+        for d in result.data_images
+    )
     return (
         f"# Image `{result.name}`\n\n"
-        f"| | |\n|---|---|\n| image ID | `{result.image_id}` |\n| job ID | `{result.job_id or '-'}` |\n"
-        f"| ECS | `{params.instance_id}` |\n| submission | {result.how} |\n\n"
+        f"| | |\n|---|---|\n| image ID | `{result.image_id}` |\n{data}| job ID | `{result.job_id or '-'}` |\n"
+        f"| ECS | `{params.instance_id}` |\n| kind | {result.kind} |\n| submission | {result.how} |\n\n"
         f"| step | time |\n|---|---|\n{rows}\n"
     )
 
@@ -166,7 +210,13 @@ def _summary(params: CreateImageParams, result: CreateImageResult) -> str:
 async def _dry_run(
     params: CreateImageParams, request: CreateImageFromEcsRequest, key: str, token: IamToken | None
 ) -> DryRunResult:
-    report = await dry_run_check(request, key, token, stop_if_running=params.stop_if_running)
+    refusal = None
+    if params.kind != "system":
+        try:
+            request = await plan_images(request, params.kind, params.data_volumes, token)
+        except DataDiskError as exc:
+            refusal = str(exc)  # a real run would refuse before touching the ECS
+    report = await dry_run_check(request, key, token, stop_if_running=params.stop_if_running, refusal=refusal)
     await acreate_markdown_artifact(
         markdown=report.markdown(), key="image-dry-run", description=f"dry run for image {params.name}"
     )
@@ -180,7 +230,13 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
     install_redaction()
     logger = get_run_logger()
     request = params.to_request()  # validates every field by the IMS rules before any call
-    key = request_key(params.instance_id, params.name, params.idempotency_key)
+    key = request_key(
+        params.instance_id,
+        params.name,
+        params.idempotency_key,
+        kind=params.kind,
+        data_volumes=params.data_volumes,
+    )
     seconds: dict[str, float] = {}
 
     with timed(seconds, "get-token"):
@@ -191,6 +247,8 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
     outcome = await image_one_ecs(
         request,
         key=key,
+        kind=params.kind,
+        data_volumes=params.data_volumes,
         token=token,
         stop_if_running=params.stop_if_running,
         restart=params.restart_after,
@@ -206,11 +264,15 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
         instance_id=params.instance_id,
         how=outcome.how,
         seconds=seconds,
+        kind=params.kind,
+        data_images=image.data_images,
     )
     await acreate_markdown_artifact(
         markdown=_summary(params, result), key="image-summary", description=f"image {result.name}"
     )
     steps = ", ".join(f"{step} {secs:.0f} s" for step, secs in seconds.items())
+    for data in result.data_images:
+        logger.info("data image %s (%s) of volume %s is active", data.image_id, data.name, data.volume_id)
     logger.info(
         "image %s (%s) of ECS %s is active (%s) after %.0f s: %s",
         result.image_id,
@@ -220,7 +282,8 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
         sum(seconds.values()),
         steps,
     )
-    return Completed(message=f"image {result.image_id} active ({outcome.how})", data=result)  # type: ignore[return-value]
+    also = f" with {len(result.data_images)} data images" if result.data_images else ""
+    return Completed(message=f"image {result.image_id}{also} active ({outcome.how})", data=result)  # type: ignore[return-value]
 
 
 @flow(

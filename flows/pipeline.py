@@ -31,7 +31,7 @@ artifacts, events, a fleet's lanes and rows); the order of the steps and the pow
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from prefect import get_run_logger
@@ -42,19 +42,23 @@ import runtime
 from imsflow.errors import JobTimeoutError
 from imsflow.models import CreateImageFromEcsRequest, IamToken
 from imsflow.polling import PollPolicy
+from imsflow.validation import ImageKind
 from runtime.exclusive import exclusive_ecs
 from tasks.ecs import EcsCheck, check_ecs_stopped, start_ecs
 from tasks.image import (
     ImageResult,
     Submission,
+    plan_images,
     poll_job,
     raise_if_failed_in_this_run,
     request_key,
+    set_volumes,
     submit_image,
 )
 
-#: The steps :func:`image_one_ecs` times, in order (keys of :attr:`ImageOutcome.seconds`).
-STEPS = ("check-ecs-stopped", "submit-image", "poll-job")
+#: The steps :func:`image_one_ecs` times, in order (keys of :attr:`ImageOutcome.seconds`); ``plan-images``
+#: only for a kind other than ``system``.
+STEPS = ("plan-images", "check-ecs-stopped", "submit-image", "poll-job")
 
 
 class ImageOutcome(BaseModel):
@@ -91,31 +95,42 @@ async def image_one_ecs(
     restart: bool,
     timeout: float,
     key: str | None = None,
+    kind: ImageKind = "system",
+    data_volumes: Sequence[str] = (),
     poll_policy: PollPolicy | None = None,
     progress_artifact: bool = True,
     ecs_wait: float | None = None,
 ) -> ImageOutcome:
     """Make the image ``request`` asks for from its ECS, exactly once, and return it once it is active.
 
-    ``key`` is the request key (``tasks.image.request_key``; by default from instance ID and image name).
+    ``kind`` is what to make (``imsflow.validation.IMAGE_KINDS``): ``system-and-data`` makes the system image
+    and one data-disk image per data disk of the ECS (``data_volumes``, when given: only those) in one job, as
+    one set, exactly once as a whole; it is planned first (``tasks.image.plan_images``: a refusal comes
+    before the ECS is touched).
+    ``key`` is the request key (``tasks.image.request_key``; by default from instance ID, image name and, for
+    another kind than ``system``, the kind and the data disks chosen).
     ``timeout`` is how long to wait for the image job, in seconds; ``poll_policy`` how to poll it (the
     settings' defaults when None); ``progress_artifact=False`` skips the job's progress artifact.
     ``ecs_wait`` is how long to wait for another run imaging the same ECS, in seconds (``timeout`` when
     None; 0 refuses at once).
 
-    Raises what the steps raise: ``EcsNotReadyError`` (running and not to be stopped while the image is
+    Raises what the steps raise: ``DataDiskError`` (no data disk, or a volume that is none of the ECS's),
+    ``ImageSetIncompleteError`` (a member of the request's set was deleted), ``EcsNotReadyError`` (running
+    and not to be stopped while the image is
     still to be made, or a refused stop or start; ``runtime.exclusive.EcsHeldError`` when another run kept
     the ECS for longer than ``ecs_wait``), ``JobFailedError``, ``JobTimeoutError`` (the ECS is then left
     stopped), ``ImsflowError``.
     Must run inside a flow run.
     """
     logger = get_run_logger()
-    key = key or request_key(request.instance_id, request.name)
+    key = key or request_key(request.instance_id, request.name, kind=kind, data_volumes=data_volumes)
     wait = timeout if ecs_wait is None else ecs_wait
     async with exclusive_ecs(request.instance_id, wait=wait, logger=logger):
         return await _image(
             request,
             key=key,
+            kind=kind,
+            data_volumes=list(data_volumes),
             token=token,
             stop_if_running=stop_if_running,
             restart=restart,
@@ -129,6 +144,8 @@ async def _image(
     request: CreateImageFromEcsRequest,
     *,
     key: str,
+    kind: ImageKind,
+    data_volumes: list[str],
     token: IamToken | None,
     stop_if_running: bool,
     restart: bool,
@@ -142,9 +159,17 @@ async def _image(
 
     if flow_run.get_run_count() > 1:
         await raise_if_failed_in_this_run(key, token)
+    if kind != "system":
+        # What the kind asks IMS for, read from the ECS (its data disks): refused here, before any stop.
+        with timed(seconds, "plan-images"):
+            request = await plan_images(request, kind, data_volumes, token)
     with timed(seconds, "check-ecs-stopped"):
         check = await check_ecs_stopped(
-            request.instance_id, token, stop_if_running=stop_if_running, request_key=key
+            request.instance_id,
+            token,
+            stop_if_running=stop_if_running,
+            request_key=key,
+            set_volumes=set_volumes(request),
         )
     owes_start = check.stopped_by_us and restart
     try:

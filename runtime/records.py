@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from prefect.results import ResultStore, aget_default_result_storage
 from prefect.serializers import JSONSerializer, Serializer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from imsflow.models import IamToken
 from runtime.secure import EncryptedPickleSerializer
@@ -80,6 +80,9 @@ class Submission(BaseModel):
     request_key: str
     job_id: str | None = None
     image_id: str | None = None
+    #: Every image of the request's set when known without its job (adopted, or a finished job): the system
+    #: image first, then the data-disk images. Empty otherwise: the job names them (``ImsJob.image_ids``).
+    image_ids: list[str] = Field(default_factory=list)
     how: str = "submitted"  # submitted | resumed | adopted
     submitted_at: datetime
     #: The flow run that submitted the job: a retry of that run must not submit again after a FAIL.

@@ -87,6 +87,7 @@ async def check_ecs_stopped(
     stop_if_running: bool = False,
     stop_timeout: float = 600,
     request_key: str | None = None,
+    set_volumes: list[str] | None = None,
 ) -> EcsCheck:
     """Pass when the ECS is SHUTOFF with no task in progress; stop it (SOFT) first if asked to.
 
@@ -94,6 +95,8 @@ async def check_ecs_stopped(
     is made already (``EcsCheck.image_made``): a re-run after the image (say, one whose start of the ECS was
     sent before a crash) must not power-cycle the server again. It still owes a start when imsflow stopped it
     (``stopped_by_us``, as for a stopped ECS): ``start-ecs`` then waits for the start under way, or sends it.
+    ``set_volumes`` are the data disks of the request's image set (``system-and-data``): the set is made only
+    when every member is (``tasks.image.made_image``).
     """
     async with client_for(token) as client:
         server = await client.ecs.get_server(instance_id)
@@ -107,7 +110,7 @@ async def check_ecs_stopped(
             return EcsCheck(
                 instance_id=instance_id, name=server.name, status=server.status, stopped_by_us=ours
             )
-        made = await made_image(client, request_key) if request_key is not None else None
+        made = await made_image(client, request_key, set_volumes or ()) if request_key is not None else None
         if made is not None:
             ours = stop_if_running and await _stopped_by_us(instance_id)
             runtime.report(

@@ -1,14 +1,23 @@
-"""Steps 3 and 4: submit the image job exactly once, then follow it to an active image.
+"""Steps 3 and 4: submit the image job exactly once, then follow it to an active image (or image set).
 
-Exactly once: every request has a key (from instance ID + image name, or an explicit idempotency key). The
-key is written on the image as a tag, and the job ID is recorded in Prefect's result storage the moment the
-cloud returns it. Before submitting, the task looks for that record and for an image carrying the tag, and
-resumes what it finds, so a task retry, a flow retry or a re-run after a crash never makes a second image.
+Exactly once: every request has a key (from instance ID + image name, or an explicit idempotency key; plus the
+image kind when it is not ``system``). The key is written on every image of the request as a tag, and the job
+ID is recorded in Prefect's result storage the moment the cloud returns it. Before submitting, the task looks
+for that record and for images carrying the tag, and resumes what it finds, so a task retry, a flow retry or
+a re-run after a crash never makes a second image.
+
+Image kinds (``imsflow.validation.IMAGE_KINDS``): ``system`` is one image of the system disk;
+``system-and-data`` is a *set* made by one job: the system-disk image and one data-disk image per data
+disk (``data_images`` of ``POST /v2/cloudimages/action``), named ``<image name>-<device>``
+(``web-1-20261127-vdb``). Every member carries the request's tags; a data image also
+``imsflow-volume=<volume ID>``, so the set is found again (and told apart) by its tags alone.
+:func:`plan_images` turns a request into what its kind asks IMS for.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -16,20 +25,32 @@ from prefect import get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.runtime import flow_run
 from prefect.tasks import TaskRunNameCallbackWithParameters
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 import runtime
 from imsflow.client import CloudClient
 from imsflow.errors import (
+    DataVolumeNotFoundError,
     ImageNotFoundError,
+    ImageSetIncompleteError,
     ImsflowError,
     JobFailedError,
     JobNotFoundError,
     JobTimeoutError,
+    NoDataDiskError,
 )
-from imsflow.models import CreateImageFromEcsRequest, IamToken, Image, ImageListQuery, ImageTag, ImsJob
+from imsflow.models import (
+    CreateImageFromEcsRequest,
+    DataImage,
+    IamToken,
+    Image,
+    ImageListQuery,
+    ImageTag,
+    ImsJob,
+    Server,
+)
 from imsflow.polling import PollPolicy
-from imsflow.validation import parse_dotted_tag
+from imsflow.validation import ImageKind, parse_dotted_tag
 from runtime.auth import client_for
 from runtime.records import SUBMISSIONS, Submission
 from runtime.retry import transient_retries
@@ -37,26 +58,148 @@ from runtime.retry import transient_retries
 #: Tag keys imsflow writes on every image it makes (IMS tag keys: letters, digits, ``_`` and ``-``).
 REQUEST_TAG = "imsflow-request"
 INSTANCE_TAG = "imsflow-instance"
+#: On each data-disk image: the volume (data disk) it was made of.
+VOLUME_TAG = "imsflow-volume"
+OWN_TAGS = (REQUEST_TAG, INSTANCE_TAG, VOLUME_TAG)
+#: The longest image name IMS takes (``imsflow.validation.NAME_RULE``).
+NAME_MAX = 128
+#: Image statuses of an image that is, or is becoming, usable (``killed`` and ``deleted`` are not).
+ALIVE = ("queued", "saving", "active")
 
 
-def request_key(instance_id: str, name: str, idempotency_key: str | None = None) -> str:
-    """32 hex characters that fit an IMS tag value (at most 43 characters)."""
+def request_key(
+    instance_id: str,
+    name: str,
+    idempotency_key: str | None = None,
+    kind: ImageKind = "system",
+    data_volumes: Sequence[str] = (),
+) -> str:
+    """32 hex characters that fit an IMS tag value (at most 43 characters).
+
+    The kind (and the data disks chosen, if any) is part of the key when it is not ``system``, so a set and a
+    system image of the same ECS and name are two requests; a ``system`` key is what it always was.
+    """
     material = idempotency_key if idempotency_key else f"{instance_id}\n{name}"
+    if kind != "system":
+        material += f"\nkind={kind}"
+        if data_volumes:
+            material += "\nvolumes=" + ",".join(sorted(set(data_volumes)))
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
+def data_image_name(name: str, device: str | None, index: int) -> str:
+    """``<image name>-<device>`` (``web-1-20261127-vdb``; ``-disk<index>`` when the ECS names no device),
+    the image name cut so that the whole stays within IMS's 128 characters."""
+    suffix = device or f"disk{index}"
+    return f"{name[: NAME_MAX - len(suffix) - 1]}-{suffix}"
+
+
+def image_set_request(
+    request: CreateImageFromEcsRequest, server: Server, data_volumes: Sequence[str] = ()
+) -> CreateImageFromEcsRequest:
+    """``request`` with one ``data_images`` member per data disk of ``server`` (only ``data_volumes``, when
+    given), in device order, named by :func:`data_image_name` and described as the system image.
+
+    Raises ``NoDataDiskError`` when the ECS has no data disk, ``DataVolumeNotFoundError`` when a volume asked
+    for is not one of its data disks: both before anything is stopped or submitted.
+    """
+    disks = server.data_volumes
+    what = f"ECS {server.name} ({server.id})"
+    if not disks:
+        raise NoDataDiskError(f"{what} has no data disk: a system-and-data image set needs at least one")
+    if data_volumes:
+        ids = {d.id for d in disks}
+        unknown = [v for v in dict.fromkeys(data_volumes) if v not in ids]
+        if unknown:
+            system = server.system_volume_id
+            named = ", ".join(f"{v} (its system disk)" if v == system else v for v in unknown)
+            has = ", ".join(f"{d.id} ({d.device_name or '?'})" for d in disks)
+            raise DataVolumeNotFoundError(f"not a data disk of {what}: {named}; its data disks: {has}")
+        disks = [d for d in disks if d.id in set(data_volumes)]
+    members = [
+        DataImage(
+            name=data_image_name(request.name, disk.device_name, index),
+            volume_id=disk.id,
+            description=request.description,
+        )
+        for index, disk in enumerate(disks, start=1)
+    ]
+    return request.model_copy(update={"data_images": members})
+
+
+def set_volumes(request: CreateImageFromEcsRequest) -> list[str]:
+    """The data disks of the request's image set (none for a system image)."""
+    return [member.volume_id for member in request.data_images or []]
+
+
 def with_imsflow_tags(request: CreateImageFromEcsRequest, key: str) -> CreateImageFromEcsRequest:
-    """The request with imsflow's own tags added (as ``image_tags``, which IMS merges by key)."""
+    """The request with imsflow's own tags added (as ``image_tags``, which IMS merges by key), on the image
+    and on every data image (each also with ``imsflow-volume=<its volume ID>``)."""
     ours = [ImageTag(key=REQUEST_TAG, value=key), ImageTag(key=INSTANCE_TAG, value=request.instance_id or "")]
-    theirs = list(request.image_tags or [])
-    if request.tags:
+    kept = _theirs(request.tags, request.image_tags)
+    update: dict[str, Any] = {"tags": None, "image_tags": kept + ours}
+    if request.data_images:
+        update["data_images"] = [
+            member.model_copy(
+                update={
+                    "tags": None,
+                    # A member's own tags, else the image's: a data image is tagged as its system image.
+                    "image_tags": (_theirs(member.tags, member.image_tags) or kept)
+                    + ours
+                    + [ImageTag(key=VOLUME_TAG, value=member.volume_id)],
+                }
+            )
+            for member in request.data_images
+        ]
+    return request.model_copy(update=update)
+
+
+def _theirs(tags: list[str] | None, image_tags: list[ImageTag] | None) -> list[ImageTag]:
+    theirs = list(image_tags or [])
+    if tags:
         # IMS takes either tags or image_tags, not both: fold "key.value" strings into image_tags.
-        theirs += [ImageTag(key=k, value=v) for k, v in map(parse_dotted_tag, request.tags)]
-    kept = [t for t in theirs if t.key not in (REQUEST_TAG, INSTANCE_TAG)]
-    return request.model_copy(update={"tags": None, "image_tags": kept + ours})
+        theirs += [ImageTag(key=k, value=v) for k, v in map(parse_dotted_tag, tags)]
+    return [t for t in theirs if t.key not in OWN_TAGS]
+
+
+@task(
+    name="plan-images",
+    task_run_name="plan-images[{request.instance_id}/{kind}]",
+    **transient_retries(),
+)
+async def plan_images(
+    request: CreateImageFromEcsRequest, kind: ImageKind, data_volumes: list[str], token: IamToken | None
+) -> CreateImageFromEcsRequest:
+    """What ``kind`` asks IMS for, read from the ECS: the one place that knows the kinds' requests.
+
+    ``system``: the request as it is (no call). ``system-and-data``: the request with its ``data_images``
+    (:func:`image_set_request`, from the ECS's attached volumes; ``data_volumes`` chooses among them).
+    """
+    if kind == "system":
+        return request
+    async with client_for(token) as client:
+        server = await client.ecs.get_server(request.instance_id)
+    planned = image_set_request(request, server, data_volumes)
+    disks = ", ".join(m.name for m in planned.data_images or [])
+    runtime.report(
+        "plan-images",
+        f"{server.name}: system disk and {len(planned.data_images or [])} data disk(s): {disks}",
+    )
+    return planned
+
+
+class DataImageResult(BaseModel):
+    """One data-disk image of a set: the image, and the volume (data disk) it was made of."""
+
+    image_id: str
+    name: str
+    volume_id: str | None
+    status: str
 
 
 class ImageResult(BaseModel):
+    """The image a request made (its system image), and the data-disk images of its set, if any."""
+
     image_id: str
     job_id: str | None
     name: str
@@ -64,6 +207,13 @@ class ImageResult(BaseModel):
     #: How long the job took by the cloud's own begin/end times (None when adopted or not reported); the
     #: fleet flow expects the next jobs to take about as long.
     job_seconds: float | None = None
+    #: The data-disk images of a ``system-and-data`` set, in the order of its disks (devices).
+    data_images: list[DataImageResult] = Field(default_factory=list)
+
+    @property
+    def image_ids(self) -> list[str]:
+        """Every image of the set: the system image first, then each data image."""
+        return [self.image_id, *(d.image_id for d in self.data_images)]
 
 
 async def _resume(client: CloudClient, record: Submission) -> Submission | None:
@@ -109,23 +259,63 @@ def _current_flow_run_id() -> str | None:
     return str(run_id) if run_id is not None else None
 
 
-async def adopt_tagged(client: CloudClient, key: str) -> Submission | None:
-    images = await client.ims.list_images(ImageListQuery.tagged(REQUEST_TAG, key))
-    alive = [i for i in images if i.status in ("queued", "saving", "active")]
-    if not alive:
-        return None
-    image = alive[0]
+def _is_data(image: Image) -> bool:
+    return VOLUME_TAG in image.tag_map or image.is_data_image
+
+
+def _tagged_set(images: list[Image], volumes: Sequence[str]) -> tuple[Image | None, list[Image], list[str]]:
+    """The system image, the data images (in the order of ``volumes``, then any other) and the volumes of
+    ``volumes`` that have no image, among the images of one request."""
+    system = next((i for i in images if not _is_data(i)), None)
+    data = [i for i in images if _is_data(i)]
+    order = {volume: n for n, volume in enumerate(volumes)}
+    data.sort(key=lambda i: (order.get(i.tag_map.get(VOLUME_TAG, ""), len(order)), i.name or ""))
+    have = {i.tag_map.get(VOLUME_TAG) for i in data}
+    return system, data, [v for v in volumes if v not in have]
+
+
+def _adopted(key: str, system: Image, data: list[Image]) -> Submission:
     return Submission(
-        request_key=key, image_id=image.id, how="adopted", submitted_at=image.created_at or datetime.now(UTC)
+        request_key=key,
+        image_id=system.id,
+        image_ids=[system.id, *(i.id for i in data)] if data else [],
+        how="adopted",
+        submitted_at=system.created_at or datetime.now(UTC),
     )
 
 
-async def made_image(client: CloudClient, key: str) -> Submission | None:
-    """Request ``key``'s image if it is made already, else ``None`` (none yet, or still being made).
+async def adopt_tagged(client: CloudClient, key: str, volumes: Sequence[str] = ()) -> Submission | None:
+    """The images of request ``key`` that are there already (their job ID lost), to follow up instead of
+    submitting again; None when there are none.
 
-    Made: the recorded job (:data:`runtime.records.SUBMISSIONS`) succeeded, or an image with the request's
-    tag is active (the image :func:`adopt_tagged` would adopt). Asked before the ECS is stopped: an image
-    that is there needs no stopped ECS, and the run only follows it up (``flows/pipeline.py``).
+    ``volumes`` are the data disks of the request's set. A set is all or nothing: one job makes all of its
+    images at once, so a set with a member missing was cut by hand (an image deleted). Submitting it again
+    would duplicate the members still there: ``ImageSetIncompleteError`` instead.
+    """
+    images = await client.ims.list_images(ImageListQuery.tagged(REQUEST_TAG, key))
+    alive = [i for i in images if i.status in ALIVE]
+    if not alive:
+        return None
+    system, data, missing = _tagged_set(alive, volumes)
+    if system is None or missing:
+        lacks = (["the system-disk image"] if system is None else []) + [
+            f"the image of volume {v}" for v in missing
+        ]
+        raise ImageSetIncompleteError(
+            f"request {key} has {len(alive)} image(s) ({', '.join(i.id for i in alive)}) but lacks "
+            f"{', '.join(lacks)}: one was deleted, and making the set again would duplicate the others"
+        )
+    return _adopted(key, system, data)
+
+
+async def made_image(client: CloudClient, key: str, volumes: Sequence[str] = ()) -> Submission | None:
+    """Request ``key``'s image (set) if it is made already, else ``None`` (none yet, or still being made).
+
+    Made: the recorded job (:data:`runtime.records.SUBMISSIONS`) succeeded (a job succeeds once all of its
+    images are made), or the request's tagged images are active: its system image, and a data image of each
+    of ``volumes`` (the data disks of a ``system-and-data`` set), every member. Asked before the ECS is
+    stopped: an image that is there needs no stopped ECS, and the run only follows it up
+    (``flows/pipeline.py``).
     """
     record = await SUBMISSIONS.get(key)
     if record is not None and record.job_id is not None:
@@ -135,15 +325,20 @@ async def made_image(client: CloudClient, key: str) -> Submission | None:
             pass
         else:
             if job.status == "SUCCESS":
-                return record.model_copy(update={"how": "resumed", "image_id": job.image_id})
+                ids = job.image_ids
+                return record.model_copy(
+                    update={
+                        "how": "resumed",
+                        "image_id": job.image_id,
+                        "image_ids": ids if len(ids) > 1 else [],
+                    }
+                )
     images = await client.ims.list_images(ImageListQuery.tagged(REQUEST_TAG, key))
     active = [i for i in images if i.status == "active"]
-    if not active:
+    system, data, missing = _tagged_set(active, volumes)
+    if system is None or missing:
         return None
-    image = active[0]
-    return Submission(
-        request_key=key, image_id=image.id, how="adopted", submitted_at=image.created_at or datetime.now(UTC)
-    )
+    return _adopted(key, system, data)
 
 
 @task(
@@ -158,7 +353,7 @@ async def submit_image(request: CreateImageFromEcsRequest, key: str, token: IamT
     it but the answer was lost, the image with our tag is found and adopted instead of made again.
     """
     async with client_for(token) as client:
-        found = await resume_recorded(client, key) or await adopt_tagged(client, key)
+        found = await resume_recorded(client, key) or await adopt_tagged(client, key, set_volumes(request))
         if found is not None:
             runtime.report(
                 "submit-image", f"{found.how} job {found.job_id or '-'} (image {found.image_id or '-'})"
@@ -169,7 +364,11 @@ async def submit_image(request: CreateImageFromEcsRequest, key: str, token: IamT
         request_key=key, job_id=job_id, submitted_at=datetime.now(UTC), flow_run_id=_current_flow_run_id()
     )
     await SUBMISSIONS.put(key, submission)
-    runtime.report("submit-image", f"submitted job {job_id}")
+    members = len(request.data_images or [])
+    runtime.report(
+        "submit-image",
+        f"submitted job {job_id}" + (f" (system image + {members} data images)" if members else ""),
+    )
     return submission
 
 
@@ -273,10 +472,10 @@ async def poll_job(
             job = await runtime.wait_for_job(
                 fetch, job_id=job_id, timeout=timeout, policy=policy, on_update=show, percent_of=_percent
             )
-            image_id = job.image_id
+            image_ids = job.image_ids
             if job.begin_time is not None and job.end_time is not None:
                 job_seconds = (job.end_time - job.begin_time).total_seconds()
-            if image_id is None:
+            if not image_ids:
                 raise JobFailedError(
                     job_id=job_id,
                     error_code=None,
@@ -285,27 +484,55 @@ async def poll_job(
                 )
         else:
             assert submission.image_id is not None
-            image_id = submission.image_id
-        image = await _wait_for_active(client, image_id, timeout)
+            image_ids = submission.image_ids or [submission.image_id]
+        # One job makes the whole set: every member is active by the time the job says SUCCESS, or a moment
+        # after; each is looked at in turn (the wait is the same job's, so one timeout covers them all).
+        images = [await _wait_for_active(client, image_id, timeout) for image_id in image_ids]
     if progress_id is not None:
         await aupdate_progress_artifact(progress_id, progress=100.0)
     if job_seconds is not None:
         get_run_logger().info("job %s took %.0f s by the cloud's clock", job_id, job_seconds)
+    # The job lists the system image first; the tags tell them apart whatever the order.
+    image = next((i for i in images if not _is_data(i)), images[0])
+    data = [
+        DataImageResult(
+            image_id=i.id, name=i.name or "", volume_id=i.tag_map.get(VOLUME_TAG), status=i.status or ""
+        )
+        for i in images
+        if i is not image
+    ]
     runtime.report("poll-job", f"image {image.id} is {image.status}")
+    for member in data:
+        runtime.report(
+            "poll-job",
+            f"data image {member.image_id} ({member.name}, volume {member.volume_id or '?'}) "
+            f"is {member.status}",
+        )
     return ImageResult(
-        image_id=image.id, job_id=job_id, name=image.name, status=image.status, job_seconds=job_seconds
+        image_id=image.id,
+        job_id=job_id,
+        name=image.name or "",
+        status=image.status or "",
+        job_seconds=job_seconds,
+        data_images=data,
     )
 
 
 __all__ = [
     "INSTANCE_TAG",
     "REQUEST_TAG",
+    "VOLUME_TAG",
+    "DataImageResult",
     "ImageResult",
     "ImsflowError",
     "Submission",
+    "data_image_name",
+    "image_set_request",
     "made_image",
+    "plan_images",
     "poll_job",
     "request_key",
+    "set_volumes",
     "submit_image",
     "with_imsflow_tags",
 ]

@@ -19,7 +19,7 @@ from runtime.auth import client_for
 from runtime.naming import name_after_server
 from runtime.retry import transient_retries
 from tasks.ecs import describe
-from tasks.image import REQUEST_TAG, adopt_tagged, made_image, resume_recorded
+from tasks.image import REQUEST_TAG, adopt_tagged, made_image, resume_recorded, set_volumes
 
 Verdict = Literal["submit", "resume", "adopt", "refuse"]
 
@@ -75,10 +75,24 @@ class DryRunResult(BaseModel):
     **transient_retries(),
 )
 async def dry_run_check(
-    request: CreateImageFromEcsRequest, key: str, token: IamToken | None, stop_if_running: bool
+    request: CreateImageFromEcsRequest,
+    key: str,
+    token: IamToken | None,
+    stop_if_running: bool,
+    refusal: str | None = None,
 ) -> DryRunResult:
-    """Read-only checks of everything a real run needs; returns what it would do."""
+    """Read-only checks of everything a real run needs; returns what it would do.
+
+    ``request`` is planned already (``tasks.image.plan_images``: with its ``data_images`` for an image set);
+    ``refusal`` is why planning refused it (a real run would refuse as well).
+    """
     result = DryRunResult(would="submit", instance_id=request.instance_id, name=request.name)
+    if refusal is not None:
+        result.problems.append(refusal)
+    volumes = set_volumes(request)
+    new_images = 1 + len(volumes)
+    for member in request.data_images or []:
+        result.notes.append(f"data image {member.name!r} of volume {member.volume_id} would be made too")
     async with client_for(token) as client:
         try:
             server = await client.ecs.get_server(request.instance_id)
@@ -88,7 +102,7 @@ async def dry_run_check(
         else:
             result.ecs, result.ecs_status = f"{server.name} ({server.status})", server.status
             if not server.is_stopped:
-                made = await made_image(client, key)
+                made = await made_image(client, key, volumes)
                 if made is not None:
                     # As in a real run (tasks/ecs.py): a made image needs no stopped ECS.
                     result.notes.append(
@@ -104,8 +118,12 @@ async def dry_run_check(
         quota = (await client.ims.get_quota()).get("image")
         if quota is not None:
             result.quota_used, result.quota_total = quota.used, quota.quota
-            if quota.remaining < 1:
-                result.problems.append(f"the image quota is used up ({quota.used} of {quota.quota})")
+            if quota.remaining < new_images:
+                result.problems.append(
+                    f"the image quota is used up ({quota.used} of {quota.quota})"
+                    if quota.remaining < 1
+                    else f"the image quota has room for {quota.remaining}, not the set's {new_images} images"
+                )
 
         same_name = await client.ims.list_images(ImageListQuery(name=request.name, imagetype="private"))
         ours = [i for i in same_name if i.tag_map.get(REQUEST_TAG) == key]
@@ -118,7 +136,7 @@ async def dry_run_check(
                 "another (refused where the cloud enforces unique names, IMG.0009)"
             )
 
-        found = await resume_recorded(client, key) or await adopt_tagged(client, key)
+        found = await resume_recorded(client, key) or await adopt_tagged(client, key, volumes)
     if found is not None:
         result.existing_image_id = found.image_id
         if found.job_id:
