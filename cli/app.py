@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from imsflow.errors import ImsflowError, InvalidRequestError
-from imsflow.validation import check_uuid, parse_tag
+from imsflow.validation import IMAGE_KINDS, check_uuid, parse_tag
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -120,6 +120,27 @@ def checked(check: Callable[[str, str], object], option: str) -> Callable[[Any],
 def instance_id_option(help: str) -> Any:
     """The ``--instance-id``/``-i`` option (an ECS UUID, checked like the flow forms check it)."""
     return typer.Option("--instance-id", "-i", help=help, callback=checked(check_uuid, "--instance-id"))
+
+
+#: ``--kind``'s help: every kind in its words (``imsflow.validation.IMAGE_KINDS``).
+KIND_HELP = (
+    "What to image: "
+    + "; ".join(f"{kind}: {words}" for kind, words in IMAGE_KINDS.items())
+    + ". Data-disk images are named IMAGE-NAME-DEVICE (e.g. web-1-20261127-vdb)."
+)
+
+
+def data_volume_option(help: str) -> Any:
+    """The repeatable ``--data-volume`` option (a volume UUID, checked like the flow forms check it)."""
+    return typer.Option("--data-volume", help=help, callback=checked(check_uuid, "--data-volume"))
+
+
+def check_kind_volumes(kind: str, data_volumes: list[str]) -> None:
+    """``--data-volume`` goes with ``--kind system-and-data`` only (exit 2 otherwise)."""
+    if data_volumes and kind == "system":
+        fail(
+            "--data-volume needs --kind system-and-data (data disks are imaged only in an image set)", code=2
+        )
 
 
 def parse_tags(tags: list[str]) -> list[str]:

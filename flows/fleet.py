@@ -43,15 +43,24 @@ from pydantic import (
 
 import runtime
 from flows.pipeline import image_one_ecs
-from imsflow.errors import ImageQuotaError, ImsflowError, JobTimeoutError, SlotsUnavailableError
+from imsflow.errors import (
+    DataVolumeNotFoundError,
+    ImageQuotaError,
+    ImsflowError,
+    JobTimeoutError,
+    SlotsUnavailableError,
+)
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag, Server
 from imsflow.polling import PollPolicy
 from imsflow.validation import (
+    IMAGE_KINDS,
     NAME_PATTERN,
     CredentialsBlock,
     ImageDescription,
+    ImageKindParam,
     InstanceId,
     TagParam,
+    VolumeId,
     empty_is_none,
     form_config,
     parse_tag,
@@ -144,12 +153,30 @@ class FleetParams(BaseModel):
             json_schema_extra={"position": 6},
         ),
     ] = []
+    kind: Annotated[
+        ImageKindParam,
+        Field(
+            description="What to image of each ECS: "
+            + "; ".join(f"{kind}: {words}" for kind, words in IMAGE_KINDS.items())
+            + ". Data-disk images are named after the image and the disk's device (web-1-20261127-vdb).",
+            json_schema_extra={"position": 7},
+        ),
+    ] = "system"
+    data_volumes: Annotated[
+        list[VolumeId],
+        Field(
+            title="Data disks",
+            description="With the image kind system-and-data: the volume IDs of the data disks to image "
+            "(each ECS images those of them it has). Leave empty for every data disk of every ECS.",
+            json_schema_extra={"position": 8},
+        ),
+    ] = []
     stop_if_running: Annotated[
         bool,
         Field(
             title="Stop if running",
             description="Stop (SOFT) running ECSs before imaging them, and start them again afterwards.",
-            json_schema_extra={"position": 7},
+            json_schema_extra={"position": 9},
         ),
     ] = False
     restart_after: Annotated[
@@ -157,7 +184,7 @@ class FleetParams(BaseModel):
         Field(
             title="Restart after",
             description="Start the ECSs imsflow stopped again when their image jobs end.",
-            json_schema_extra={"position": 8},
+            json_schema_extra={"position": 10},
         ),
     ] = True
     max_concurrent: Annotated[
@@ -167,7 +194,7 @@ class FleetParams(BaseModel):
             description="IMS's limit on running image jobs per project (40 by default).",
             ge=1,
             le=1000,
-            json_schema_extra={"position": 9},
+            json_schema_extra={"position": 11},
         ),
     ] = 40
     requests_per_second: Annotated[
@@ -177,7 +204,7 @@ class FleetParams(BaseModel):
             description="All fleet runs together stay under this request rate.",
             gt=0,
             le=10_000,
-            json_schema_extra={"position": 10},
+            json_schema_extra={"position": 12},
         ),
     ] = 20.0
     timeout_minutes: Annotated[
@@ -187,7 +214,7 @@ class FleetParams(BaseModel):
             description="Give up waiting for one image job after this long.",
             ge=1,
             le=24 * 60,
-            json_schema_extra={"position": 11},
+            json_schema_extra={"position": 13},
         ),
     ] = 60
     slot_wait_minutes: Annotated[
@@ -198,7 +225,7 @@ class FleetParams(BaseModel):
             "shows who holds them).",
             ge=0,
             le=24 * 60,
-            json_schema_extra={"position": 12},
+            json_schema_extra={"position": 14},
         ),
     ] = 60
     run_date: Annotated[
@@ -206,7 +233,7 @@ class FleetParams(BaseModel):
         Field(
             title="Image date",
             description="The {date} of the name template. Leave empty for today (UTC).",
-            json_schema_extra={"position": 13},
+            json_schema_extra={"position": 15},
         ),
         BeforeValidator(empty_is_none),
     ] = None
@@ -216,7 +243,7 @@ class FleetParams(BaseModel):
             title="Chunk deployment",
             description="Run the work as chunks through this deployment (flow-name/deployment-name), "
             "so that workers on several machines share the fleet. Leave empty to run it all here.",
-            json_schema_extra={"position": 14},
+            json_schema_extra={"position": 16},
         ),
         BeforeValidator(empty_is_none),
     ] = None
@@ -227,7 +254,7 @@ class FleetParams(BaseModel):
             description="ECSs per chunk run (with a chunk deployment).",
             ge=1,
             le=10_000,
-            json_schema_extra={"position": 15},
+            json_schema_extra={"position": 17},
         ),
     ] = 100
     fit_quota: Annotated[
@@ -236,7 +263,7 @@ class FleetParams(BaseModel):
             title="Image as many as fit the quota",
             description="When the project's image quota has no room for every new image, image as many as "
             "fit (in selection order) and skip the rest, instead of refusing the whole fleet.",
-            json_schema_extra={"position": 16},
+            json_schema_extra={"position": 18},
         ),
     ] = False
     dry_run: Annotated[
@@ -245,7 +272,7 @@ class FleetParams(BaseModel):
             title="Dry run",
             description="Select the ECSs, name their images and check the image quota; stop, start and "
             "submit nothing.",
-            json_schema_extra={"position": 17},
+            json_schema_extra={"position": 19},
         ),
     ] = False
 
@@ -266,6 +293,8 @@ class FleetParams(BaseModel):
             raise ValueError("choose ECSs either by instance IDs or by tag/name/status filters, not both")
         if not self.instance_ids and not (self.tags or self.name_contains or self.status):
             raise ValueError("choose ECSs: instance IDs, or at least one of tags, name_contains, status")
+        if self.data_volumes and self.kind == "system":
+            raise ValueError("data disks (data_volumes) are imaged only with the kind system-and-data")
         return self
 
 
@@ -273,6 +302,10 @@ class Target(BaseModel):
     instance_id: str
     server_name: str
     image_name: str
+    #: The data disks chosen for this ECS's set (those of ``FleetParams.data_volumes`` it has; empty: all).
+    data_volumes: list[str] = []
+    #: How many data images its set makes (0 for the kind system): the quota counts 1 + this.
+    data_disks: int = 0
 
 
 class FleetRow(BaseModel):
@@ -285,6 +318,8 @@ class FleetRow(BaseModel):
     #: made already.
     outcome: str
     image_id: str | None = None
+    #: The data-disk images of the ECS's set (kind system-and-data), in the order of its disks.
+    data_image_ids: list[str] = []
     job_id: str | None = None
     queued_seconds: float = 0.0
     job_seconds: float = 0.0
@@ -347,16 +382,32 @@ async def select_servers(params: FleetParams, token: IamToken | None, day: date)
                 tags=params.tags,
             ):
                 servers.append(server)
-    targets = [
-        Target(
-            instance_id=s.id,
-            server_name=s.name,
-            image_name=render_name(params.name_template, s.name, s.id, day),
-        )
-        for s in servers
-    ]
+    targets = [_target(params, s, day) for s in servers]
+    if params.kind != "system" and params.data_volumes:
+        # Every volume asked for is a data disk of one of the ECSs, or the whole fleet is refused (no POST).
+        attached = {v for s in servers for v in s.data_volume_ids}
+        unknown = [v for v in params.data_volumes if v not in attached]
+        if unknown:
+            raise DataVolumeNotFoundError(f"not a data disk of any ECS of the fleet: {', '.join(unknown)}")
     runtime.report("fleet:selected", f"{len(targets) + len(missing)} ECSs selected")
     return Selection(targets=targets, missing=missing)
+
+
+def _target(params: FleetParams, server: Server, day: date) -> Target:
+    target = Target(
+        instance_id=server.id,
+        server_name=server.name,
+        image_name=render_name(params.name_template, server.name, server.id, day),
+    )
+    if params.kind != "system":
+        disks = server.data_volume_ids
+        if params.data_volumes:
+            wanted = set(params.data_volumes)
+            target.data_volumes = [v for v in disks if v in wanted]
+            target.data_disks = len(target.data_volumes)
+        else:
+            target.data_disks = len(disks)
+    return target
 
 
 class DurationHistory:
@@ -403,12 +454,18 @@ async def _image_one(
     try:
         if not _NAME_RE.match(target.image_name):
             raise ValueError(f"image name {target.image_name!r} from the template breaks the IMS rules")
+        if params.data_volumes and not target.data_volumes:
+            raise DataVolumeNotFoundError(
+                f"ECS {target.server_name} ({target.instance_id}) has none of the data disks asked for"
+            )
         request = _request(params, target)
-        key = request_key(target.instance_id, target.image_name)
+        key = _key(params, target)
         runtime.report("fleet:running", f"{target.server_name}: imaging")
         outcome = await image_one_ecs(
             request,
             key=key,
+            kind=params.kind,
+            data_volumes=target.data_volumes,
             token=token,
             stop_if_running=params.stop_if_running,
             restart=params.restart_after,
@@ -423,7 +480,9 @@ async def _image_one(
             # delays, and feeding those back would make every later poll later still.
             history.add(image.job_seconds)
         row.outcome, row.image_id, row.job_id = outcome.how, image.image_id, image.job_id
-        runtime.report("fleet:done", f"{target.server_name}: image {image.image_id} active")
+        row.data_image_ids = [d.image_id for d in image.data_images]
+        also = f" with {len(image.data_images)} data images" if image.data_images else ""
+        runtime.report("fleet:done", f"{target.server_name}: image {image.image_id}{also} active")
     except JobTimeoutError as exc:
         # The job may still be running: the pipeline left the ECS stopped, as IMS needs it until the job ends.
         row.error = f"timeout: {exc} (ECS left stopped; run again to resume)"
@@ -560,6 +619,7 @@ def _table(rows: list[FleetRow]) -> list[dict[str, Any]]:
             "image name": r.image_name,
             "outcome": r.outcome,
             "image ID": r.image_id or "",
+            "data images": " ".join(r.data_image_ids),
             "job ID": r.job_id or "",
             "queued s": round(r.queued_seconds, 1),
             "job s": round(r.job_seconds, 1),
@@ -676,7 +736,7 @@ async def _create_images_for_fleet(params: FleetParams, credentials_block: str |
             with runtime.use_runtime(transport=inner):
                 token = await flow_token()
                 selection = await select_servers(params, token, day)
-                fit = await check_image_quota(_keys(selection.targets), token)
+                fit = await _check_quota(params, selection.targets, token)
         finally:
             if rt.transport is None:
                 await inner.aclose()
@@ -692,7 +752,7 @@ async def _create_images_for_fleet(params: FleetParams, credentials_block: str |
         with runtime.use_runtime(transport=transport):
             token = await flow_token()
             selection = await select_servers(params, token, day)
-            fit = await check_image_quota(_keys(selection.targets), token)
+            fit = await _check_quota(params, selection.targets, token)
             targets, skipped = _within_quota(params, selection.targets, fit)
             if params.chunk_deployment:
                 rows = await _run_chunks(params, targets, day, credentials_block)
@@ -723,13 +783,24 @@ async def _create_images_for_fleet(params: FleetParams, credentials_block: str |
     return Completed(message=done, data=result)  # type: ignore[return-value]
 
 
-def _keys(targets: list[Target]) -> list[str]:
-    return [request_key(t.instance_id, t.image_name) for t in targets]
+def _key(params: FleetParams, target: Target) -> str:
+    return request_key(
+        target.instance_id, target.image_name, kind=params.kind, data_volumes=target.data_volumes
+    )
+
+
+def _keys(params: FleetParams, targets: list[Target]) -> list[str]:
+    return [_key(params, t) for t in targets]
+
+
+async def _check_quota(params: FleetParams, targets: list[Target], token: IamToken | None) -> QuotaFit:
+    """The quota against the new images: one per ECS, plus one per data disk of a system-and-data set."""
+    return await check_image_quota(_keys(params, targets), token, [1 + t.data_disks for t in targets])
 
 
 def _quota_refusal(fit: QuotaFit) -> str:
     return (
-        f"only {fit.room} of the fleet's {len(fit.new)} new images fit the image quota ({fit.used} of "
+        f"only {fit.room} of the fleet's {fit.new_images} new images fit the image quota ({fit.used} of "
         f"{fit.total} used): make room with `imsflow prune` (or delete images), or image the first "
         f"{fit.room} with --fit-quota (the form's 'Image as many as fit the quota')"
     )
@@ -752,9 +823,10 @@ def _within_quota(
     new, room = set(fit.new), fit.room
     keep: list[Target] = []
     skipped: list[FleetRow] = []
-    for target, key in zip(targets, _keys(targets), strict=True):
-        if key not in new or room > 0:
-            room -= key in new
+    for target, key in zip(targets, _keys(params, targets), strict=True):
+        needs = fit.images_of(key) if key in new else 0
+        if needs <= room:
+            room -= needs
             keep.append(target)
         else:
             skipped.append(
@@ -766,7 +838,9 @@ def _within_quota(
                     error=f"no room in the image quota ({fit.used} of {fit.total} used)",
                 )
             )
-    logger.warning("image quota: imaging the first %d new images, skipping %d ECSs", fit.room, len(skipped))
+    logger.warning(
+        "image quota: imaging the first %d new images, skipping %d ECSs", fit.room - room, len(skipped)
+    )
     return keep, skipped
 
 
@@ -783,12 +857,13 @@ async def _dry_run_result(
             image_name=t.image_name,
             outcome="would submit" if key in new else "made already",
         )
-        for t, key in zip(selection.targets, _keys(selection.targets), strict=True)
+        for t, key in zip(selection.targets, _keys(params, selection.targets), strict=True)
     ]
     refusal = None if fit.fits or params.fit_quota else _quota_refusal(fit)
     result = FleetResult(rows=rows, wall_seconds=seconds, dry_run=True, quota=fit, refusal=refusal)
     await acreate_table_artifact(table=_table(rows), key="fleet-dry-run", description=fit.line())
-    message = f"dry run: {len(new)} images would be made, {len(selection.targets) - len(new)} made already; "
+    made = len(selection.targets) - len(new)
+    message = f"dry run: {fit.new_images} images would be made, {made} made already; "
     message += fit.line()
     if not fit.fits:
         message += (

@@ -14,8 +14,19 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.app import app, console, err, fail, instance_id_option, parse_tags
+from cli.app import (
+    KIND_HELP,
+    app,
+    check_kind_volumes,
+    console,
+    data_volume_option,
+    err,
+    fail,
+    instance_id_option,
+    parse_tags,
+)
 from cli.flowrun import flow_from_shell
+from imsflow.validation import ImageKind
 
 if TYPE_CHECKING:
     from flows.fleet import FleetResult
@@ -67,7 +78,9 @@ def summary(result: FleetResult) -> Table:
     title = f"{len(result.rows)} ECSs, {len(result.failed)} failed, {result.wall_seconds:.0f} s"
     if rows is not result.rows:
         title += f" (failures only; the flow run's 'fleet-images' artifact lists all {len(result.rows)})"
-    table = Table("ECS", "image name", "outcome", "image ID", "job ID", "job s", "error", title=title)
+    sets = any(r.data_image_ids for r in rows)
+    columns = ["ECS", "image name", "outcome", "image ID", *(["data images"] if sets else []), "job ID"]
+    table = Table(*columns, "job s", "error", title=title)
     for r in rows:
         colour = {"failed": "red", "skipped": "yellow", "would submit": "cyan", "made already": "cyan"}.get(
             r.outcome, "green"
@@ -77,6 +90,7 @@ def summary(result: FleetResult) -> Table:
             r.image_name,
             f"[{colour}]{r.outcome}[/]",
             r.image_id or "",
+            *([str(len(r.data_image_ids))] if sets else []),
             r.job_id or "",
             f"{r.job_seconds:.0f}",
             escape(r.error or ""),  # plain text: "[request id ...]" is not rich markup
@@ -98,6 +112,16 @@ def fleet(
     name_template: Annotated[
         str, typer.Option(help="Image name: {server_name}, {server_id}, {date:%Y%m%d}.")
     ] = "{server_name}-{date:%Y%m%d}",
+    kind: Annotated[
+        ImageKind, typer.Option("--kind", help=KIND_HELP + " Each ECS gets the kind.")
+    ] = "system",
+    data_volume: Annotated[
+        list[str] | None,
+        data_volume_option(
+            "With --kind system-and-data: image only this data disk (volume ID; repeatable): each ECS images "
+            "those of them it has. Default: every data disk of every ECS."
+        ),
+    ] = None,
     max_concurrent: Annotated[int, typer.Option(help="Image jobs at once (IMS's cap).")] = 40,
     requests_per_second: Annotated[float, typer.Option(help="API request budget of the fleet.")] = 20.0,
     stop_if_running: Annotated[
@@ -132,6 +156,7 @@ def fleet(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
 ) -> None:
     """Image many ECSs, chosen by ID or by tag / name / status, as many at once as IMS allows."""
+    check_kind_volumes(kind, data_volume or [])
     # Hundreds of task runs: let the Prefect server record their events in batches (a temporary server
     # inherits this), or its SQLite database falls behind and stalls every other write.
     batched = {"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100"}
@@ -144,6 +169,8 @@ def fleet(
             "name_contains": name_contains,
             "status": status.upper() if status else None,
             "name_template": name_template,
+            "kind": kind,
+            "data_volumes": data_volume or [],
             "max_concurrent": max_concurrent,
             "requests_per_second": requests_per_second,
             "stop_if_running": stop_if_running,

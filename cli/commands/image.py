@@ -9,9 +9,20 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from cli.app import app, checked, console, err, fail, instance_id_option, parse_tags
+from cli.app import (
+    KIND_HELP,
+    app,
+    check_kind_volumes,
+    checked,
+    console,
+    data_volume_option,
+    err,
+    fail,
+    instance_id_option,
+    parse_tags,
+)
 from cli.flowrun import flow_from_shell
-from imsflow.validation import check_description, check_image_name
+from imsflow.validation import ImageKind, check_description, check_image_name
 
 if TYPE_CHECKING:
     from cli.background import Starting
@@ -37,6 +48,14 @@ def create(
     tag: Annotated[
         list[str] | None, typer.Option("--tag", "-t", help="Image tag key=value (repeatable).")
     ] = None,
+    kind: Annotated[ImageKind, typer.Option("--kind", help=KIND_HELP)] = "system",
+    data_volume: Annotated[
+        list[str] | None,
+        data_volume_option(
+            "With --kind system-and-data: image only this data disk (volume ID; repeatable). "
+            "Default: every data disk of the ECS."
+        ),
+    ] = None,
     stop_if_running: Annotated[
         bool, typer.Option("--stop-if-running", help="Stop a running ECS first (and start it again after).")
     ] = False,
@@ -59,8 +78,11 @@ def create(
 ) -> None:
     """Create a private image from an ECS against the configured cloud and print its ID.
 
-    With --dry-run nothing is submitted; the exit code is 0 when a real run would go ahead, else 1.
+    With --kind system-and-data one job also makes an image of each data disk; the IDs are printed one a
+    line, the system image's first. With --dry-run nothing is submitted; the exit code is 0 when a real run
+    would go ahead, else 1.
     """
+    check_kind_volumes(kind, data_volume or [])
     with flow_from_shell(verbose) as shell:
         from flows.create_image import CreateImageParams, create_image_from_ecs
 
@@ -70,6 +92,8 @@ def create(
             name=name,
             description=description,
             tags=parse_tags(tag or []),
+            kind=kind,
+            data_volumes=data_volume or [],
             stop_if_running=stop_if_running,
             restart_after=not no_restart,
             timeout_minutes=timeout or settings.job_timeout_minutes,
@@ -84,6 +108,9 @@ def create(
         _print_dry_run(result)
         return
     console.print(result.image_id)
+    for data in result.data_images:
+        console.print(data.image_id)
+        err.print(f"  data image {data.image_id} ({data.name}) of volume {data.volume_id or '?'}")
 
 
 def _print_dry_run(result: Any) -> NoReturn:
