@@ -320,6 +320,8 @@ class FleetRow(BaseModel):
     image_id: str | None = None
     #: The data-disk images of the ECS's set (kind system-and-data), in the order of its disks.
     data_image_ids: list[str] = []
+    #: How many data images its set makes (a dry run's and a skipped row's count: they have no IDs).
+    data_disks: int = 0
     job_id: str | None = None
     queued_seconds: float = 0.0
     job_seconds: float = 0.0
@@ -447,6 +449,7 @@ async def _image_one(
         instance_id=target.instance_id,
         server_name=target.server_name,
         image_name=target.image_name,
+        data_disks=target.data_disks,
         outcome="failed",
     )
     started = rt.clock()
@@ -619,7 +622,7 @@ def _table(rows: list[FleetRow]) -> list[dict[str, Any]]:
             "image name": r.image_name,
             "outcome": r.outcome,
             "image ID": r.image_id or "",
-            "data images": " ".join(r.data_image_ids),
+            "data images": " ".join(r.data_image_ids) or (str(r.data_disks) if r.data_disks else ""),
             "job ID": r.job_id or "",
             "queued s": round(r.queued_seconds, 1),
             "job s": round(r.job_seconds, 1),
@@ -834,6 +837,7 @@ def _within_quota(
                     instance_id=target.instance_id,
                     server_name=target.server_name,
                     image_name=target.image_name,
+                    data_disks=target.data_disks,
                     outcome="skipped",
                     error=f"no room in the image quota ({fit.used} of {fit.total} used)",
                 )
@@ -855,6 +859,7 @@ async def _dry_run_result(
             instance_id=t.instance_id,
             server_name=t.server_name,
             image_name=t.image_name,
+            data_disks=t.data_disks,
             outcome="would submit" if key in new else "made already",
         )
         for t, key in zip(selection.targets, _keys(params, selection.targets), strict=True)

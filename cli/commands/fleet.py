@@ -78,7 +78,7 @@ def summary(result: FleetResult) -> Table:
     title = f"{len(result.rows)} ECSs, {len(result.failed)} failed, {result.wall_seconds:.0f} s"
     if rows is not result.rows:
         title += f" (failures only; the flow run's 'fleet-images' artifact lists all {len(result.rows)})"
-    sets = any(r.data_image_ids for r in rows)
+    sets = any(r.data_image_ids or r.data_disks for r in rows)
     columns = ["ECS", "image name", "outcome", "image ID", *(["data images"] if sets else []), "job ID"]
     table = Table(*columns, "job s", "error", title=title)
     for r in rows:
@@ -90,7 +90,7 @@ def summary(result: FleetResult) -> Table:
             r.image_name,
             f"[{colour}]{r.outcome}[/]",
             r.image_id or "",
-            *([str(len(r.data_image_ids))] if sets else []),
+            *([str(len(r.data_image_ids) or r.data_disks)] if sets else []),
             r.job_id or "",
             f"{r.job_seconds:.0f}",
             escape(r.error or ""),  # plain text: "[request id ...]" is not rich markup

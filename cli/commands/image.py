@@ -107,10 +107,11 @@ def create(
     if dry_run:
         _print_dry_run(result)
         return
-    console.print(result.image_id)
+    # One ID a line (the system image's first), for scripts; then which data disk each data image is of.
+    for image_id in result.image_ids:
+        console.print(image_id)
     for data in result.data_images:
-        console.print(data.image_id)
-        err.print(f"  data image {data.image_id} ({data.name}) of volume {data.volume_id or '?'}")
+        err.print(f"[dim]data image {data.image_id}: {data.name}, of volume {data.volume_id or '?'}[/]")
 
 
 def _print_dry_run(result: Any) -> NoReturn:

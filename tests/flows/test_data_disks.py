@@ -292,6 +292,7 @@ async def test_the_quota_counts_every_image_of_a_set() -> None:
     assert state.is_completed()
     assert result is not None
     assert "dry run: 9 images would be made, 0 made already" in (state.message or "")
+    assert [(r.outcome, r.data_disks) for r in result.rows] == [("would submit", 2)] * 3
     assert "this fleet makes 9 new images; a real run would refuse: only 7 of the fleet's 9 new images" in (
         state.message or ""
     )
