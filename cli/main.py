@@ -12,6 +12,7 @@ from cli.commands import image  # noqa: F401  create, demo
 from cli.commands import local  # noqa: F401  cloud, config
 from cli.commands import doctor  # noqa: F401  doctor
 from cli.commands import fleet  # noqa: F401  fleet
+from cli.commands import coverage  # noqa: F401  coverage
 from cli.commands import limits  # noqa: F401  limits
 from cli.commands import ops  # noqa: F401  delete, export, prune, serve, notify, blocks
 # isort: on

@@ -11,6 +11,7 @@ Classes are grouped by what a caller does about them, not by which service raise
     │   ├── NoDataDiskError            the ECS has no data disk (kind system-and-data)
     │   └── DataVolumeNotFoundError    a volume asked for is not a data disk of the ECS
     ├── ImageSetIncompleteError        a request's image set lost a member (deleted): not made again
+    ├── CoverageGapError               an ECS has no recent active image (`imsflow coverage`)
     ├── JobFailedError                 an IMS/ECS job ended in FAIL (raised by the polling code)
     ├── JobTimeoutError                a job did not finish in time (raised by the polling code)
     └── ApiError                       any non-2xx answer: status, code, message, url, request_id
@@ -61,6 +62,7 @@ __all__ = [
     "AuthenticationError",
     "ConfigError",
     "ConflictError",
+    "CoverageGapError",
     "DataDiskError",
     "DataVolumeNotFoundError",
     "EcsBusyError",
@@ -210,6 +212,24 @@ class ImageSetIncompleteError(ImsflowError):
         "Delete the images that carry this request's imsflow-request tag and run again, or run with another "
         "image name (or request key) for a new set."
     )
+
+
+class CoverageGapError(ImsflowError):
+    """Checked by the coverage flow: selected ECSs have no active image younger than the maximum age.
+
+    ``result`` is the whole check (every ECS, covered or not), so a caller that catches the error can still
+    show the table; ``gaps`` are the instance IDs without a recent image.
+    """
+
+    hint = (
+        "image them: `imsflow fleet` with the same selection (--tag KEY=VALUE, --instance-id ID), or see why "
+        "the last fleet run failed; `imsflow coverage` checks again"
+    )
+
+    def __init__(self, message: str, *, gaps: list[str], result: Any = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.gaps = gaps
+        self.result = result
 
 
 def _with_request_id(text: str, request_id: str | None) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
@@ -21,6 +22,8 @@ from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 from imsflow.errors import InvalidRequestError
 
 __all__ = [
+    "AGE_PATTERN",
+    "AGE_RULE",
     "BLOCK_NAME_OR_EMPTY_PATTERN",
     "BLOCK_NAME_PATTERN",
     "BLOCK_NAME_RULE",
@@ -49,8 +52,10 @@ __all__ = [
     "ImageKindParam",
     "ImageName",
     "InstanceId",
+    "MaxAge",
     "TagParam",
     "VolumeId",
+    "check_age",
     "check_block_name",
     "check_bucket_url",
     "check_description",
@@ -68,6 +73,7 @@ __all__ = [
     "check_uuid",
     "empty_is_none",
     "form_config",
+    "parse_age",
     "parse_dotted_tag",
     "parse_tag",
 ]
@@ -95,6 +101,7 @@ TAG_COUNT_RULE = f"at most {MAX_IMAGE_TAGS} tags per image (a repeated key count
 UUID_RULE = "must be a UUID such as 877a2cda-ba63-4e1e-b95f-e67e48b6129a"
 EXPORT_FORMATS = ("qcow2", "vhd", "zvhd", "vmdk")
 BUCKET_URL_RULE = 'must be "<bucket>:<file>" (an OBS bucket name and a file name, no spaces)'
+AGE_RULE = "an age such as 26h, 90m, 30d or 2w (m minutes, h hours, d days, w weeks; a number alone is days)"
 BLOCK_NAME_RULE = "a block name: lowercase letters, digits and hyphens (-), starting with a letter or digit"
 
 # The patterns are also used as JSON-schema patterns (Prefect UI forms, Rust and JS regex engines), so
@@ -115,6 +122,8 @@ BLOCK_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 # The credentials_block parameter of a form: a block name, or empty for "none".
 BLOCK_NAME_OR_EMPTY_PATTERN = r"^([a-z0-9][a-z0-9-]*)?$"
 
+#: An age: a positive number and a unit (m, min, h, d, w; none: days), as ``--max-age`` and the forms take it.
+AGE_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)?\s*$"
 _NAME = re.compile(NAME_PATTERN)
 _DESCRIPTION = re.compile(DESCRIPTION_PATTERN)
 _TAG = re.compile(TAG_PATTERN)
@@ -122,6 +131,8 @@ _UUID = re.compile(UUID_PATTERN)
 _BUCKET_URL = re.compile(BUCKET_URL_PATTERN)
 _TAG_PARAM = re.compile(TAG_PARAM_PATTERN)
 _BLOCK_NAME = re.compile(BLOCK_NAME_PATTERN)
+_AGE = re.compile(AGE_PATTERN)
+_AGE_UNIT_SECONDS = {"m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, None: 86400.0, "w": 7 * 86400.0}
 
 TAG_KEY_MAX = 36
 TAG_VALUE_MAX = 43
@@ -226,6 +237,20 @@ def check_block_name(value: str, field: str = "credentials_block") -> str:
     return _matching(_BLOCK_NAME, value, field, BLOCK_NAME_RULE)
 
 
+def parse_age(value: str, field: str = "max_age") -> timedelta:
+    """An age such as ``26h``, ``90m``, ``30d`` or ``2w`` (a number alone is days), more than zero."""
+    match = _AGE.match(value)
+    if match is None or float(match.group(1)) <= 0:
+        raise InvalidRequestError(field, value, AGE_RULE)
+    return timedelta(seconds=float(match.group(1)) * _AGE_UNIT_SECONDS[match.group(2)])
+
+
+def check_age(value: str, field: str = "max_age") -> str:
+    """:func:`parse_age`'s rule; the value unchanged."""
+    parse_age(value, field)
+    return value
+
+
 def check_export_format(value: str, field: str = "file_format") -> str:
     """An export file format IMS supports."""
     if value not in EXPORT_FORMATS:
@@ -316,6 +341,8 @@ VolumeId = Annotated[
     Field(title="Volume ID", description="ID (UUID) of a data disk of the ECS.", pattern=UUID_PATTERN),
     _checked(check_uuid, "data_volumes"),
 ]
+#: An age (``parse_age`` makes it a ``timedelta``). Use sites add their title and description.
+MaxAge = Annotated[str, Field(pattern=AGE_PATTERN), _checked(check_age, "max_age")]
 #: One tag as ``key=value`` (``parse_tag`` makes it an ``image_tags`` pair).
 TagParam = Annotated[str, Field(pattern=TAG_PARAM_PATTERN), _checked(check_tag_param, "tags")]
 #: The OBS target of an export, ``<bucket>:<file>``.

@@ -1,8 +1,10 @@
-"""Prefect events for what imsflow did: ``imsflow.image.created`` and ``imsflow.image.failed``.
+"""Prefect events for what imsflow did: ``imsflow.image.created``, ``imsflow.image.failed`` and
+``imsflow.coverage.gap``.
 
-They are emitted by flow state hooks of the create-image flow, so they fire once per flow run on its final
-state (a flow retry in between emits nothing). The ECS is the event's resource and the image a related
-resource, which is what automations match on: ``imsflow notify`` sets up a webhook call on failures.
+The image events are emitted by flow state hooks of the create-image flow, so they fire once per flow run
+on its final state (a flow retry in between emits nothing). The coverage flow emits one gap event per ECS
+that has no recent image. The ECS is the event's resource and the image a related resource, which is what
+automations match on: ``imsflow notify`` sets up a webhook call on failures.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from prefect.flows import Flow
 
 IMAGE_CREATED = "imsflow.image.created"
 IMAGE_FAILED = "imsflow.image.failed"
+COVERAGE_GAP = "imsflow.coverage.gap"
 
 logger = logging.getLogger("imsflow.events")
 
@@ -87,4 +90,54 @@ def emit_image_failed(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]
     )
 
 
-__all__ = ["IMAGE_CREATED", "IMAGE_FAILED", "ecs_resource", "emit_image_created", "emit_image_failed"]
+def emit_coverage_gap(
+    *,
+    instance_id: str,
+    server_name: str,
+    reason: str,
+    max_age: str,
+    image_id: str | None = None,
+    image_name: str | None = None,
+    age_seconds: float | None = None,
+) -> None:
+    """One ECS without an active image younger than ``max_age`` (called inside the coverage flow's run)."""
+    from prefect.runtime import flow_run
+
+    resource = ecs_resource(instance_id)
+    if server_name and server_name != "?":
+        resource["prefect.resource.name"] = server_name
+    related = [image_resource(image_id, image_name)] if image_id else []
+    run_id = flow_run.get_id()
+    if run_id is not None:
+        related.append(
+            {
+                "prefect.resource.id": f"prefect.flow-run.{run_id}",
+                "prefect.resource.role": "flow-run",
+                "prefect.resource.name": str(flow_run.get_name() or ""),
+            }
+        )
+    emit_event(
+        event=COVERAGE_GAP,
+        resource=resource,
+        related=related,
+        payload={
+            "instance_id": instance_id,
+            "server_name": server_name,
+            "reason": reason,
+            "max_age": max_age,
+            "image_id": image_id,
+            "image_name": image_name,
+            "age_hours": round(age_seconds / 3600, 2) if age_seconds is not None else None,
+        },
+    )
+
+
+__all__ = [
+    "COVERAGE_GAP",
+    "IMAGE_CREATED",
+    "IMAGE_FAILED",
+    "ecs_resource",
+    "emit_coverage_gap",
+    "emit_image_created",
+    "emit_image_failed",
+]

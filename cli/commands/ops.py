@@ -6,14 +6,14 @@ Like every command that runs a flow, they import Prefect and the flows inside ``
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Annotated, Literal
 
 import typer
 
 from cli.app import app, checked, console, err, fail, instance_id_option, quiet_prefect
 from cli.flowrun import ShellFlow, flow_from_shell
-from imsflow.validation import check_block_name, check_bucket_url, check_uuid
+from imsflow.errors import InvalidRequestError
+from imsflow.validation import check_block_name, check_bucket_url, check_uuid, parse_age
 
 CredentialsOption = Annotated[
     str | None,
@@ -25,16 +25,13 @@ CredentialsOption = Annotated[
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
 
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([hdw]?)\s*$")
-_AGE_UNIT_DAYS = {"h": 1 / 24, "d": 1.0, "": 1.0, "w": 7.0}
-
 
 def parse_age_days(text: str) -> float:
-    """``30d``, ``12h``, ``2w`` or a plain number of days, as days."""
-    match = _AGE.match(text)
-    if match is None or float(match.group(1)) <= 0:
+    """``30d``, ``12h``, ``2w``, ``90m`` or a plain number of days, as days (``validation.parse_age``)."""
+    try:
+        return parse_age(text, "--max-age").total_seconds() / 86400
+    except InvalidRequestError:
         fail(f"--max-age {text!r} is not an age such as 30d, 12h or 2w", code=2)
-    return float(match.group(1)) * _AGE_UNIT_DAYS[match.group(2)]
 
 
 def _check_settings(shell: ShellFlow, credentials_block: str | None) -> None:

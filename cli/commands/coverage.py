@@ -1,0 +1,106 @@
+"""``imsflow coverage``: does every selected ECS have an active image younger than the maximum age?
+
+Like every command that runs a flow, it imports Prefect and the flow inside ``flow_from_shell``. A gap is
+not an error of the command: the table is printed, then the command exits :data:`GAP_EXIT_CODE`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cli.app import app, checked, console, err, fail, instance_id_option, parse_tags
+from cli.flowrun import flow_from_shell
+from imsflow.errors import CoverageGapError, InvalidRequestError
+from imsflow.validation import check_age, check_block_name
+
+if TYPE_CHECKING:
+    from flows.coverage import CoverageResult
+
+#: The exit code of a check that found an ECS without a recent image (1 is an error, 2 a bad option).
+GAP_EXIT_CODE = 3
+
+
+def coverage_table(result: CoverageResult) -> Table:
+    gaps = len(result.gaps)
+    title = f"{len(result.rows)} ECSs, {gaps} without an active image younger than {result.max_age}"
+    table = Table("verdict", "reason", "ECS", "ECS ID", "newest image", "age", title=title)
+    for r in result.rows:
+        colour = "green" if r.verdict == "covered" else "red"
+        table.add_row(
+            f"[{colour}]{r.verdict}[/]",
+            escape(r.reason),  # plain text: "[request id ...]" is not rich markup
+            escape(r.server_name),
+            r.instance_id,
+            escape(r.image_name or "-"),
+            r.age,
+        )
+    return table
+
+
+def _max_age(value: str) -> str:
+    try:
+        return check_age(value, "--max-age")
+    except InvalidRequestError as exc:
+        fail(str(exc), code=2)
+
+
+@app.command(
+    epilog=f"Exit codes: 0 every ECS covered; {GAP_EXIT_CODE} an ECS has no active image younger than "
+    "--max-age (or nothing matched the selection); 1 the check could not run; 2 a bad option."
+)
+def coverage(
+    instance_id: Annotated[list[str] | None, instance_id_option("ECS ID to check (repeatable).")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", "-t", help="Check ECSs with tag key=value (repeatable).")
+    ] = None,
+    name_contains: Annotated[str | None, typer.Option(help="Check ECSs whose name contains this.")] = None,
+    max_age: Annotated[
+        str,
+        typer.Option(
+            "--max-age",
+            help="An ECS is covered by an active image younger than this (26h, 90m, 2d, 1w).",
+            callback=_max_age,
+        ),
+    ] = "26h",
+    credentials_block: Annotated[
+        str | None,
+        typer.Option(
+            "--credentials-block",
+            help="Name of an imsflow-credentials block to use instead of IMSFLOW_* (needs PREFECT_API_URL).",
+            callback=checked(check_block_name, "--credentials-block"),
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
+) -> None:
+    """Check that every selected ECS has an active image imsflow made, younger than --max-age.
+
+    ECSs are selected as `imsflow fleet` selects them. Prints one row per ECS; exits 3 when any has none.
+    """
+    with flow_from_shell(verbose) as shell:
+        from flows.coverage import CoverageParams, CoverageResult, check_image_coverage
+
+        params = CoverageParams(
+            instance_ids=instance_id or [],
+            tags=parse_tags(tag or []),
+            name_contains=name_contains,
+            max_age=max_age,
+        )
+        if credentials_block is None:
+            shell.settings().check_transport()
+        try:
+            result = shell.run(check_image_coverage, params, credentials_block, what="coverage")
+        except CoverageGapError as exc:
+            if not isinstance(exc.result, CoverageResult):
+                raise
+            result = exc.result
+    if result.rows:
+        console.print(coverage_table(result))
+    if result.gaps or not result.rows:
+        err.print(f"[bold red]gap:[/] {escape(result.summary)}")
+        err.print(f"[dim]hint:[/] {escape(CoverageGapError.hint)}")
+        raise typer.Exit(GAP_EXIT_CODE)
+    console.print(result.summary)
