@@ -15,14 +15,23 @@ import pytest
 
 from flows.create_image import CreateImageParams, CreateImageResult, create_image_from_ecs
 from flows.fleet import FleetResult, create_images_for_fleet
-from imsflow.errors import DataDiskError, DataVolumeNotFoundError, InvalidRequestError, NoDataDiskError
+from imsflow.client import login
+from imsflow.errors import (
+    DataDiskError,
+    DataVolumeNotFoundError,
+    ImageSetIncompleteError,
+    InvalidRequestError,
+    NoDataDiskError,
+)
 from localcloud import LocalCloud
 from localcloud.ims.state import Image
-from tasks.image import INSTANCE_TAG, REQUEST_TAG, VOLUME_TAG, request_key
+from runtime.auth import client_for
+from runtime.records import SUBMISSIONS
+from tasks.image import INSTANCE_TAG, REQUEST_TAG, VOLUME_TAG, made_image, request_key
 from tests.flows.test_fleet import ecs_id
 from tests.flows.test_fleet import params as fleet_params
 from tests.flows.test_power_cycles import DiesAt, Killed, Matcher, _action, _create_post, _image_look
-from tests.support import DB_1, WEB_1, cloud_runtime, make_cloud, seed_data
+from tests.support import DB_1, PROJECT_ID, WEB_1, cloud_runtime, make_cloud, seed_data, transport_for
 
 NAME = "web-1-20261127"
 SET = CreateImageParams(instance_id=WEB_1, name=NAME, kind="system-and-data", tags=["env=prod"])
@@ -308,3 +317,26 @@ async def test_the_quota_counts_every_image_of_a_set() -> None:
     assert result is not None
     assert [r.outcome for r in result.rows] == ["submitted", "submitted", "skipped"]
     assert len(images(cloud)) == 6
+
+
+async def test_a_set_missing_a_member_is_neither_made_again_nor_taken_for_made() -> None:
+    cloud = disks_cloud()
+    result = await create(cloud, SET)
+    key = request_key(WEB_1, NAME, kind="system-and-data")
+    # The job's record is gone (another result storage), and a data image was deleted by hand.
+    await SUBMISSIONS.delete(key)
+    lost = result.data_images[1]
+    cloud.ims.delete_image(PROJECT_ID, lost.image_id)
+    volumes = [d.volume_id for d in result.data_images if d.volume_id is not None]
+
+    with cloud_runtime(cloud) as settings:
+        token = await login(settings, transport_for(cloud))
+        async with client_for(token) as client:
+            assert await made_image(client, key, volumes) is None, "a set is made only with every member"
+            made = await made_image(client, key, volumes[:1])
+            assert made is not None
+            assert made.image_ids == [result.image_id, result.data_images[0].image_id]
+        with pytest.raises(ImageSetIncompleteError, match=f"lacks the image of volume {lost.volume_id}"):
+            await create_image_from_ecs(SET)
+    assert posts(cloud) == 1, "no second image of the members still there"
+    assert len(images(cloud)) == 2
