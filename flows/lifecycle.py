@@ -25,7 +25,7 @@ from tasks.lifecycle import (
     ExportResult,
     RetentionDecision,
     RetentionRule,
-    images_in_use,
+    ecs_census,
     list_imsflow_images,
     now_utc,
     plan_retention,
@@ -206,10 +206,19 @@ class PruneParams(BaseModel):
         ),
         BeforeValidator(empty_is_none),
     ] = None
+    prune_gone_servers: Annotated[
+        bool,
+        Field(
+            title="Prune servers that are gone",
+            description="Let the rules delete the last image of an ECS that no longer exists too. Off: that "
+            "image is kept, whatever its age, as the server's only copy.",
+            json_schema_extra={"position": 3},
+        ),
+    ] = False
     dry_run: Annotated[
         bool,
         Field(
-            title="Dry run", description="Only list what would be deleted.", json_schema_extra={"position": 3}
+            title="Dry run", description="Only list what would be deleted.", json_schema_extra={"position": 4}
         ),
     ] = False
 
@@ -274,7 +283,8 @@ async def prune_images(
     """Delete imsflow's old images per ECS: keep the N newest and/or the young ones.
 
     Never touches an image imsflow did not make, an image an ECS runs from, a protected image, or one still
-    being created. A dry run only lists what would go. The kept/deleted table is the run's artifact.
+    being created; keeps the last image of an ECS that no longer exists unless ``prune_gone_servers``. A dry
+    run only lists what would go. The kept/deleted table is the run's artifact.
     """
     return await ending_cleanly(_prune_images(params, credentials_block))
 
@@ -285,8 +295,15 @@ async def _prune_images(params: PruneParams, credentials_block: str | None) -> P
     async with credentials_from_block(credentials_block):
         token = await flow_token()
         images = await list_imsflow_images(params.instance_ids, token)
-        in_use = await images_in_use(token)
-        decisions = plan_retention(images, rule, now=now_utc(), in_use=in_use)
+        census = await ecs_census(token)
+        decisions = plan_retention(
+            images,
+            rule,
+            now=now_utc(),
+            in_use=census.images_in_use,
+            existing=census.server_ids,
+            prune_gone_servers=params.prune_gone_servers,
+        )
         doomed = [d for d in decisions if d.action == "delete"]
         failed: dict[str, str] = {}
         if not params.dry_run:

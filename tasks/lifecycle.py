@@ -27,6 +27,8 @@ from tasks.image import INSTANCE_TAG, REQUEST_TAG
 BEING_CREATED = frozenset({"queued", "saving"})
 #: Glance reports a deleted image as 404 or, for a while, with this status.
 GONE = frozenset({"deleted"})
+#: Why the newest active image of an ECS that no longer exists stays (unless ``prune_gone_servers``).
+GONE_SERVER_REASON = "last image of a server that no longer exists"
 
 
 def image_tags(image: Image) -> dict[str, str]:
@@ -87,12 +89,18 @@ def plan_retention(
     *,
     now: datetime,
     in_use: frozenset[str] = frozenset(),
+    existing: frozenset[str] | None = None,
+    prune_gone_servers: bool = False,
 ) -> list[RetentionDecision]:
     """Decide, per ECS, which of imsflow's images to keep and which to delete.
 
     Images imsflow did not make are not in the result at all. Of imsflow's, only an ``active`` image that is
     neither protected nor used by an ECS can be deleted; the others are kept with the reason. The ``keep``
     newest are counted among the active images, so a half-made image never pushes a good one out.
+
+    ``existing`` are the IDs of the project's ECSs (``None``: not known, every ECS counts as existing). The
+    newest active image of an ECS that no longer exists is its last copy: it is kept
+    (:data:`GONE_SERVER_REASON`) whatever the rules say, unless ``prune_gone_servers``.
     """
     if rule.keep is None and rule.max_age is None:
         raise ValueError("a retention rule needs keep, max_age or both")
@@ -106,6 +114,7 @@ def plan_retention(
     oldest = datetime.min.replace(tzinfo=UTC)
     for instance, group in sorted(per_ecs.items()):
         group.sort(key=lambda i: (i.created_at or oldest, i.id), reverse=True)
+        server_gone = existing is not None and instance not in existing
         rank = 0
         for image in group:
             status = image.status or "unknown"
@@ -138,6 +147,9 @@ def plan_retention(
                 continue
             if image.protected:
                 decide("keep", "protected")
+                continue
+            if rank == 1 and server_gone and not prune_gone_servers:
+                decide("keep", GONE_SERVER_REASON)
                 continue
             if rule.keep is not None and rank <= rule.keep:
                 decide("keep", f"newest #{rank}")
@@ -178,17 +190,24 @@ async def list_imsflow_images(instance_ids: list[str], token: IamToken | None) -
     return list({i.id: i for i in ours}.values())
 
 
+class EcsCensus(BaseModel):
+    """What retention needs to know of the project's ECSs: which exist, and which images they run from."""
+
+    server_ids: frozenset[str]
+    images_in_use: frozenset[str]
+
+
 @task(
-    name="images-in-use",
+    name="ecs-census",
     **transient_retries(),
 )
-async def images_in_use(token: IamToken | None) -> frozenset[str]:
-    """IDs of the images some ECS runs from (its system disk was made from them)."""
+async def ecs_census(token: IamToken | None) -> EcsCensus:
+    """Every ECS of the project (one paged listing): their IDs, and the images their system disks are from."""
     async with client_for(token) as client:
         servers = [s async for s in client.ecs.iter_servers()]
     used = frozenset(s.image.id for s in servers if s.image is not None and s.image.id)
-    runtime.report("images-in-use", f"{len(used)} images in use by {len(servers)} ECSs")
-    return used
+    runtime.report("ecs-census", f"{len(servers)} ECSs, {len(used)} images in use")
+    return EcsCensus(server_ids=frozenset(s.id for s in servers), images_in_use=used)
 
 
 # ---------------------------------------------------------------------------------------------- delete
@@ -308,12 +327,14 @@ def now_utc() -> datetime:
 
 __all__ = [
     "BEING_CREATED",
+    "GONE_SERVER_REASON",
     "DeleteResult",
+    "EcsCensus",
     "ExportResult",
     "RetentionDecision",
     "RetentionRule",
+    "ecs_census",
     "image_tags",
-    "images_in_use",
     "list_imsflow_images",
     "made_by_imsflow",
     "plan_retention",

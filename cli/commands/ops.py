@@ -116,11 +116,21 @@ def prune(
     max_age: Annotated[
         str | None, typer.Option("--max-age", help="Keep images younger than this (30d, 12h, 2w).")
     ] = None,
+    prune_gone_servers: Annotated[
+        bool,
+        typer.Option(
+            "--prune-gone-servers",
+            help="Let the rules delete the last image of an ECS that no longer exists too (kept by default).",
+        ),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
     credentials_block: CredentialsOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Delete old images imsflow made, per ECS; never images it did not make, in use, or being created."""
+    """Delete old images imsflow made, per ECS; never images it did not make, in use, or being created.
+
+    The last image of an ECS that no longer exists is kept, unless --prune-gone-servers.
+    """
     if keep is None and max_age is None:
         fail("give --keep N, --max-age AGE or both", code=2)
     max_age_days = parse_age_days(max_age) if max_age is not None else None
@@ -128,7 +138,11 @@ def prune(
         from flows.lifecycle import PruneParams, prune_images
 
         params = PruneParams(
-            instance_ids=instance_id or [], keep=keep, max_age_days=max_age_days, dry_run=dry_run
+            instance_ids=instance_id or [],
+            keep=keep,
+            max_age_days=max_age_days,
+            prune_gone_servers=prune_gone_servers,
+            dry_run=dry_run,
         )
         _check_settings(shell, credentials_block)
         result = shell.run(prune_images, params, credentials_block)

@@ -27,7 +27,8 @@ IMAGE = "11111111-2222-4333-8444-555555555555"
 
 
 @pytest.mark.parametrize(
-    ("text", "days"), [("30d", 30.0), ("12h", 0.5), ("2w", 14.0), ("7", 7.0), (" 1.5d ", 1.5)]
+    ("text", "days"),
+    [("30d", 30.0), ("12h", 0.5), ("2w", 14.0), ("7", 7.0), (" 1.5d ", 1.5), ("90m", 90 / 1440)],
 )
 def test_ages(text: str, days: float) -> None:
     assert parse_age_days(text) == pytest.approx(days)
@@ -38,6 +39,12 @@ def test_bad_ages_exit_2(text: str) -> None:
     with pytest.raises(typer.Exit) as exited:
         parse_age_days(text)
     assert exited.value.exit_code == 2
+
+
+def test_prune_keeps_gone_servers_last_image_unless_told() -> None:
+    result = runner.invoke(app, ["prune", "--help"])
+    assert result.exit_code == 0
+    assert "--prune-gone-servers" in result.output
 
 
 def test_prune_needs_a_rule() -> None:

@@ -118,6 +118,39 @@ async def test_prune_only_the_given_ecs() -> None:
     assert _id(3) in cloud.ims.images
 
 
+GONE_ECS = "6f1c2d7e-0000-4000-8000-000000000404"  # imaged by imsflow, then deleted
+
+
+@pytest.mark.parametrize("told", [False, True], ids=["kept", "prune-gone-servers"])
+async def test_prune_keeps_the_last_image_of_a_server_that_is_gone(told: bool) -> None:
+    gone = [ours(n, days_old, instance=GONE_ECS) for n, days_old in ((21, 40), (22, 50))]
+    cloud = make_cloud(IMAGES + gone)
+    assert GONE_ECS not in cloud.ecs.servers
+    with cloud_runtime(cloud):
+        result = await prune_images(PruneParams(keep=None, max_age_days=30, prune_gone_servers=told))
+
+    deleted = {d.image_id for d in result.deleted}
+    assert _id(22) in deleted
+    if told:
+        assert _id(21) in deleted
+        assert _id(21) not in cloud.ims.images
+    else:
+        kept = {d.image_id: d.reason for d in result.kept}
+        assert kept[_id(21)] == "last image of a server that no longer exists"
+        assert _id(21) in cloud.ims.images
+        async with get_client() as client:
+            latest = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["image-retention"])),
+                sort=ArtifactSort.CREATED_DESC,
+                limit=1,
+            )
+        rows = latest[0].data if isinstance(latest[0].data, list) else json.loads(str(latest[0].data))
+        row = next(r for r in rows if r["image ID"] == _id(21))
+        assert (row["action"], row["why"]) == ("keep", "last image of a server that no longer exists")
+    # web-1 exists: its old images go by the rule either way.
+    assert {_id(3), _id(4)} <= deleted
+
+
 async def test_delete_waits_until_gone_and_missing_is_fine() -> None:
     cloud = make_cloud()
     with cloud_runtime(cloud):

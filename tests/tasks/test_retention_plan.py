@@ -98,3 +98,36 @@ def test_never_in_use_protected_or_being_created() -> None:
 def test_a_rule_is_required() -> None:
     with pytest.raises(ValueError, match="keep, max_age or both"):
         plan_retention([], RetentionRule(), now=NOW)
+
+
+GONE_ECS = "6f1c2d7e-0000-4000-8000-000000000404"
+
+
+def test_the_last_image_of_a_server_that_is_gone_stays() -> None:
+    images = [ours(n, GONE_ECS, days_old=d) for n, d in ((1, 40), (2, 50), (3, 60))] + [
+        ours(1, days_old=40)  # web-1 exists: its old image goes as the rule says
+    ]
+    rule = RetentionRule(max_age=timedelta(days=30))
+    plan = plan_retention(images, rule, now=NOW, existing=frozenset({WEB}))
+    reasons = {d.name: (d.action, d.reason) for d in plan}
+    assert reasons["img-4-1"] == ("keep", "last image of a server that no longer exists")
+    assert reasons["img-4-2"][0] == reasons["img-4-3"][0] == "delete"
+    assert reasons["img-1-1"] == ("delete", "older than 30 d")
+
+    told = plan_retention(images, rule, now=NOW, existing=frozenset({WEB}), prune_gone_servers=True)
+    assert decided(told, "delete") == {"img-4-1", "img-4-2", "img-4-3", "img-1-1"}
+    # Not known which servers exist (no census): the rules alone, as before.
+    assert decided(plan_retention(images, rule, now=NOW), "delete") == decided(told, "delete")
+
+
+def test_the_last_image_of_a_gone_server_is_its_newest_active_one() -> None:
+    images = [
+        ours(1, GONE_ECS, days_old=35, status="killed"),  # a failed image is no copy of the server
+        ours(2, GONE_ECS, days_old=40),
+        ours(3, GONE_ECS, days_old=50),
+    ]
+    plan = plan_retention(images, RetentionRule(keep=1), now=NOW, existing=frozenset())
+    reasons = {d.name: (d.action, d.reason) for d in plan}
+    assert reasons["img-4-1"] == ("keep", "not active (killed)")
+    assert reasons["img-4-2"] == ("keep", "last image of a server that no longer exists")
+    assert reasons["img-4-3"] == ("delete", "beyond the 1 newest")
