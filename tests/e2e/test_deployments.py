@@ -27,6 +27,15 @@ def test_deployments_carry_schedules_limits_and_no_secret(stack: Stack) -> None:
     assert retention["global_concurrency_limit"]["limit"] == 1
     assert retention["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
 
+    # Daily after the nightly fleet (02:00): fails when an ECS of the fleet has no image younger than 26 h.
+    coverage = stack.deployment("image-coverage", "coverage")
+    assert [s["schedule"]["cron"] for s in coverage["schedules"]] == ["0 7 * * *"]
+    assert coverage["parameters"] == {"params": {"tags": ["backup=nightly"], "max_age": "26h"}}
+    assert coverage["enforce_parameter_schema"] is True
+    assert coverage["global_concurrency_limit"]["limit"] == 1
+    fields = coverage["parameter_openapi_schema"]["definitions"]["CoverageParams"]["properties"]
+    assert fields["max_age"]["title"] == "Maximum age"
+
     create = stack.deployment("create-image-from-ecs", "create-image")
     assert create["schedules"] == []
     schema = create["parameter_openapi_schema"]

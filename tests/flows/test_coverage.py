@@ -249,3 +249,26 @@ def test_cli_coverage_table_and_exit_codes(monkeypatch: pytest.MonkeyPatch, emit
     assert "an age such as 26h" in bad.output
     assert none.exit_code == 2
     assert "choose ECSs" in none.output
+
+
+def test_the_coverage_deployment_runs_daily_after_the_nightly_fleet() -> None:
+    from deployments.serve import build_deployments, load_spec
+
+    spec = {d["name"]: d for d in load_spec()}
+    entry = spec["coverage"]
+    assert entry["entrypoint"] == "flows/coverage.py:check_image_coverage"
+    [schedule] = entry["schedules"]
+    assert (schedule["cron"], schedule["timezone"]) == ("0 7 * * *", "UTC")
+    assert spec["nightly-fleet"]["schedules"][0]["cron"] == "0 2 * * *"  # five hours before
+    assert entry["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    # The deployment's parameters are a valid form, with the fleet's selection.
+    params = CoverageParams.model_validate(entry["parameters"]["params"])
+    assert params.tags == spec["nightly-fleet"]["parameters"]["params"]["tags"]
+    assert params.max_age == "26h"
+
+    [deployment], skipped = build_deployments(only={"coverage"})
+    assert skipped == []
+    assert deployment.name == "coverage"
+    assert deployment.enforce_parameter_schema is True
+    schema = deployment._parameter_openapi_schema.model_dump()
+    assert "max_age" in schema["definitions"]["CoverageParams"]["properties"]
