@@ -116,10 +116,9 @@ async def image_one_ecs(
 
     Raises what the steps raise: ``DataDiskError`` (no data disk, or a volume that is none of the ECS's),
     ``ImageSetIncompleteError`` (a member of the request's set was deleted), ``EcsNotReadyError`` (running
-    and not to be stopped while the image is
-    still to be made, or a refused stop or start; ``runtime.exclusive.EcsHeldError`` when another run kept
-    the ECS for longer than ``ecs_wait``), ``JobFailedError``, ``JobTimeoutError`` (the ECS is then left
-    stopped), ``ImsflowError``.
+    and not to be stopped while the image is still to be made, or a refused stop or start;
+    ``runtime.exclusive.EcsHeldError`` when another run kept the ECS for longer than ``ecs_wait``),
+    ``JobFailedError``, ``JobTimeoutError`` (the ECS is then left stopped), ``ImsflowError``.
     Must run inside a flow run.
     """
     logger = get_run_logger()

@@ -355,9 +355,8 @@ async def submit_image(request: CreateImageFromEcsRequest, key: str, token: IamT
     async with client_for(token) as client:
         found = await resume_recorded(client, key) or await adopt_tagged(client, key, set_volumes(request))
         if found is not None:
-            runtime.report(
-                "submit-image", f"{found.how} job {found.job_id or '-'} (image {found.image_id or '-'})"
-            )
+            images = ", ".join(found.image_ids) or found.image_id or "named by the job"
+            runtime.report("submit-image", f"{found.how} job {found.job_id or '-'} (images {images})")
             return found
         job_id = await client.ims.create_image_from_ecs(with_imsflow_tags(request, key))
     submission = Submission(
