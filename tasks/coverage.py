@@ -8,6 +8,7 @@ is tested without a cloud; the selection of the ECSs is the fleet's (``flows.fle
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -53,15 +54,18 @@ class CoverageRow(BaseModel):
 
 
 def age_text(delta: timedelta) -> str:
-    """``45 min``, ``25.5 h``, ``3.2 d``: an age for a person."""
-    seconds = delta.total_seconds()
+    """``45 min``, ``25.5 h``, ``3.2 d``: an age for a person, rounded down (an image shown as 26 h old is at
+    least 26 h old, and one younger than 26 h never shows as 26 h)."""
+    seconds = max(delta.total_seconds(), 0.0)
     if seconds < 3600:
-        return f"{max(seconds, 0) / 60:.0f} min"
+        return f"{math.floor(seconds / 60)} min"
     if seconds < 48 * 3600:
-        hours = f"{seconds / 3600:.1f}".removesuffix(".0")
-        return f"{hours} h"
-    days = f"{seconds / 86400:.1f}".removesuffix(".0")
-    return f"{days} d"
+        return f"{_tenths(seconds / 3600)} h"
+    return f"{_tenths(seconds / 86400)} d"
+
+
+def _tenths(value: float) -> str:
+    return f"{math.floor(value * 10 + 1e-9) / 10:.1f}".removesuffix(".0")
 
 
 def _system_image(image: Image) -> bool:
@@ -112,7 +116,7 @@ def plan_coverage(
         elif row.age_seconds < max_age.total_seconds():
             row.verdict, row.reason = "covered", f"active image younger than {limit}"
         else:
-            row.reason = f"the newest active image is {row.age} old, not younger than {limit}"
+            row.reason = f"newest active image not younger than {limit}"
     return rows
 
 

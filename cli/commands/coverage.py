@@ -6,13 +6,14 @@ not an error of the command: the table is printed, then the command exits :data:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
-from cli.app import app, checked, console, err, fail, instance_id_option, parse_tags
+from cli.app import app, checked, console, err, fail, instance_id_option, parse_tags, step_printer
 from cli.flowrun import flow_from_shell
 from imsflow.errors import CoverageGapError, InvalidRequestError
 from imsflow.validation import check_age, check_block_name
@@ -27,7 +28,16 @@ GAP_EXIT_CODE = 3
 def coverage_table(result: CoverageResult) -> Table:
     gaps = len(result.gaps)
     title = f"{len(result.rows)} ECSs, {gaps} without an active image younger than {result.max_age}"
-    table = Table("verdict", "reason", "ECS", "ECS ID", "newest image", "age", title=title)
+    # Narrow terminals wrap the reason and fold the IDs (whole, over two lines) rather than cut them off.
+    table = Table(
+        Column("verdict", no_wrap=True),
+        Column("reason", ratio=1),
+        Column("ECS", overflow="fold"),
+        Column("ECS ID", overflow="fold"),
+        Column("newest image", overflow="fold"),
+        Column("age", no_wrap=True),
+        title=title,
+    )
     for r in result.rows:
         colour = "green" if r.verdict == "covered" else "red"
         table.add_row(
@@ -39,6 +49,16 @@ def coverage_table(result: CoverageResult) -> Table:
             r.age,
         )
     return table
+
+
+def _steps() -> Callable[[str, str], None]:
+    """One line per step; the fleet's selection step reports as ``fleet:selected``: shown as select-ecs."""
+    show = step_printer()
+
+    def report(step: str, message: str) -> None:
+        show("select-ecs" if step.startswith("fleet:") else step, message)
+
+    return report
 
 
 def _max_age(value: str) -> str:
@@ -92,7 +112,9 @@ def coverage(
         if credentials_block is None:
             shell.settings().check_transport()
         try:
-            result = shell.run(check_image_coverage, params, credentials_block, what="coverage")
+            result = shell.run(
+                check_image_coverage, params, credentials_block, reporters=(_steps(),), what="coverage"
+            )
         except CoverageGapError as exc:
             if not isinstance(exc.result, CoverageResult):
                 raise

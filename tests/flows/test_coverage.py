@@ -114,9 +114,9 @@ async def test_an_old_last_image_is_a_gap_with_an_event_a_row_and_a_failed_run(
     assert isinstance(result, CoverageResult)
     verdicts = {r.server_name: (r.verdict, r.reason) for r in result.rows}
     assert verdicts == {
-        "node-00": ("gap", "the newest active image is 30 h old, not younger than 26 h"),
+        "node-00": ("gap", "newest active image not younger than 26 h"),
         "node-01": ("covered", "active image younger than 26 h"),
-        "node-02": ("gap", "the newest active image is 4.2 d old, not younger than 26 h"),
+        "node-02": ("gap", "newest active image not younger than 26 h"),
     }
 
     rows = await artifact_rows(state)
@@ -174,9 +174,7 @@ async def test_no_gap_after_a_fleet_run_and_a_gap_once_the_images_age(
     assert later.is_failed()
     assert isinstance(error, CoverageGapError)
     assert len(error.gaps) == 3
-    assert {r.reason for r in error.result.rows} == {
-        "the newest active image is 26 h old, not younger than 26 h"
-    }
+    assert {r.reason for r in error.result.rows} == {"newest active image not younger than 26 h"}
     assert len(emitted) == 3
 
 

@@ -44,9 +44,8 @@ def test_a_young_active_image_covers_its_ecs_only() -> None:
 def test_the_boundary_exactly_max_age_is_a_gap() -> None:
     just_younger = MAX_AGE.total_seconds() / 3600 - 1 / 3600  # one second younger
     assert verdicts([image(1, hours_old=just_younger)])["web-1"][0] == "covered"
-    verdict, reason = verdicts([image(1, hours_old=26)])["web-1"]
-    assert verdict == "gap"
-    assert reason == "the newest active image is 26 h old, not younger than 26 h"
+    [row] = plan_coverage(SERVERS[:1], [image(1, hours_old=26)], now=NOW, max_age=MAX_AGE)
+    assert (row.verdict, row.reason, row.age) == ("gap", "newest active image not younger than 26 h", "26 h")
 
 
 def test_the_newest_active_image_decides_and_is_shown() -> None:
@@ -74,7 +73,7 @@ def test_an_image_that_is_not_active_covers_nothing(status: str) -> None:
 def test_an_old_active_image_with_a_young_killed_one() -> None:
     verdict, reason = verdicts([image(1, hours_old=1, status="killed"), image(2, hours_old=30)])["web-1"]
     assert verdict == "gap"
-    assert reason == "the newest active image is 30 h old, not younger than 26 h"
+    assert reason == "newest active image not younger than 26 h"
 
 
 def test_an_image_of_another_ecs_does_not_cover() -> None:
@@ -134,3 +133,9 @@ def test_rows_keep_the_selection_order_and_a_rule_is_required() -> None:
 )
 def test_ages_for_people(delta: timedelta, text: str) -> None:
     assert age_text(delta) == text
+
+
+def test_ages_round_down_so_a_covered_image_never_shows_the_limit() -> None:
+    assert age_text(timedelta(hours=26) - timedelta(seconds=1)) == "25.9 h"
+    assert age_text(timedelta(seconds=59)) == "0 min"
+    assert age_text(timedelta(seconds=-5)) == "0 min"  # the cloud's clock a little ahead of ours
