@@ -16,7 +16,7 @@ from rich.table import Column, Table
 from cli.app import app, checked, console, err, fail, instance_id_option, parse_tags, step_printer
 from cli.flowrun import flow_from_shell
 from imsflow.errors import CoverageGapError, InvalidRequestError
-from imsflow.validation import check_age, check_block_name
+from imsflow.validation import check_age, check_block_name, parse_age
 
 if TYPE_CHECKING:
     from flows.coverage import CoverageResult
@@ -25,26 +25,34 @@ if TYPE_CHECKING:
 GAP_EXIT_CODE = 3
 
 
-def coverage_table(result: CoverageResult) -> Table:
+#: Terminal columns from which the table also shows the ECS IDs (narrower: the names, IDs of unknown ECSs).
+WIDE = 120
+
+
+def coverage_table(result: CoverageResult, width: int) -> Table:
     gaps = len(result.gaps)
-    title = f"{len(result.rows)} ECSs, {gaps} without an active image younger than {result.max_age}"
-    # Narrow terminals wrap the reason and fold the IDs (whole, over two lines) rather than cut them off.
-    table = Table(
+    from tasks.coverage import age_text  # Prefect is loaded by now (the flow ran)
+
+    limit = age_text(parse_age(result.max_age))
+    title = f"{len(result.rows)} ECSs, {gaps} without an active image younger than {limit}"
+    wide = width >= WIDE
+    columns = [
         Column("verdict", no_wrap=True),
-        Column("reason", ratio=1),
+        Column("reason"),  # the column that wraps on a narrow terminal
         Column("ECS", overflow="fold"),
-        Column("ECS ID", overflow="fold"),
+        *([Column("ECS ID", no_wrap=True)] if wide else []),
         Column("newest image", overflow="fold"),
         Column("age", no_wrap=True),
-        title=title,
-    )
+    ]
+    table = Table(*columns, title=title)
     for r in result.rows:
         colour = "green" if r.verdict == "covered" else "red"
+        name = r.server_name if r.server_name != "?" or wide else r.instance_id
         table.add_row(
             f"[{colour}]{r.verdict}[/]",
             escape(r.reason),  # plain text: "[request id ...]" is not rich markup
-            escape(r.server_name),
-            r.instance_id,
+            escape(name),
+            *([r.instance_id] if wide else []),
             escape(r.image_name or "-"),
             r.age,
         )
@@ -120,7 +128,7 @@ def coverage(
                 raise
             result = exc.result
     if result.rows:
-        console.print(coverage_table(result))
+        console.print(coverage_table(result, console.width))
     if result.gaps or not result.rows:
         err.print(f"[bold red]gap:[/] {escape(result.summary)}")
         err.print(f"[dim]hint:[/] {escape(CoverageGapError.hint)}")

@@ -236,7 +236,7 @@ def test_cli_coverage_table_and_exit_codes(monkeypatch: pytest.MonkeyPatch, emit
         bad = CliRunner().invoke(app, ["coverage", "--tag", "backup=nightly", "--max-age", "soon"])
         none = CliRunner().invoke(app, ["coverage"])
     assert gap.exit_code == 3, gap.output
-    assert "3 ECSs, 1 without an active image younger than 26h" in gap.output
+    assert "3 ECSs, 1 without an active image younger than 26 h" in gap.output
     for word in ("verdict", "reason", "newest image", "node-00", "gap", "covered", "img-1", "30 h"):
         assert word in gap.output, word
     assert "1 of 3 ECSs (backup=nightly) have no active image younger than 26 h: node-00" in gap.output
