@@ -38,7 +38,15 @@ from imsflow.validation import (
 from runtime.credentials import credentials_from_block
 from runtime.events import emit_image_created, emit_image_failed
 from runtime.failures import ending_cleanly
-from tasks.image import INSTANCE_TAG, REQUEST_TAG, VOLUME_TAG, DataImageResult, plan_images, request_key
+from tasks.image import (
+    INSTANCE_TAG,
+    REQUEST_TAG,
+    VOLUME_TAG,
+    DataImageResult,
+    ImagePlan,
+    plan_images,
+    request_key,
+)
 from tasks.preflight import DryRunResult, dry_run_check
 from tasks.token import flow_token
 
@@ -211,12 +219,15 @@ async def _dry_run(
     params: CreateImageParams, request: CreateImageFromEcsRequest, key: str, token: IamToken | None
 ) -> DryRunResult:
     refusal = None
+    plan = ImagePlan(system=request)
     if params.kind != "system":
         try:
-            request = await plan_images(request, params.kind, params.data_volumes, token)
+            plan = await plan_images(request, params.kind, params.data_volumes, token)
         except DataDiskError as exc:
             refusal = str(exc)  # a real run would refuse before touching the ECS
-    report = await dry_run_check(request, key, token, stop_if_running=params.stop_if_running, refusal=refusal)
+    report = await dry_run_check(
+        plan.system, key, token, stop_if_running=params.stop_if_running, refusal=refusal, data=plan.data
+    )
     await acreate_markdown_artifact(
         markdown=report.markdown(), key="image-dry-run", description=f"dry run for image {params.name}"
     )

@@ -477,7 +477,10 @@ async def _image_one(
             progress_artifact=False,
         )
         image = outcome.image
-        row.job_seconds = outcome.seconds["submit-image"] + outcome.seconds["poll-job"]
+        row.job_seconds = sum(
+            outcome.seconds.get(step, 0.0)
+            for step in ("submit-image", "poll-job", "submit-data-images", "poll-data-job")
+        )
         if image.job_seconds is not None:
             # The cloud's own begin/end times: our wall time would add submission and detection
             # delays, and feeding those back would make every later poll later still.

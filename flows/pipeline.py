@@ -1,5 +1,11 @@
 """Imaging one ECS: stopped check → submit → poll → start again. The one place these steps run in order.
 
+A ``system-and-data`` set is two requests (the API page forbids ``instance_id`` with ``data_images``):
+check → submit the system-disk image → poll it → submit the data-disk images → poll them → start again. The
+ECS stays stopped until both jobs ended (while one runs, IMS refuses the other: the ECS has a task in
+progress). Each request has its own key and record (``tasks.image.request_key``/``data_request_key``), so a
+re-run after a crash at any point resumes or adopts what each made and submits only what is missing.
+
 The single-image flow (``flows/create_image.py``) and the fleet (``flows/fleet.py``) both call
 :func:`image_one_ecs`; so will new image kinds. The flows keep what is theirs (the token, dry runs,
 artifacts, events, a fleet's lanes and rows); the order of the steps and the power-state rules live here:
@@ -46,26 +52,39 @@ from imsflow.validation import ImageKind
 from runtime.exclusive import exclusive_ecs
 from tasks.ecs import EcsCheck, check_ecs_stopped, start_ecs
 from tasks.image import (
+    ImagePlan,
     ImageResult,
     Submission,
+    data_request_key,
     plan_images,
+    poll_data_job,
     poll_job,
     raise_if_failed_in_this_run,
     request_key,
-    set_volumes,
+    submit_data_images,
     submit_image,
 )
 
-#: The steps :func:`image_one_ecs` times, in order (keys of :attr:`ImageOutcome.seconds`); ``plan-images``
-#: only for a kind other than ``system``.
-STEPS = ("plan-images", "check-ecs-stopped", "submit-image", "poll-job")
+#: The steps :func:`image_one_ecs` times, in order (keys of :attr:`ImageOutcome.seconds`); ``plan-images``,
+#: ``submit-data-images`` and ``poll-data-job`` only for a kind other than ``system``.
+STEPS = (
+    "plan-images",
+    "check-ecs-stopped",
+    "submit-image",
+    "poll-job",
+    "submit-data-images",
+    "poll-data-job",
+)
 
 
 class ImageOutcome(BaseModel):
     """One ECS imaged: what the check found, how the job came about, the active image, and step times."""
 
     check: EcsCheck
+    #: The system-disk image's request.
     submission: Submission
+    #: The data-disk images' request (``system-and-data``), a request of its own.
+    data_submission: Submission | None = None
     image: ImageResult
     #: imsflow stopped the ECS for this image and started it again.
     restarted: bool = False
@@ -74,8 +93,12 @@ class ImageOutcome(BaseModel):
 
     @property
     def how(self) -> str:
-        """``submitted``, ``resumed`` or ``adopted``."""
-        return self.submission.how
+        """``submitted``, ``resumed`` or ``adopted``. For a set (two requests): ``submitted`` when this run
+        submitted either, else ``adopted`` when it adopted either (an answer lost), else ``resumed``."""
+        hows = {self.submission.how}
+        if self.data_submission is not None:
+            hows.add(self.data_submission.how)
+        return next(how for how in ("submitted", "adopted", "resumed") if how in hows)
 
 
 @contextmanager
@@ -103,12 +126,13 @@ async def image_one_ecs(
 ) -> ImageOutcome:
     """Make the image ``request`` asks for from its ECS, exactly once, and return it once it is active.
 
-    ``kind`` is what to make (``imsflow.validation.IMAGE_KINDS``): ``system-and-data`` makes the system image
-    and one data-disk image per data disk of the ECS (``data_volumes``, when given: only those) in one job, as
-    one set, exactly once as a whole; it is planned first (``tasks.image.plan_images``: a refusal comes
+    ``kind`` is what to make (``imsflow.validation.IMAGE_KINDS``): ``system-and-data`` makes the system image,
+    then one data-disk image per data disk of the ECS (``data_volumes``, when given: only those) in a second
+    job, each request exactly once; it is planned first (``tasks.image.plan_images``: a refusal comes
     before the ECS is touched).
-    ``key`` is the request key (``tasks.image.request_key``; by default from instance ID, image name and, for
-    another kind than ``system``, the kind and the data disks chosen).
+    ``key`` is the (system) request key (``tasks.image.request_key``; by default from instance ID, image name
+    and, for another kind than ``system``, the kind and the data disks chosen); the data request's key is
+    derived from it (``tasks.image.data_request_key``).
     ``timeout`` is how long to wait for the image job, in seconds; ``poll_policy`` how to poll it (the
     settings' defaults when None); ``progress_artifact=False`` skips the job's progress artifact.
     ``ecs_wait`` is how long to wait for another run imaging the same ECS, in seconds (``timeout`` when
@@ -156,27 +180,53 @@ async def _image(
     logger = get_run_logger()
     seconds: dict[str, float] = {}
 
+    data_key = data_request_key(key)
     if flow_run.get_run_count() > 1:
         await raise_if_failed_in_this_run(key, token)
+        if kind != "system":
+            await raise_if_failed_in_this_run(data_key, token)
+    plan = ImagePlan(system=request)
     if kind != "system":
         # What the kind asks IMS for, read from the ECS (its data disks): refused here, before any stop.
         with timed(seconds, "plan-images"):
-            request = await plan_images(request, kind, data_volumes, token)
+            plan = await plan_images(request, kind, data_volumes, token)
     with timed(seconds, "check-ecs-stopped"):
         check = await check_ecs_stopped(
             request.instance_id,
             token,
             stop_if_running=stop_if_running,
             request_key=key,
-            set_volumes=set_volumes(request),
+            set_volumes=plan.volumes,
         )
     owes_start = check.stopped_by_us and restart
+    data_submission: Submission | None = None
     try:
         with timed(seconds, "submit-image"):
-            submission = await submit_image(request, key, token)
+            submission = await submit_image(plan.system, key, token)
         with timed(seconds, "poll-job"):
             image = await poll_job(
                 submission, token, timeout=timeout, policy=poll_policy, progress_artifact=progress_artifact
+            )
+        if plan.data is not None:
+            # The second request, once the first job ended (IMS refuses it while the ECS has a job running).
+            with timed(seconds, "submit-data-images"):
+                data_submission = await submit_data_images(plan.data, data_key, request.instance_id, token)
+            with timed(seconds, "poll-data-job"):
+                data = await poll_data_job(
+                    data_submission,
+                    token,
+                    timeout=timeout,
+                    volumes=plan.volumes,
+                    policy=poll_policy,
+                    progress_artifact=progress_artifact,
+                )
+            seconds_of = [s for s in (image.job_seconds, data.job_seconds) if s is not None]
+            image = image.model_copy(
+                update={
+                    "data_images": data.images,
+                    "data_job_id": data.job_id,
+                    "job_seconds": sum(seconds_of) if seconds_of else None,
+                }
             )
     except JobTimeoutError:
         if owes_start:
@@ -191,7 +241,12 @@ async def _image(
     if owes_start:
         await _start_again(check, token, failing=False)
     return ImageOutcome(
-        check=check, submission=submission, image=image, restarted=owes_start, seconds=seconds
+        check=check,
+        submission=submission,
+        data_submission=data_submission,
+        image=image,
+        restarted=owes_start,
+        seconds=seconds,
     )
 
 

@@ -32,6 +32,7 @@ from imsflow.errors import (
     request_id_of,
 )
 from imsflow.models import (
+    CreateDataImagesRequest,
     CreateImageFromEcsRequest,
     DeleteImageRequest,
     EcsJob,
@@ -456,8 +457,9 @@ class ImsApi:
     def __init__(self, client: CloudClient) -> None:
         self._c = client
 
-    async def create_image_from_ecs(self, req: CreateImageFromEcsRequest) -> str:
-        """``POST /v2/cloudimages/action``; returns the IMS job id."""
+    async def create_image_from_ecs(self, req: CreateImageFromEcsRequest | CreateDataImagesRequest) -> str:
+        """``POST /v2/cloudimages/action``: a system-disk image of an ECS, or data-disk images of data disks
+        (never both in one request: the page forbids ``instance_id`` with ``data_images``); the IMS job id."""
         await self._c._ensure_signing_project()
         response = await self._c.request_model(
             JobIdResponse, "POST", "ims", "/v2/cloudimages/action", json_body=req.to_body()

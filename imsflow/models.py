@@ -31,6 +31,7 @@ from imsflow.errors import InvalidRequestError
 __all__ = [
     "CatalogEndpoint",
     "CatalogEntry",
+    "CreateDataImagesRequest",
     "CreateImageFromEcsRequest",
     "DataImage",
     "DeleteImageRequest",
@@ -555,9 +556,20 @@ class DataImage(_Request):
         return self
 
 
+#: The note on ``data_images`` in creating_an_image.rst.
+DATA_IMAGES_RULE = (
+    'data-disk images (data_images) are a request of their own: the API page says "When you create a data '
+    'disk image using a data disk ... You cannot specify instance_id." Send the system-disk image '
+    "(instance_id) and the data-disk images (CreateDataImagesRequest) as two requests"
+)
+
+
 class CreateImageFromEcsRequest(_Request):
-    """Body of ``POST /v2/cloudimages/action`` for a system-disk image of an ECS; with ``data_images``, also
-    one data-disk image per member (volumes of that ECS's data disks), all made by one job."""
+    """Body of ``POST /v2/cloudimages/action`` for a system-disk image of an ECS.
+
+    Never with data-disk images: the page's note on ``data_images`` says "You cannot specify instance_id"
+    with them (:class:`CreateDataImagesRequest` is that request). ``data_images`` is here only to refuse a
+    non-empty one by that rule, before anything is sent."""
 
     name: str
     instance_id: str
@@ -567,7 +579,7 @@ class CreateImageFromEcsRequest(_Request):
     enterprise_project_id: str | None = None
     min_ram: int | None = Field(default=None, ge=0)
     max_ram: int | None = Field(default=None, ge=0)
-    #: Sent only when set (``None`` is left out of the body).
+    #: Refused when not empty (:data:`DATA_IMAGES_RULE`); ``[]`` is left as the caller sent it.
     data_images: list[DataImage] | None = None
 
     @field_validator("name")
@@ -598,12 +610,42 @@ class CreateImageFromEcsRequest(_Request):
     @model_validator(mode="after")
     def _cross_field(self) -> CreateImageFromEcsRequest:
         _check_tag_fields(self.tags, self.image_tags)
-        volumes = [d.volume_id for d in self.data_images or []]
-        if len(set(volumes)) < len(volumes):
-            raise InvalidRequestError("data_images", volumes, "each data disk (volume_id) at most once")
+        if self.data_images:
+            volumes = [d.volume_id for d in self.data_images]
+            raise InvalidRequestError("data_images", volumes, DATA_IMAGES_RULE)
         if self.min_ram is not None and self.max_ram is not None and self.max_ram < self.min_ram:
             raise InvalidRequestError("max_ram", self.max_ram, "max_ram must not be below min_ram")
         return self
+
+
+class CreateDataImagesRequest(_Request):
+    """Body of ``POST /v2/cloudimages/action`` for data-disk images of data disks: ``data_images`` only, one
+    member per data disk (all of one ECS), made by one ``imsVolumesToSysDataImagesJob``.
+
+    The page's note on ``data_images``: "if other parameters (such as name, description, and tags) in this
+    table have values, the system uses the value of data_images. You cannot specify instance_id." So there is
+    no ``instance_id`` (nor a top-level name or tags) here: each member names and tags its image.
+    """
+
+    data_images: list[DataImage] = Field(min_length=1)
+    enterprise_project_id: str | None = None
+
+    @field_validator("enterprise_project_id")
+    @classmethod
+    def _enterprise_project_id(cls, value: str | None) -> str | None:
+        return None if value is None else validation.check_enterprise_project_id(value)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> CreateDataImagesRequest:
+        volumes = [d.volume_id for d in self.data_images]
+        if len(set(volumes)) < len(volumes):
+            raise InvalidRequestError("data_images", volumes, "each data disk (volume_id) at most once")
+        return self
+
+    @property
+    def volumes(self) -> list[str]:
+        """The data disks (volume IDs), in the members' order."""
+        return [d.volume_id for d in self.data_images]
 
 
 class SubJobEntities(_Response):

@@ -265,7 +265,7 @@ def check_export_format(value: str, field: str = "file_format") -> str:
 ImageKind = Literal["system", "system-and-data"]
 IMAGE_KINDS: dict[str, str] = {
     "system": "one image of the ECS's system disk",
-    "system-and-data": "an image of the system disk and one data-disk image per data disk, made by one job",
+    "system-and-data": "an image of the system disk, then one data-disk image per data disk (two requests)",
 }
 assert set(IMAGE_KINDS) == set(get_args(ImageKind)), "every kind has its words"
 

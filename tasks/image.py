@@ -7,11 +7,15 @@ for that record and for images carrying the tag, and resumes what it finds, so a
 a re-run after a crash never makes a second image.
 
 Image kinds (``imsflow.validation.IMAGE_KINDS``): ``system`` is one image of the system disk;
-``system-and-data`` is a *set* made by one job: the system-disk image and one data-disk image per data
-disk (``data_images`` of ``POST /v2/cloudimages/action``), named ``<image name>-<device>``
-(``web-1-20261127-vdb``). Every member carries the request's tags; a data image also
-``imsflow-volume=<volume ID>``, so the set is found again (and told apart) by its tags alone.
-:func:`plan_images` turns a request into what its kind asks IMS for.
+``system-and-data`` is a *set* made by two requests, one after the other (the API page forbids
+``instance_id`` with ``data_images``: "You cannot specify instance_id"): the system-disk image
+(:func:`submit_image`, ``instance_id``), then one data-disk image per data disk (:func:`submit_data_images`,
+``data_images`` only), named ``<image name>-<device>`` (``web-1-20261127-vdb``). Each request has its own key:
+the system request the kind's key (:func:`request_key`), the data request one derived from it
+(:func:`data_request_key`); each is recorded and tagged like any submission, so each is resumed or adopted on
+its own. Every image carries ``imsflow-request=<its request's key>`` and ``imsflow-instance``; a data image
+also ``imsflow-volume=<volume ID>``, so the set is found again (and told apart) by its tags alone.
+:func:`plan_images` turns a request into what its kind asks IMS for (:class:`ImagePlan`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from imsflow.errors import (
     NoDataDiskError,
 )
 from imsflow.models import (
+    CreateDataImagesRequest,
     CreateImageFromEcsRequest,
     DataImage,
     IamToken,
@@ -87,6 +92,12 @@ def request_key(
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
+def data_request_key(key: str) -> str:
+    """The key of the data-disk images' request of the set whose system request has ``key``: derived from
+    it (so an explicit idempotency key carries over), 32 hex characters as every request key."""
+    return hashlib.sha256(f"{key}\ndata".encode()).hexdigest()[:32]
+
+
 def data_image_name(name: str, device: str | None, index: int) -> str:
     """``<image name>-<device>`` (``web-1-20261127-vdb``; ``-disk<index>`` when the ECS names no device),
     the image name cut so that the whole stays within IMS's 128 characters."""
@@ -94,11 +105,25 @@ def data_image_name(name: str, device: str | None, index: int) -> str:
     return f"{name[: NAME_MAX - len(suffix) - 1]}-{suffix}"
 
 
-def image_set_request(
+class ImagePlan(BaseModel):
+    """What a kind asks IMS for: the system-disk image, and for ``system-and-data`` the data-disk images (a
+    request of their own: the page forbids ``instance_id`` with ``data_images``)."""
+
+    system: CreateImageFromEcsRequest
+    data: CreateDataImagesRequest | None = None
+
+    @property
+    def volumes(self) -> list[str]:
+        """The data disks of the set (none for a system image)."""
+        return self.data.volumes if self.data is not None else []
+
+
+def data_images_request(
     request: CreateImageFromEcsRequest, server: Server, data_volumes: Sequence[str] = ()
-) -> CreateImageFromEcsRequest:
-    """``request`` with one ``data_images`` member per data disk of ``server`` (only ``data_volumes``, when
-    given), in device order, named by :func:`data_image_name` and described as the system image.
+) -> CreateDataImagesRequest:
+    """The data-disk images of ``request``'s set: one ``data_images`` member per data disk of ``server`` (only
+    ``data_volumes``, when given), in device order, named by :func:`data_image_name`, described and tagged as
+    the system image (no ``instance_id``).
 
     Raises ``NoDataDiskError`` when the ECS has no data disk, ``DataVolumeNotFoundError`` when a volume asked
     for is not one of its data disks: both before anything is stopped or submitted.
@@ -116,42 +141,48 @@ def image_set_request(
             has = ", ".join(f"{d.id} ({d.device_name or '?'})" for d in disks)
             raise DataVolumeNotFoundError(f"not a data disk of {what}: {named}; its data disks: {has}")
         disks = [d for d in disks if d.id in set(data_volumes)]
+    # A data image is tagged as its system image (the user's tags; imsflow's are added at submission).
+    theirs = _theirs(request.tags, request.image_tags) or None
     members = [
         DataImage(
             name=data_image_name(request.name, disk.device_name, index),
             volume_id=disk.id,
             description=request.description,
+            image_tags=theirs,
         )
         for index, disk in enumerate(disks, start=1)
     ]
-    return request.model_copy(update={"data_images": members})
+    return CreateDataImagesRequest(data_images=members, enterprise_project_id=request.enterprise_project_id)
 
 
-def set_volumes(request: CreateImageFromEcsRequest) -> list[str]:
-    """The data disks of the request's image set (none for a system image)."""
-    return [member.volume_id for member in request.data_images or []]
+def set_volumes(plan: ImagePlan) -> list[str]:
+    """The data disks of the plan's image set (none for a system image)."""
+    return plan.volumes
 
 
 def with_imsflow_tags(request: CreateImageFromEcsRequest, key: str) -> CreateImageFromEcsRequest:
-    """The request with imsflow's own tags added (as ``image_tags``, which IMS merges by key), on the image
-    and on every data image (each also with ``imsflow-volume=<its volume ID>``)."""
+    """The request with imsflow's own tags added (as ``image_tags``, which IMS merges by key)."""
     ours = [ImageTag(key=REQUEST_TAG, value=key), ImageTag(key=INSTANCE_TAG, value=request.instance_id or "")]
     kept = _theirs(request.tags, request.image_tags)
-    update: dict[str, Any] = {"tags": None, "image_tags": kept + ours}
-    if request.data_images:
-        update["data_images"] = [
-            member.model_copy(
-                update={
-                    "tags": None,
-                    # A member's own tags, else the image's: a data image is tagged as its system image.
-                    "image_tags": (_theirs(member.tags, member.image_tags) or kept)
-                    + ours
-                    + [ImageTag(key=VOLUME_TAG, value=member.volume_id)],
-                }
-            )
-            for member in request.data_images
-        ]
-    return request.model_copy(update=update)
+    return request.model_copy(update={"tags": None, "image_tags": kept + ours})
+
+
+def with_data_tags(request: CreateDataImagesRequest, key: str, instance_id: str) -> CreateDataImagesRequest:
+    """The data-disk images' request with imsflow's own tags on every member: ``imsflow-request=<key>`` (the
+    data request's own key), ``imsflow-instance=<the ECS>`` and ``imsflow-volume=<its volume ID>``."""
+    ours = [ImageTag(key=REQUEST_TAG, value=key), ImageTag(key=INSTANCE_TAG, value=instance_id)]
+    members = [
+        member.model_copy(
+            update={
+                "tags": None,
+                "image_tags": _theirs(member.tags, member.image_tags)
+                + ours
+                + [ImageTag(key=VOLUME_TAG, value=member.volume_id)],
+            }
+        )
+        for member in request.data_images
+    ]
+    return request.model_copy(update={"data_images": members})
 
 
 def _theirs(tags: list[str] | None, image_tags: list[ImageTag] | None) -> list[ImageTag]:
@@ -169,23 +200,24 @@ def _theirs(tags: list[str] | None, image_tags: list[ImageTag] | None) -> list[I
 )
 async def plan_images(
     request: CreateImageFromEcsRequest, kind: ImageKind, data_volumes: list[str], token: IamToken | None
-) -> CreateImageFromEcsRequest:
+) -> ImagePlan:
     """What ``kind`` asks IMS for, read from the ECS: the one place that knows the kinds' requests.
 
-    ``system``: the request as it is (no call). ``system-and-data``: the request with its ``data_images``
-    (:func:`image_set_request`, from the ECS's attached volumes; ``data_volumes`` chooses among them).
+    ``system``: the request as it is (no call). ``system-and-data``: the request, and the data-disk images'
+    request (:func:`data_images_request`, from the ECS's attached volumes; ``data_volumes`` chooses among
+    them).
     """
     if kind == "system":
-        return request
+        return ImagePlan(system=request)
     async with client_for(token) as client:
         server = await client.ecs.get_server(request.instance_id)
-    planned = image_set_request(request, server, data_volumes)
-    disks = ", ".join(m.name for m in planned.data_images or [])
+    data = data_images_request(request, server, data_volumes)
+    disks = ", ".join(m.name for m in data.data_images)
     runtime.report(
         "plan-images",
-        f"{server.name}: system disk and {len(planned.data_images or [])} data disk(s): {disks}",
+        f"{server.name}: system disk, then {len(data.data_images)} data disk(s): {disks}",
     )
-    return planned
+    return ImagePlan(system=request, data=data)
 
 
 class DataImageResult(BaseModel):
@@ -209,6 +241,8 @@ class ImageResult(BaseModel):
     job_seconds: float | None = None
     #: The data-disk images of a ``system-and-data`` set, in the order of its disks (devices).
     data_images: list[DataImageResult] = Field(default_factory=list)
+    #: The job that made the data-disk images (a request of its own), if any.
+    data_job_id: str | None = None
 
     @property
     def image_ids(self) -> list[str]:
@@ -274,13 +308,14 @@ def _tagged_set(images: list[Image], volumes: Sequence[str]) -> tuple[Image | No
     return system, data, [v for v in volumes if v not in have]
 
 
-def _adopted(key: str, system: Image, data: list[Image]) -> Submission:
+def _adopted(key: str, images: list[Image]) -> Submission:
+    first = images[0]
     return Submission(
         request_key=key,
-        image_id=system.id,
-        image_ids=[system.id, *(i.id for i in data)] if data else [],
+        image_id=first.id,
+        image_ids=[i.id for i in images] if len(images) > 1 else [],
         how="adopted",
-        submitted_at=system.created_at or datetime.now(UTC),
+        submitted_at=first.created_at or datetime.now(UTC),
     )
 
 
@@ -288,35 +323,29 @@ async def adopt_tagged(client: CloudClient, key: str, volumes: Sequence[str] = (
     """The images of request ``key`` that are there already (their job ID lost), to follow up instead of
     submitting again; None when there are none.
 
-    ``volumes`` are the data disks of the request's set. A set is all or nothing: one job makes all of its
-    images at once, so a set with a member missing was cut by hand (an image deleted). Submitting it again
-    would duplicate the members still there: ``ImageSetIncompleteError`` instead.
+    Without ``volumes``: a system request, its system-disk image. With ``volumes``: a data-disk images'
+    request (:func:`data_request_key`), one image per volume. Such a request is all or nothing: one job makes
+    all of its images at once, so one with a member missing was cut by hand (an image deleted). Submitting it
+    again would duplicate the members still there: ``ImageSetIncompleteError`` instead.
     """
     images = await client.ims.list_images(ImageListQuery.tagged(REQUEST_TAG, key))
     alive = [i for i in images if i.status in ALIVE]
     if not alive:
         return None
     system, data, missing = _tagged_set(alive, volumes)
-    if system is None or missing:
-        lacks = (["the system-disk image"] if system is None else []) + [
-            f"the image of volume {v}" for v in missing
-        ]
+    if not volumes:
+        return None if system is None else _adopted(key, [system])
+    if missing:
+        lacks = ", ".join(f"the image of volume {v}" for v in missing)
         raise ImageSetIncompleteError(
             f"request {key} has {len(alive)} image(s) ({', '.join(i.id for i in alive)}) but lacks "
-            f"{', '.join(lacks)}: one was deleted, and making the set again would duplicate the others"
+            f"{lacks}: one was deleted, and making them again would duplicate the others"
         )
-    return _adopted(key, system, data)
+    return _adopted(key, data)
 
 
-async def made_image(client: CloudClient, key: str, volumes: Sequence[str] = ()) -> Submission | None:
-    """Request ``key``'s image (set) if it is made already, else ``None`` (none yet, or still being made).
-
-    Made: the recorded job (:data:`runtime.records.SUBMISSIONS`) succeeded (a job succeeds once all of its
-    images are made), or the request's tagged images are active: its system image, and a data image of each
-    of ``volumes`` (the data disks of a ``system-and-data`` set), every member. Asked before the ECS is
-    stopped: an image that is there needs no stopped ECS, and the run only follows it up
-    (``flows/pipeline.py``).
-    """
+async def _made(client: CloudClient, key: str, volumes: Sequence[str]) -> Submission | None:
+    """Request ``key``'s images if made (a system request without ``volumes``, a data request with)."""
     record = await SUBMISSIONS.get(key)
     if record is not None and record.job_id is not None:
         try:
@@ -329,16 +358,59 @@ async def made_image(client: CloudClient, key: str, volumes: Sequence[str] = ())
                 return record.model_copy(
                     update={
                         "how": "resumed",
-                        "image_id": job.image_id,
+                        "image_id": ids[0] if ids else job.image_id,
                         "image_ids": ids if len(ids) > 1 else [],
                     }
                 )
     images = await client.ims.list_images(ImageListQuery.tagged(REQUEST_TAG, key))
     active = [i for i in images if i.status == "active"]
     system, data, missing = _tagged_set(active, volumes)
-    if system is None or missing:
+    if not volumes:
+        return None if system is None else _adopted(key, [system])
+    if missing:
         return None
-    return _adopted(key, system, data)
+    return _adopted(key, data)
+
+
+async def made_image(client: CloudClient, key: str, volumes: Sequence[str] = ()) -> Submission | None:
+    """The image (set) of the request with key ``key`` if it is made already, else ``None`` (none yet, or
+    still being made).
+
+    Made: the system request's recorded job (:data:`runtime.records.SUBMISSIONS`) succeeded or its tagged
+    system image is active; and with ``volumes`` (the data disks of a ``system-and-data`` set), the data
+    request's too (:func:`data_request_key`: its job succeeded, or a tagged image of each volume is active).
+    The submission returned is the system request's, with every image of the set in ``image_ids``. Asked
+    before the ECS is stopped: an image that is there needs no stopped ECS, and the run only follows it up
+    (``flows/pipeline.py``).
+    """
+    system = await _made(client, key, ())
+    if system is None or not volumes:
+        return system
+    data = await _made(client, data_request_key(key), volumes)
+    if data is None:
+        return None
+    ids = [system.image_id or "", *(data.image_ids or [data.image_id or ""])]
+    return system.model_copy(update={"image_ids": ids})
+
+
+async def _submit(
+    client: CloudClient,
+    step: str,
+    key: str,
+    volumes: Sequence[str],
+    body: CreateImageFromEcsRequest | CreateDataImagesRequest,
+) -> Submission:
+    found = await resume_recorded(client, key) or await adopt_tagged(client, key, volumes)
+    if found is not None:
+        images = ", ".join(found.image_ids) or found.image_id or "named by the job"
+        runtime.report(step, f"{found.how} job {found.job_id or '-'} (images {images})")
+        return found
+    job_id = await client.ims.create_image_from_ecs(body)
+    submission = Submission(
+        request_key=key, job_id=job_id, submitted_at=datetime.now(UTC), flow_run_id=_current_flow_run_id()
+    )
+    await SUBMISSIONS.put(key, submission)
+    return submission
 
 
 @task(
@@ -347,27 +419,39 @@ async def made_image(client: CloudClient, key: str, volumes: Sequence[str] = ())
     **transient_retries(),
 )
 async def submit_image(request: CreateImageFromEcsRequest, key: str, token: IamToken | None) -> Submission:
-    """Submit ``POST /v2/cloudimages/action`` unless this request already has a job or an image.
+    """Submit ``POST /v2/cloudimages/action`` (the system-disk image) unless this request already has a job
+    or an image.
 
     Every attempt reconciles first, which is what makes retrying a failed POST safe: if the cloud applied
     it but the answer was lost, the image with our tag is found and adopted instead of made again.
     """
     async with client_for(token) as client:
-        found = await resume_recorded(client, key) or await adopt_tagged(client, key, set_volumes(request))
-        if found is not None:
-            images = ", ".join(found.image_ids) or found.image_id or "named by the job"
-            runtime.report("submit-image", f"{found.how} job {found.job_id or '-'} (images {images})")
-            return found
-        job_id = await client.ims.create_image_from_ecs(with_imsflow_tags(request, key))
-    submission = Submission(
-        request_key=key, job_id=job_id, submitted_at=datetime.now(UTC), flow_run_id=_current_flow_run_id()
-    )
-    await SUBMISSIONS.put(key, submission)
-    members = len(request.data_images or [])
-    runtime.report(
-        "submit-image",
-        f"submitted job {job_id}" + (f" (system image + {members} data images)" if members else ""),
-    )
+        submission = await _submit(client, "submit-image", key, (), with_imsflow_tags(request, key))
+    if submission.how == "submitted":
+        runtime.report("submit-image", f"submitted job {submission.job_id}")
+    return submission
+
+
+@task(
+    name="submit-data-images",
+    task_run_name="submit-data-images[{instance_id}]",
+    **transient_retries(),
+)
+async def submit_data_images(
+    request: CreateDataImagesRequest, key: str, instance_id: str, token: IamToken | None
+) -> Submission:
+    """Submit ``POST /v2/cloudimages/action`` with ``data_images`` only (no ``instance_id``: the page forbids
+    it) unless this request (``key``, :func:`data_request_key`) already has a job or its images, as
+    :func:`submit_image` does. ``instance_id`` is the data disks' ECS, written on every image as a tag."""
+    async with client_for(token) as client:
+        submission = await _submit(
+            client, "submit-data-images", key, request.volumes, with_data_tags(request, key, instance_id)
+        )
+    if submission.how == "submitted":
+        runtime.report(
+            "submit-data-images",
+            f"submitted job {submission.job_id} ({len(request.data_images)} data images)",
+        )
     return submission
 
 
@@ -418,26 +502,24 @@ def _poll_job_name(parameters: dict[str, Any]) -> str:
     return f"poll-job[image {getattr(submission, 'image_id', None) or '-'}]"
 
 
-@task(
-    name="poll-job",
-    task_run_name=cast("TaskRunNameCallbackWithParameters", _poll_job_name),
-    # Every cloud call of poll-job is inside a wait (imsflow.polling), which absorbs transient errors and
-    # marks the one that ends it: retry_if_transient does not retry that one. Worst case for a status query
-    # that keeps failing: TRANSIENT_TOLERANCE + 1 = 5 calls (runtime/retry.py).
-    **transient_retries(),
-)
-async def poll_job(
+class DataImagesResult(BaseModel):
+    """The data-disk images a data request made (in the order of its disks), and its job."""
+
+    job_id: str | None
+    job_seconds: float | None = None
+    images: list[DataImageResult]
+
+
+async def _follow(
     submission: Submission,
     token: IamToken | None,
     timeout: float,
-    policy: PollPolicy | None = None,
-    progress_artifact: bool = True,
-) -> ImageResult:
-    """Follow the job until SUCCESS or FAIL, showing progress; return the image once it is active.
-
-    ``progress_artifact=False`` skips the progress artifact: the fleet flow has its own table, and each
-    update is a Prefect API write on the poll loop's path (under a fleet's load, up to seconds each).
-    """
+    policy: PollPolicy | None,
+    progress_artifact: bool,
+    step: str,
+) -> tuple[list[Image], float | None]:
+    """Follow the job until SUCCESS or FAIL, showing progress; its images once all are active, and how long
+    the job took by the cloud's clock."""
     settings = runtime.settings()
     policy = policy or PollPolicy(
         initial_delay=settings.poll_initial_delay, max_interval=settings.poll_max_interval
@@ -458,7 +540,7 @@ async def poll_job(
             last_percent = percent
             if progress_id is not None:
                 await aupdate_progress_artifact(progress_id, progress=percent)
-            runtime.report("poll-job", f"{job.status} {percent:.0f}% after {elapsed:.0f} s")
+            runtime.report(step, f"{job.status} {percent:.0f}% after {elapsed:.0f} s")
 
     job_seconds: float | None = None
     async with client_for(token) as client:
@@ -484,37 +566,85 @@ async def poll_job(
         else:
             assert submission.image_id is not None
             image_ids = submission.image_ids or [submission.image_id]
-        # One job makes the whole set: every member is active by the time the job says SUCCESS, or a moment
+        # One job makes all of its images: every one is active by the time the job says SUCCESS, or a moment
         # after; each is looked at in turn (the wait is the same job's, so one timeout covers them all).
         images = [await _wait_for_active(client, image_id, timeout) for image_id in image_ids]
     if progress_id is not None:
         await aupdate_progress_artifact(progress_id, progress=100.0)
     if job_seconds is not None:
         get_run_logger().info("job %s took %.0f s by the cloud's clock", job_id, job_seconds)
-    # The job lists the system image first; the tags tell them apart whatever the order.
+    return images, job_seconds
+
+
+def _data_result(image: Image) -> DataImageResult:
+    return DataImageResult(
+        image_id=image.id,
+        name=image.name or "",
+        volume_id=image.tag_map.get(VOLUME_TAG),
+        status=image.status or "",
+    )
+
+
+@task(
+    name="poll-job",
+    task_run_name=cast("TaskRunNameCallbackWithParameters", _poll_job_name),
+    # Every cloud call of poll-job is inside a wait (imsflow.polling), which absorbs transient errors and
+    # marks the one that ends it: retry_if_transient does not retry that one. Worst case for a status query
+    # that keeps failing: TRANSIENT_TOLERANCE + 1 = 5 calls (runtime/retry.py).
+    **transient_retries(),
+)
+async def poll_job(
+    submission: Submission,
+    token: IamToken | None,
+    timeout: float,
+    policy: PollPolicy | None = None,
+    progress_artifact: bool = True,
+) -> ImageResult:
+    """Follow the (system-disk image's) job until SUCCESS or FAIL, showing progress; return the image once
+    it is active.
+
+    ``progress_artifact=False`` skips the progress artifact: the fleet flow has its own table, and each
+    update is a Prefect API write on the poll loop's path (under a fleet's load, up to seconds each).
+    """
+    images, job_seconds = await _follow(submission, token, timeout, policy, progress_artifact, "poll-job")
     image = next((i for i in images if not _is_data(i)), images[0])
-    data = [
-        DataImageResult(
-            image_id=i.id, name=i.name or "", volume_id=i.tag_map.get(VOLUME_TAG), status=i.status or ""
-        )
-        for i in images
-        if i is not image
-    ]
     runtime.report("poll-job", f"image {image.id} is {image.status}")
-    for member in data:
-        runtime.report(
-            "poll-job",
-            f"data image {member.image_id} ({member.name}, volume {member.volume_id or '?'}) "
-            f"is {member.status}",
-        )
     return ImageResult(
         image_id=image.id,
-        job_id=job_id,
+        job_id=submission.job_id,
         name=image.name or "",
         status=image.status or "",
         job_seconds=job_seconds,
-        data_images=data,
     )
+
+
+@task(
+    name="poll-data-job",
+    task_run_name=cast("TaskRunNameCallbackWithParameters", _poll_job_name),
+    **transient_retries(),
+)
+async def poll_data_job(
+    submission: Submission,
+    token: IamToken | None,
+    timeout: float,
+    volumes: list[str],
+    policy: PollPolicy | None = None,
+    progress_artifact: bool = True,
+) -> DataImagesResult:
+    """Follow the data-disk images' job as :func:`poll_job` does; its images, in the order of ``volumes``."""
+    images, job_seconds = await _follow(
+        submission, token, timeout, policy, progress_artifact, "poll-data-job"
+    )
+    _, data, _ = _tagged_set(images, volumes)
+    data += [i for i in images if not _is_data(i)]  # none expected: a data job makes data images only
+    results = [_data_result(i) for i in data]
+    for member in results:
+        runtime.report(
+            "poll-data-job",
+            f"data image {member.image_id} ({member.name}, volume {member.volume_id or '?'}) "
+            f"is {member.status}",
+        )
+    return DataImagesResult(job_id=submission.job_id, job_seconds=job_seconds, images=results)
 
 
 __all__ = [
@@ -522,16 +652,22 @@ __all__ = [
     "REQUEST_TAG",
     "VOLUME_TAG",
     "DataImageResult",
+    "DataImagesResult",
+    "ImagePlan",
     "ImageResult",
     "ImsflowError",
     "Submission",
     "data_image_name",
-    "image_set_request",
+    "data_images_request",
+    "data_request_key",
     "made_image",
     "plan_images",
+    "poll_data_job",
     "poll_job",
     "request_key",
     "set_volumes",
+    "submit_data_images",
     "submit_image",
+    "with_data_tags",
     "with_imsflow_tags",
 ]

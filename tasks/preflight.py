@@ -14,12 +14,12 @@ from pydantic import BaseModel, Field
 
 import runtime
 from imsflow.errors import EcsNotFoundError
-from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageListQuery
+from imsflow.models import CreateDataImagesRequest, CreateImageFromEcsRequest, IamToken, ImageListQuery
 from runtime.auth import client_for
 from runtime.naming import name_after_server
 from runtime.retry import transient_retries
 from tasks.ecs import describe
-from tasks.image import REQUEST_TAG, adopt_tagged, made_image, resume_recorded, set_volumes
+from tasks.image import REQUEST_TAG, adopt_tagged, made_image, resume_recorded
 
 Verdict = Literal["submit", "resume", "adopt", "refuse"]
 
@@ -80,18 +80,20 @@ async def dry_run_check(
     token: IamToken | None,
     stop_if_running: bool,
     refusal: str | None = None,
+    data: CreateDataImagesRequest | None = None,
 ) -> DryRunResult:
     """Read-only checks of everything a real run needs; returns what it would do.
 
-    ``request`` is planned already (``tasks.image.plan_images``: with its ``data_images`` for an image set);
-    ``refusal`` is why planning refused it (a real run would refuse as well).
+    ``request`` (the system-disk image) and ``data`` (the data-disk images of a set, a request of their own)
+    are planned already (``tasks.image.plan_images``); ``refusal`` is why planning refused it (a real run
+    would refuse as well).
     """
     result = DryRunResult(would="submit", instance_id=request.instance_id, name=request.name)
     if refusal is not None:
         result.problems.append(refusal)
-    volumes = set_volumes(request)
+    volumes = data.volumes if data is not None else []
     new_images = 1 + len(volumes)
-    for member in request.data_images or []:
+    for member in data.data_images if data is not None else []:
         result.notes.append(f"data image {member.name!r} of volume {member.volume_id} would be made too")
     async with client_for(token) as client:
         try:
@@ -136,7 +138,7 @@ async def dry_run_check(
                 "another (refused where the cloud enforces unique names, IMG.0009)"
             )
 
-        found = await resume_recorded(client, key) or await adopt_tagged(client, key, volumes)
+        found = await resume_recorded(client, key) or await adopt_tagged(client, key)
     if found is not None:
         result.existing_image_id = found.image_id
         if found.job_id:

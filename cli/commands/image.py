@@ -78,9 +78,9 @@ def create(
 ) -> None:
     """Create a private image from an ECS against the configured cloud and print its ID.
 
-    With --kind system-and-data one job also makes an image of each data disk; the IDs are printed one a
-    line, the system image's first. With --dry-run nothing is submitted; the exit code is 0 when a real run
-    would go ahead, else 1.
+    With --kind system-and-data a second request then makes an image of each data disk; the IDs are printed
+    one a line, the system image's first. With --dry-run nothing is submitted; the exit code is 0 when a real
+    run would go ahead, else 1.
     """
     check_kind_volumes(kind, data_volume or [])
     with flow_from_shell(verbose) as shell:

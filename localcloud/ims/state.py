@@ -4,8 +4,10 @@ No HTTP here: ``wire.py`` reads the requests (and checks their fields) and write
 
 An image created from an ECS shows up at once as ``queued`` (job INIT), then ``saving`` (job RUNNING), then
 ``active`` (job SUCCESS) or ``killed`` (job FAIL) — all computed from the job's timeline and the clock.
-Data-disk images (``data_images``) are made by one job per request together with the ECS's system-disk image,
-if any: every image of the set follows that one job, so they become ``active`` (or ``killed``) together.
+Data-disk images (``data_images``, never with ``instance_id``: the page's "You cannot specify instance_id")
+are made by one job per request: every image of it follows that one job, so they become ``active`` (or
+``killed``) together. A system-disk image and data-disk images of one ECS are two requests, one after the
+other: while one runs, the ECS has a task in progress (``IMG.0010``).
 """
 
 from __future__ import annotations
@@ -29,9 +31,6 @@ from localcloud.seed import Durations, ImageSeed, Seed, stable_hex, stable_uuid
 JOB_CREATE = "imsCreateImageByInstance"
 # The job page: "imsVolumesToSysDataImagesJob: Creating a data disk image from a data disk", reporting one
 # sub-job per image (its example: sub-job type "imsCopyVolumeToImageJob", entities image_name/image_id).
-# [inference] The same job type for a system-disk image plus data-disk images from an ECS (instance_id and
-# data_images): no other documented job type reports several images, and its name says "volumes to system
-# and data images".
 JOB_VOLUMES = "imsVolumesToSysDataImagesJob"
 SUB_JOB_VOLUME = "imsCopyVolumeToImageJob"
 CREATE_JOBS = (JOB_CREATE, JOB_VOLUMES)
@@ -390,25 +389,23 @@ class Ims:
         min_ram: int = 0,
         max_ram: int | None = None,
         enterprise_project_id: str = "0",
-        data_images: Sequence[DataImageSpec] = (),
         fault: JobFault | None = None,
     ) -> ImsJob:
         """``POST /v2/cloudimages/action``: a system-disk image from a stopped ECS; ``tags`` as ``key.value``.
 
-        With ``data_images`` (volumes of that ECS's data disks), one ``imsVolumesToSysDataImagesJob`` makes
-        the system-disk image and one data-disk image per volume.
+        Data-disk images are another request (:meth:`create_data_images`): the page's note on ``data_images``
+        says "You cannot specify instance_id" (the wire refuses the two together).
 
-        [inference] Validation order: the fields (wire.py), then the ECS (exists), the data disks, the ECS
-        (no task in progress, stopped), name uniqueness (if switched on), quota, concurrent-job cap.
+        [inference] Validation order: the fields (wire.py), then the ECS (exists, no task in progress,
+        stopped), name uniqueness (if switched on), quota, concurrent-job cap.
         """
         server = self.servers.find(project_id, instance_id)
         if server is None:
             raise ims_error("IMG.0005")
-        volumes = self._data_volumes(project_id, data_images, server)
-        self._check_create(project_id, server, [name, *(d.name for d in data_images)])
+        self._check_create(project_id, server, [name])
 
         fault = fault or JobFault()
-        job = self._new_create_job(project_id, JOB_VOLUMES if data_images else JOB_CREATE, server, fault)
+        job = self._new_create_job(project_id, JOB_CREATE, server, fault)
         image = self._add_created_image(
             job,
             server,
@@ -421,9 +418,6 @@ class Ims:
             enterprise_project_id=enterprise_project_id,
         )
         job.image_id, job.image_name = image.id, image.name
-        if data_images:
-            job.sub_jobs.append(ImsSubJob(secrets.token_hex(16), image.id, image.name))
-        self._add_data_images(job, server, data_images, volumes, enterprise_project_id)
         return self._submit(job, server)
 
     def create_data_images(
@@ -442,26 +436,24 @@ class Ims:
         """
         if not data_images:
             raise ims_error("IMG.0012")  # neither an ECS nor a data disk: nothing to make an image from
-        server, volumes = self._owner_and_volumes(project_id, data_images, None)
+        server, volumes = self._owner_and_volumes(project_id, data_images)
         self._check_create(project_id, server, [d.name for d in data_images])
         job = self._new_create_job(project_id, JOB_VOLUMES, server, fault or JobFault())
         self._add_data_images(job, server, data_images, volumes, enterprise_project_id)
         job.image_id, job.image_name = job.sub_jobs[0].image_id, job.sub_jobs[0].image_name
         return self._submit(job, server)
 
-    def _data_volumes(self, project_id: str, specs: Sequence[DataImageSpec], server: Server) -> list[Volume]:
-        return self._owner_and_volumes(project_id, specs, server)[1] if specs else []
-
     def _owner_and_volumes(
-        self, project_id: str, specs: Sequence[DataImageSpec], owner: Server | None
+        self, project_id: str, specs: Sequence[DataImageSpec]
     ) -> tuple[Server, list[Volume]]:
-        """The data disks ``specs`` name and the one ECS they are attached to (``owner`` if given).
+        """The data disks ``specs`` name and the one ECS they are attached to.
 
         IMG.0120 "The specified data disk ID is unavailable." for a volume unknown in the project, a system
         disk, or a volume named twice [inference: which code]; IMG.0140 "The disks in the request come from
-        different ECSs." for a data disk of another ECS than ``instance_id`` or than the other volumes.
+        different ECSs." for a data disk of another ECS than the other volumes.
         """
         volumes: list[Volume] = []
+        owner: Server | None = None
         for spec in specs:
             found = self.servers.find_volume(project_id, spec.volume_id)
             if found is None or found[1].is_system or any(v.id == spec.volume_id for v in volumes):
@@ -472,7 +464,7 @@ class Ims:
             elif server.id != owner.id:
                 raise ims_error("IMG.0140")
             volumes.append(volume)
-        assert owner is not None  # specs is not empty, or the owner was given
+        assert owner is not None  # specs is not empty
         return owner, volumes
 
     def _check_create(self, project_id: str, server: Server, names: Sequence[str]) -> None:

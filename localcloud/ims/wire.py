@@ -373,13 +373,17 @@ def _sub_job_body(job: ImsJob, sub: ImsSubJob, status: str, now: datetime) -> di
 def create_image(ims: Ims, call: Call) -> Reply:
     """``POST /v2/cloudimages/action``: ``{"job_id"}``. Two of the page's forms are emulated:
 
-    - from an ECS (``instance_id``): its system-disk image, and with ``data_images`` also one data-disk image
-      per listed data disk of that ECS;
-    - data-disk images only (``data_images`` without ``instance_id``: "You cannot specify instance_id").
+    - from an ECS (``instance_id``): its system-disk image (``data_images`` absent or ``[]``);
+    - data-disk images from data disks (``data_images`` without ``instance_id``).
 
-    [inference] Validation order: body, unsupported modes, name, description, tags, instance_id, memory,
-    enterprise project, then each ``data_images`` member (name, volume_id, description, tags); then the
-    state's checks (the ECS, its data disks, name uniqueness, quota, concurrent-job cap).
+    Both together are refused: the note on ``data_images`` says "When you create a data disk image using a
+    data disk, ... You cannot specify instance_id." [inference: the code] ``IMG.0001`` (the error-code page
+    has none for this; ``IMG.0021`` "The resource type is unknown" is about an unknown source type).
+
+    [inference] Validation order: body, unsupported modes, ``instance_id`` with ``data_images``, name,
+    description, tags, instance_id, memory, enterprise project, then each ``data_images`` member (name,
+    volume_id, description, tags); then the
+    state's checks (the ECS or the data disks' ECS, name uniqueness, quota, concurrent-job cap).
     """
     body = _parse_json_body(call.raw)
     if set(body) - CREATE_FIELDS:
@@ -389,7 +393,9 @@ def create_image(ims: Ims, call: Call) -> Reply:
         # system-disk image from a data disk (top-level volume_id).
         raise ims_error("IMG.0105")
     instance_id = body.get("instance_id")
-    data_only = instance_id in (None, "") and body.get("data_images") not in (None, [])
+    data_only = body.get("data_images") not in (None, [])
+    if data_only and instance_id not in (None, ""):
+        raise ims_error("IMG.0001")  # "You cannot specify instance_id." [inference: the code]
     # The data-disk-only form: "if other parameters (such as name, description, and tags) in this table have
     # values, the system uses the value of data_images". [inference] They are still checked as in the other
     # form (a malformed request stays malformed), then ignored.
@@ -427,7 +433,6 @@ def create_image(ims: Ims, call: Call) -> Reply:
         min_ram=min_ram,
         max_ram=max_ram,
         enterprise_project_id=eps,
-        data_images=data_images,
         fault=call.job_fault,
     )
     return Reply({"job_id": job.id})

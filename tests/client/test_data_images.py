@@ -1,5 +1,6 @@
 """The models of the system + data disks image kind, from the API pages' examples: ``data_images`` on
-``POST /v2/cloudimages/action`` (creating_an_image.rst), ``sub_jobs_result`` of an
+``POST /v2/cloudimages/action`` (creating_an_image.rst; never with ``instance_id``: "You cannot specify
+instance_id"), ``sub_jobs_result`` of an
 ``imsVolumesToSysDataImagesJob`` (querying_the_status_of_an_asynchronous_job.rst), and the ECS's
 ``os-extended-volumes:volumes_attached`` (contract §4.1)."""
 
@@ -10,7 +11,15 @@ from typing import Any
 import pytest
 
 from imsflow.errors import InvalidRequestError
-from imsflow.models import CreateImageFromEcsRequest, DataImage, Image, ImsJob, Server, build_request
+from imsflow.models import (
+    CreateDataImagesRequest,
+    CreateImageFromEcsRequest,
+    DataImage,
+    Image,
+    ImsJob,
+    Server,
+    build_request,
+)
 from imsflow.validation import DESCRIPTION_RULE, NAME_RULE, UUID_RULE
 
 INSTANCE = "877a2cda-ba63-4e1e-b95f-e67e48b6129a"
@@ -52,10 +61,32 @@ PAGE_JOB: dict[str, Any] = {
 
 
 def test_a_data_images_member_is_sent_as_the_page_writes_it() -> None:
-    body = CreateImageFromEcsRequest(
-        name="ims_test", instance_id=INSTANCE, data_images=[DataImage(**PAGE_MEMBER)]
-    ).to_body()
-    assert body == {"name": "ims_test", "instance_id": INSTANCE, "data_images": [PAGE_MEMBER]}
+    body = CreateDataImagesRequest(data_images=[DataImage(**PAGE_MEMBER)]).to_body()
+    # The page's example "using a data disk": data_images only, no instance_id (nor name or tags).
+    assert body == {"data_images": [PAGE_MEMBER]}
+    assert CreateDataImagesRequest(data_images=[DataImage(**PAGE_MEMBER)]).volumes == [VOLUME]
+
+
+def test_instance_id_with_data_images_is_refused_by_the_page_rule() -> None:
+    with pytest.raises(InvalidRequestError, match="You cannot specify instance_id") as caught:
+        build_request(
+            CreateImageFromEcsRequest,
+            name="ims_test",
+            instance_id=INSTANCE,
+            data_images=[DataImage(**PAGE_MEMBER)],
+        )
+    assert caught.value.field == "data_images"
+    assert "CreateDataImagesRequest" in caught.value.rule
+    # An empty list asks for no data-disk image: the plain system-disk image.
+    empty = CreateImageFromEcsRequest(name="ims_test", instance_id=INSTANCE, data_images=[])
+    assert empty.to_body() == {"name": "ims_test", "instance_id": INSTANCE, "data_images": []}
+
+
+def test_a_data_images_request_has_neither_instance_id_nor_an_empty_list() -> None:
+    with pytest.raises(InvalidRequestError, match="instance_id"):
+        build_request(CreateDataImagesRequest, data_images=[DataImage(**PAGE_MEMBER)], instance_id=INSTANCE)
+    with pytest.raises(InvalidRequestError, match="data_images"):
+        build_request(CreateDataImagesRequest, data_images=[])
 
 
 def test_the_page_image_tags_form_of_a_member() -> None:
@@ -91,7 +122,7 @@ def test_a_member_follows_the_image_rules(change: dict[str, Any], field: str, ru
 def test_a_data_disk_is_imaged_once_per_request() -> None:
     twice = [DataImage(**PAGE_MEMBER), DataImage(**{**PAGE_MEMBER, "name": "other"})]
     with pytest.raises(InvalidRequestError, match="each data disk"):
-        build_request(CreateImageFromEcsRequest, name="ims_test", instance_id=INSTANCE, data_images=twice)
+        build_request(CreateDataImagesRequest, data_images=twice)
 
 
 def test_the_page_job_lists_its_images_from_sub_jobs_result() -> None:

@@ -1,13 +1,16 @@
-"""The ``system-and-data`` image kind: the system image and one data-disk image per data disk, as one set
-made by one job, exactly once (the local cloud in-process, on its virtual clock).
+"""The ``system-and-data`` image kind: the system image, then one data-disk image per data disk, as one set
+made by two requests (the API page forbids ``instance_id`` with ``data_images``), each exactly once (the
+local cloud in-process, on its virtual clock).
 
 Crash points as in test_power_cycles.py: the process dies (a ``BaseException``: nothing after that moment
-runs) at a chosen request, before it left or after the cloud applied it, then the same request runs again on
-the same result storage; the re-run must end with the same set and no second image of any member.
+runs) at a chosen request of either request's life, before it left or after the cloud applied it, then the
+same request runs again on the same result storage; the re-run must end with the same set and no second
+image of any member.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -27,7 +30,7 @@ from localcloud import LocalCloud
 from localcloud.ims.state import Image
 from runtime.auth import client_for
 from runtime.records import SUBMISSIONS
-from tasks.image import INSTANCE_TAG, REQUEST_TAG, VOLUME_TAG, made_image, request_key
+from tasks.image import INSTANCE_TAG, REQUEST_TAG, VOLUME_TAG, data_request_key, made_image, request_key
 from tests.flows.test_fleet import ecs_id
 from tests.flows.test_fleet import params as fleet_params
 from tests.flows.test_power_cycles import DiesAt, Killed, Matcher, _action, _create_post, _image_look
@@ -69,8 +72,13 @@ async def create(cloud: LocalCloud, params: CreateImageParams, network: Any = No
     return result
 
 
+def jobs(cloud: LocalCloud) -> list[str]:
+    return sorted(j.job_type for j in cloud.ims.jobs.values())
+
+
 def assert_one_set(cloud: LocalCloud, result: CreateImageResult, server_id: str, name: str) -> None:
-    """Exactly the set: one system image, one data image per data disk, all active, each once."""
+    """Exactly the set: one system image, one data image per data disk, all active, each once; the system
+    image tagged with the kind's key, the data images with the data request's key (derived from it)."""
     volumes = data_volumes(cloud, server_id)
     key = request_key(server_id, name, kind="system-and-data")
     made = images(cloud)
@@ -83,13 +91,14 @@ def assert_one_set(cloud: LocalCloud, result: CreateImageResult, server_id: str,
     assert [(d.volume_id, d.name) for d in result.data_images] == [
         (volume, f"{name}-{device.rsplit('/', 1)[-1]}") for volume, device in volumes
     ]
+    assert tags(system)[REQUEST_TAG] == key
     for image in made:
-        assert tags(image)[REQUEST_TAG] == key
         assert tags(image)[INSTANCE_TAG] == server_id
     for data in result.data_images:
         image = cloud.ims.images[data.image_id]
         assert image.virtual_env_type == "DataImage"
         assert tags(image)[VOLUME_TAG] == data.volume_id == image.volume_id
+        assert tags(image)[REQUEST_TAG] == data_request_key(key) != key
 
 
 async def test_a_set_is_the_system_image_and_one_image_per_data_disk_tagged_and_named() -> None:
@@ -98,13 +107,21 @@ async def test_a_set_is_the_system_image_and_one_image_per_data_disk_tagged_and_
 
     assert_one_set(cloud, result, WEB_1, NAME)
     assert [d.name for d in result.data_images] == [f"{NAME}-vdb", f"{NAME}-vdc"]
-    assert posts(cloud) == 1, "one POST, one job for the whole set"
+    assert posts(cloud) == 2, "two POSTs: the system-disk image, then the data-disk images"
+    assert jobs(cloud) == ["imsCreateImageByInstance", "imsVolumesToSysDataImagesJob"]
     assert result.how == "submitted"
     assert result.kind == "system-and-data"
     for image in images(cloud):
         assert image.description == "nightly"
         assert tags(image)["env"] == "prod"
-    assert {"plan-images", "check-ecs-stopped", "submit-image", "poll-job"} <= set(result.seconds)
+    assert {
+        "plan-images",
+        "check-ecs-stopped",
+        "submit-image",
+        "poll-job",
+        "submit-data-images",
+        "poll-data-job",
+    } <= set(result.seconds)
     # A set and a system image of the same ECS and name are two requests; the system key is unchanged.
     assert request_key(WEB_1, NAME, kind="system-and-data") != request_key(WEB_1, NAME)
     assert request_key(WEB_1, NAME, kind="system") == request_key(WEB_1, NAME)
@@ -112,7 +129,7 @@ async def test_a_set_is_the_system_image_and_one_image_per_data_disk_tagged_and_
     again = await create(cloud, SET)
     assert again.how == "resumed"
     assert again.image_ids == result.image_ids
-    assert posts(cloud) == 1
+    assert posts(cloud) == 2
 
 
 async def test_data_volumes_choose_the_disks() -> None:
@@ -123,7 +140,8 @@ async def test_data_volumes_choose_the_disks() -> None:
     assert [(d.volume_id, d.name) for d in result.data_images] == [(vdc, f"{NAME}-vdc")]
     assert len(images(cloud)) == 2
     key = request_key(WEB_1, NAME, kind="system-and-data", data_volumes=[vdc])
-    assert all(tags(i)[REQUEST_TAG] == key for i in images(cloud))
+    assert tags(cloud.ims.images[result.image_id])[REQUEST_TAG] == key
+    assert tags(cloud.ims.images[result.data_images[0].image_id])[REQUEST_TAG] == data_request_key(key)
     assert key != request_key(WEB_1, NAME, kind="system-and-data")
 
 
@@ -177,31 +195,66 @@ def _job_query(r: httpx.Request) -> bool:
     return r.method == "GET" and "/jobs/" in r.url.path
 
 
+def _system_post(r: httpx.Request) -> bool:
+    return _create_post(r) and '"instance_id"' in r.content.decode()
+
+
+def _data_post(r: httpx.Request) -> bool:
+    return _create_post(r) and '"data_images"' in r.content.decode()
+
+
+def _after(first: Matcher, then: Matcher) -> Callable[[], Matcher]:
+    """A new matcher (one per test: it keeps state) for the first request ``then`` picks once a request
+    ``first`` picks went by."""
+
+    def new() -> Matcher:
+        seen = False
+
+        def matches(r: httpx.Request) -> bool:
+            nonlocal seen
+            if seen and then(r):
+                return True
+            seen = seen or first(r)
+            return False
+
+        return matches
+
+    return new
+
+
+def _at(matcher: Matcher) -> Callable[[], Matcher]:
+    return lambda: matcher
+
+
+# (the moment, applied, images there after the crash, how the re-run reports the set)
 CRASHES = [
-    pytest.param(_create_post, False, id="before-the-post"),
-    pytest.param(_create_post, True, id="after-the-post-before-the-record"),
-    pytest.param(_job_query, True, id="while-the-job-runs"),
-    pytest.param(_image_look, True, id="after-success"),
+    pytest.param(_at(_system_post), False, 0, "submitted", id="before-the-system-post"),
+    pytest.param(_at(_system_post), True, 1, "submitted", id="system-post-applied-answer-lost"),
+    pytest.param(_after(_system_post, _job_query), True, 1, "submitted", id="while-the-system-job-runs"),
+    pytest.param(_at(_data_post), False, 1, "submitted", id="system-done-data-not-yet-submitted"),
+    pytest.param(_at(_data_post), True, 3, "adopted", id="data-post-applied-answer-lost"),
+    pytest.param(_after(_data_post, _job_query), True, 3, "resumed", id="while-the-data-job-runs"),
+    pytest.param(_after(_data_post, _image_look), True, 3, "resumed", id="after-both-succeeded"),
 ]
 
 
-@pytest.mark.parametrize(("moment", "applied"), CRASHES)
+@pytest.mark.parametrize(("moment", "applied", "there", "how"), CRASHES)
 async def test_a_rerun_after_a_crash_makes_the_same_set_and_no_duplicate(
-    moment: Matcher, applied: bool
+    moment: Callable[[], Matcher], applied: bool, there: int, how: str
 ) -> None:
     cloud = disks_cloud()
-    network = DiesAt(cloud, moment, applied=applied)
+    network = DiesAt(cloud, moment(), applied=applied)
     with cloud_runtime(cloud, network), pytest.raises(Killed):
         await create_image_from_ecs(SET)
     assert network.fired
-    assert len(images(cloud)) == (3 if applied else 0)
+    assert len(images(cloud)) == there
 
     result = await create(cloud, SET)
 
     assert_one_set(cloud, result, WEB_1, NAME)
-    assert posts(cloud) == 1
-    expected = "submitted" if not applied else "adopted" if moment is _create_post else "resumed"
-    assert result.how == expected
+    assert posts(cloud) == 2, "each request once"
+    assert jobs(cloud) == ["imsCreateImageByInstance", "imsVolumesToSysDataImagesJob"]
+    assert result.how == how
     # And once more, after all: the same set again.
     assert (await create(cloud, SET)).image_ids == result.image_ids
     assert len(images(cloud)) == 3
@@ -263,11 +316,12 @@ async def test_a_fleet_of_three_makes_one_set_per_ecs_and_a_rerun_adopts_them() 
         assert row.image_id is not None
         members = [cloud.ims.images[i] for i in [row.image_id, *row.data_image_ids]]
         key = request_key(row.instance_id, row.image_name, kind="system-and-data")
-        assert all(tags(i)[REQUEST_TAG] == key for i in members)
+        assert tags(members[0])[REQUEST_TAG] == key
+        assert all(tags(i)[REQUEST_TAG] == data_request_key(key) for i in members[1:])
         assert [tags(i)[VOLUME_TAG] for i in members[1:]] == volumes
         assert [i.name for i in members] == [row.image_name, f"{row.image_name}-vdb", f"{row.image_name}-vdc"]
     assert len(images(cloud)) == 9
-    assert posts(cloud) == 3
+    assert posts(cloud) == 6
 
     again, rerun = await fleet_run(cloud)
     assert again.is_completed(), again.message
@@ -275,7 +329,7 @@ async def test_a_fleet_of_three_makes_one_set_per_ecs_and_a_rerun_adopts_them() 
     assert [r.outcome for r in rerun.rows] == ["resumed"] * 3
     assert [r.data_image_ids for r in rerun.rows] == [r.data_image_ids for r in result.rows]
     assert len(images(cloud)) == 9
-    assert posts(cloud) == 3
+    assert posts(cloud) == 6
 
 
 async def test_a_fleet_with_data_volumes_images_each_ecs_its_chosen_disks() -> None:
@@ -323,8 +377,9 @@ async def test_a_set_missing_a_member_is_neither_made_again_nor_taken_for_made()
     cloud = disks_cloud()
     result = await create(cloud, SET)
     key = request_key(WEB_1, NAME, kind="system-and-data")
-    # The job's record is gone (another result storage), and a data image was deleted by hand.
+    # The jobs' records are gone (another result storage), and a data image was deleted by hand.
     await SUBMISSIONS.delete(key)
+    await SUBMISSIONS.delete(data_request_key(key))
     lost = result.data_images[1]
     cloud.ims.delete_image(PROJECT_ID, lost.image_id)
     volumes = [d.volume_id for d in result.data_images if d.volume_id is not None]
@@ -338,5 +393,5 @@ async def test_a_set_missing_a_member_is_neither_made_again_nor_taken_for_made()
             assert made.image_ids == [result.image_id, result.data_images[0].image_id]
         with pytest.raises(ImageSetIncompleteError, match=f"lacks the image of volume {lost.volume_id}"):
             await create_image_from_ecs(SET)
-    assert posts(cloud) == 1, "no second image of the members still there"
+    assert posts(cloud) == 2, "no second image of the members still there"
     assert len(images(cloud)) == 2

@@ -91,15 +91,15 @@ async def quota_used(client: httpx.AsyncClient, auth: dict[str, str]) -> int:
     return used
 
 
-COMBINED: dict[str, Any] = {
-    "name": "a-sys",
-    "instance_id": ECS_A,
-    "tags": ["role.sys"],
+SYSTEM: dict[str, Any] = {"name": "a-sys", "instance_id": ECS_A, "tags": ["role.sys"]}
+DATA: dict[str, Any] = {
     "data_images": [
         {"name": "a-data-1", "volume_id": DISK_A1, "description": "first disk", "tags": ["disk.one"]},
         {"name": "a-data-2", "volume_id": DISK_A2, "image_tags": [{"key": "disk", "value": "two"}]},
     ],
 }
+#: The page's note on data_images: "You cannot specify instance_id." Refused.
+COMBINED: dict[str, Any] = {**SYSTEM, **DATA}
 
 
 # ---- ECS: volumes_attached ------------------------------------------------------------------------------
@@ -187,20 +187,48 @@ def test_bad_data_disk_seeds_are_refused(servers: list[dict[str, Any]]) -> None:
         parse_seed(small_seed(servers=servers))
 
 
-# ---- IMS: system-disk image + data-disk images from an ECS ----------------------------------------------
+# ---- IMS: the system-disk image, then the data-disk images of an ECS: two requests ----------------------
 
 
-async def test_combined_create_makes_the_system_image_and_one_image_per_data_disk() -> None:
+async def test_instance_id_with_data_images_is_refused() -> None:
+    """The note on data_images: "When you create a data disk image using a data disk, ... You cannot specify
+    instance_id." The error-code page has no code of its own for it: IMG.0001 [inference]."""
     async with seeded(disk_seed()) as (cloud, client, auth):
-        job_id = await create(client, auth, COMBINED)
+        for body in (COMBINED, {"instance_id": ECS_A, **DATA}, {**COMBINED, "instance_id": ECS_B}):
+            r = await client.post("/v2/cloudimages/action", headers=auth, json=body)
+            assert r.status_code == 400, r.text
+            assert r.json() == {
+                "error": {"message": "The request message format is invalid.", "code": "IMG.0001"}
+            }
+        assert await private_images(client, auth) == []
+        assert await quota_used(client, auth) == 0
+        assert cloud.ims.jobs == {}
+        # An empty data_images is no data-disk image: the plain ECS form.
+        await create(client, auth, {**SYSTEM, "data_images": []})
+
+
+async def test_system_image_then_data_images_of_one_ecs() -> None:
+    async with seeded(disk_seed()) as (cloud, client, auth):
+        sys_job = await create(client, auth, SYSTEM)
+        assert (await job(client, auth, sys_job))["job_type"] == "imsCreateImageByInstance"
+        # While the system-disk image is made, the ECS has a task in progress: its data disks wait.
+        r = await client.post("/v2/cloudimages/action", headers=auth, json=DATA)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "IMG.0010")
+        assert [i["name"] for i in await private_images(client, auth)] == ["a-sys"]
+        cloud.advance(6)
+        s = await job(client, auth, sys_job)
+        assert s["status"] == "SUCCESS"
+        sys_id = s["entities"]["image_id"]
+
+        job_id = await create(client, auth, DATA)
         j = await job(client, auth, job_id)
         assert (j["status"], j["job_type"]) == ("INIT", "imsVolumesToSysDataImagesJob")
         assert j["entities"] == {}
         images = await private_images(client, auth)
         assert sorted(i["name"] for i in images) == ["a-data-1", "a-data-2", "a-sys"]
-        assert {i["status"] for i in images} == {"queued"}
+        assert sorted(i["status"] for i in images) == ["active", "queued", "queued"]
         assert await quota_used(client, auth) == 3
-        # The ECS is busy while its images are made.
+        # The ECS is busy while its data-disk images are made.
         r = await client.post(
             "/v2/cloudimages/action", headers=auth, json={"name": "x", "instance_id": ECS_A}
         )
@@ -210,19 +238,21 @@ async def test_combined_create_makes_the_system_image_and_one_image_per_data_dis
         j = await job(client, auth, job_id)
         assert j["status"] == "RUNNING"
         assert j["entities"]["process_percent"] == 0.0
-        assert [s["status"] for s in j["entities"]["sub_jobs_result"]] == ["RUNNING"] * 3
+        assert [s["status"] for s in j["entities"]["sub_jobs_result"]] == ["RUNNING"] * 2
         assert all(s["entities"] == {} and s["end_time"] is None for s in j["entities"]["sub_jobs_result"])
-        assert {i["status"] for i in await private_images(client, auth)} == {"saving"}
+        assert {i["status"] for i in await private_images(client, auth, virtual_env_type="DataImage")} == {
+            "saving"
+        }
 
         cloud.advance(5)
         j = await job(client, auth, job_id)
         assert j["status"] == "SUCCESS"
         assert (j["error_code"], j["fail_reason"]) == (None, None)
-        assert j["end_time"] == "2026-03-01T12:00:06.000Z"
+        assert j["end_time"] == "2026-03-01T12:00:12.000Z"
         assert set(j["entities"]) == {"sub_jobs_result", "sub_jobs_list"}  # no top-level image_id
         subs = j["entities"]["sub_jobs_result"]
         assert j["entities"]["sub_jobs_list"] == [s["job_id"] for s in subs]
-        assert len(set(j["entities"]["sub_jobs_list"])) == 3
+        assert len(set(j["entities"]["sub_jobs_list"])) == 2
         for s in subs:
             assert set(s) == {
                 "job_id",
@@ -235,17 +265,19 @@ async def test_combined_create_makes_the_system_image_and_one_image_per_data_dis
                 "entities",
             }
             assert (s["job_type"], s["status"]) == ("imsCopyVolumeToImageJob", "SUCCESS")
-            assert (s["begin_time"], s["end_time"]) == ("2026-03-01T12:00:01.000Z", j["end_time"])
+            assert (s["begin_time"], s["end_time"]) == ("2026-03-01T12:00:07.000Z", j["end_time"])
             assert (s["error_code"], s["fail_reason"]) == (None, None)
             assert set(s["entities"]) == {"image_name", "image_id"}
-        # The system-disk image first, then the data disks in request order.
-        assert [s["entities"]["image_name"] for s in subs] == ["a-sys", "a-data-1", "a-data-2"]
-        sys_img, data1, data2 = [await image(client, auth, s["entities"]["image_id"]) for s in subs]
+        # The data disks in request order.
+        assert [s["entities"]["image_name"] for s in subs] == ["a-data-1", "a-data-2"]
+        data1, data2 = [await image(client, auth, s["entities"]["image_id"]) for s in subs]
+        sys_img = await image(client, auth, sys_id)
 
         for img in (sys_img, data1, data2):
             assert (img["status"], img["__imagetype"], img["visibility"]) == ("active", "private", "private")
             assert img["owner"] == PROJECT
-            assert img["active_at"] == "2026-03-01T12:00:06Z"
+        assert sys_img["active_at"] == "2026-03-01T12:00:06Z"
+        assert data1["active_at"] == data2["active_at"] == "2026-03-01T12:00:12Z"
         assert sys_img["virtual_env_type"] == "FusionCompute"
         assert sys_img["__data_origin"] == f"instance,{ECS_A}"
         assert sys_img["tags"] == ["role.sys"]
@@ -313,13 +345,13 @@ async def test_data_disk_images_only() -> None:
 
 async def test_job_progress_path_reports_the_sub_jobs() -> None:
     async with seeded(disk_seed()) as (cloud, client, auth):
-        job_id = await create(client, auth, COMBINED)
+        job_id = await create(client, auth, DATA)
         r = await client.get(f"/v1/cloudimages/job/{job_id}", headers=auth)
         assert r.json()["entities"] == {"process_percent": 0.0}
         cloud.advance(3.5)
         running = (await client.get(f"/v1/cloudimages/job/{job_id}", headers=auth)).json()
         assert running["entities"]["process_percent"] == 50.0
-        assert len(running["entities"]["sub_jobs_result"]) == 3
+        assert len(running["entities"]["sub_jobs_result"]) == 2
         cloud.advance(3)
         done = (await client.get(f"/v1/cloudimages/job/{job_id}", headers=auth)).json()
         assert done["entities"]["process_percent"] == 100.0
@@ -336,14 +368,14 @@ async def test_job_fail_fault_kills_every_image_of_the_set() -> None:
             json={"kind": "job_fail", "operation": "ims.create_image", "fail_reason": "snapshot failed"},
         )
         assert r.status_code == 201
-        job_id = await create(client, auth, COMBINED)
+        job_id = await create(client, auth, DATA)
         cloud.advance(6)
         j = await job(client, auth, job_id)
         assert (j["status"], j["error_code"], j["fail_reason"]) == ("FAIL", "IMG.0014", "snapshot failed")
         subs = j["entities"]["sub_jobs_result"]
         assert [(s["status"], s["error_code"], s["fail_reason"]) for s in subs] == [
             ("FAIL", "IMG.0014", "snapshot failed")
-        ] * 3
+        ] * 2
         for s in subs:
             assert (await image(client, auth, s["entities"]["image_id"]))["status"] == "killed"
         assert cloud.stats()["faults.job_fail"] == 1
@@ -375,21 +407,19 @@ SYS_B = stable_uuid("volume", ECS_B)
 @pytest.mark.parametrize(
     ("body", "code"),
     [
-        # instance_id given, but no name: the ECS form without its system image name (a data-disk-only
-        # request must not carry instance_id).
-        ({"instance_id": ECS_A, "data_images": [member()]}, "IMG.0013"),
+        # instance_id with data_images, whatever else: "You cannot specify instance_id."
+        ({"instance_id": ECS_A, "data_images": [member()]}, "IMG.0001"),
+        ({"name": "s", "instance_id": ECS_A, "data_images": [member(volume_id=DISK_B1)]}, "IMG.0001"),
+        ({"name": "s", "instance_id": ECS_C, "data_images": [member(volume_id=DISK_C1)]}, "IMG.0001"),
+        ({"name": "s", "instance_id": "nope", "data_images": [member(volume_id="nope")]}, "IMG.0001"),
         # Unknown volumes, system disks, another project's disk, a disk named twice.
-        (
-            {"name": "s", "instance_id": ECS_A, "data_images": [member(volume_id=DISK_A1[:-1] + "9")]},
-            "IMG.0120",
-        ),
+        ({"data_images": [member(volume_id=DISK_A1[:-1] + "9")]}, "IMG.0120"),
         ({"data_images": [member(volume_id="nope")]}, "IMG.0120"),
-        ({"name": "s", "instance_id": ECS_A, "data_images": [member(volume_id=SYS_A)]}, "IMG.0120"),
+        ({"data_images": [member(volume_id=SYS_A)]}, "IMG.0120"),
         ({"data_images": [member(volume_id=SYS_B)]}, "IMG.0120"),
         ({"data_images": [member(volume_id=DISK_NL)]}, "IMG.0120"),
-        ({"name": "s", "instance_id": ECS_A, "data_images": [member(), member(name="e")]}, "IMG.0120"),
+        ({"data_images": [member(), member(name="e")]}, "IMG.0120"),
         # Disks of different ECSs.
-        ({"name": "s", "instance_id": ECS_A, "data_images": [member(volume_id=DISK_B1)]}, "IMG.0140"),
         ({"data_images": [member(), member(volume_id=DISK_B1)]}, "IMG.0140"),
         # The members' fields.
         ({"data_images": [{"volume_id": DISK_A1}]}, "IMG.0013"),
@@ -397,7 +427,7 @@ SYS_B = stable_uuid("volume", ECS_B)
         ({"data_images": [member(name="bad/name")]}, "IMG.0003"),
         ({"data_images": [member(name=" lead")]}, "IMG.0003"),
         ({"data_images": [member(name="a" * 129)]}, "IMG.0002"),
-        ({"name": "s", "instance_id": ECS_A, "data_images": [{"name": "d"}]}, "IMG.0120"),
+        ({"data_images": [{"name": "d"}]}, "IMG.0120"),
         ({"data_images": [member(volume_id="")]}, "IMG.0120"),
         ({"data_images": [member(volume_id=5)]}, "IMG.0001"),
         ({"data_images": [member(description="a<b")]}, "IMG.0054"),
@@ -414,8 +444,7 @@ SYS_B = stable_uuid("volume", ECS_B)
         # The other forms of the page stay unsupported.
         ({"name": "s", "volume_id": DISK_A1, "os_version": "CentOS 7.0 64bit"}, "IMG.0105"),
         ({"name": "s", "image_url": "b:f.qcow2", "min_disk": 40, "data_images": [member()]}, "IMG.0105"),
-        # The ECS's state: running, in both forms.
-        ({"name": "s", "instance_id": ECS_C, "data_images": [member(volume_id=DISK_C1)]}, "IMG.0008"),
+        # The data disks' ECS is running.
         ({"data_images": [member(volume_id=DISK_C1)]}, "IMG.0008"),
     ],
 )
@@ -455,7 +484,9 @@ async def test_quota_counts_every_image_of_the_set() -> None:
     async with seeded(disk_seed(limits={"image_quota": 4})) as (cloud, client, auth):
         await create(client, auth, {"data_images": [{"name": "b", "volume_id": DISK_B1}]})
         assert await quota_used(client, auth) == 1
-        await create(client, auth, COMBINED)  # system + two data images: 1 + 3 = 4, the quota
+        await create(client, auth, SYSTEM)
+        cloud.advance(6)
+        await create(client, auth, DATA)  # two data images: 1 + 1 + 2 = 4, the quota
         assert await quota_used(client, auth) == 4
         cloud.advance(6)
         r = await client.post(
@@ -470,12 +501,12 @@ async def test_quota_counts_every_image_of_the_set() -> None:
 
 
 async def test_a_set_that_does_not_fit_the_quota_is_refused_whole() -> None:
-    async with seeded(disk_seed(limits={"image_quota": 3})) as (_cloud, client, auth):
+    async with seeded(disk_seed(limits={"image_quota": 2})) as (_cloud, client, auth):
         await create(client, auth, {"data_images": [{"name": "b", "volume_id": DISK_B1}]})
-        r = await client.post("/v2/cloudimages/action", headers=auth, json=COMBINED)  # 1 + 3 > 3
+        r = await client.post("/v2/cloudimages/action", headers=auth, json=DATA)  # 1 + 2 > 2
         assert (r.status_code, r.json()["error"]["code"]) == (400, "IMG.0015")
         assert await quota_used(client, auth) == 1
         assert [i["name"] for i in await private_images(client, auth)] == ["b"]
         # One data image fewer fits exactly.
-        await create(client, auth, {**COMBINED, "data_images": COMBINED["data_images"][:1]})
-        assert await quota_used(client, auth) == 3
+        await create(client, auth, {"data_images": DATA["data_images"][:1]})
+        assert await quota_used(client, auth) == 2
