@@ -21,7 +21,7 @@ from imsflow.models import ExportImageRequest, IamToken, Image, ImageListQuery, 
 from imsflow.polling import PollPolicy
 from runtime.auth import client_for
 from runtime.retry import transient_retries
-from tasks.image import INSTANCE_TAG, REQUEST_TAG
+from tasks.image import INSTANCE_TAG, REQUEST_TAG, VOLUME_TAG, data_request_key
 
 #: Image states in which IMS is still writing the image: deleting it is refused (IMG.0090).
 BEING_CREATED = frozenset({"queued", "saving"})
@@ -83,6 +83,44 @@ def _age(delta: timedelta) -> str:
     return f"{delta.total_seconds() / 3600:.0f} h"
 
 
+def image_sets(group: Iterable[Image]) -> list[list[Image]]:
+    """One ECS's images as the units retention keeps or deletes whole: each image with the data-disk images of
+    its set (``--kind system-and-data``: their request key is ``data_request_key`` of its own, and they carry
+    ``imsflow-volume``), head first; data-disk images whose system image is gone form a unit of their own.
+    Units newest first (by their head)."""
+    oldest = datetime.min.replace(tzinfo=UTC)
+
+    def newest_first(images: Iterable[Image]) -> list[Image]:
+        return sorted(images, key=lambda i: (i.created_at or oldest, i.id), reverse=True)
+
+    heads: list[Image] = []
+    data: dict[str, list[Image]] = defaultdict(list)
+    for image in group:
+        tags = image_tags(image)
+        if VOLUME_TAG in tags:
+            data[tags.get(REQUEST_TAG, "")].append(image)
+        else:
+            heads.append(image)
+    units = [[head, *data.pop(data_request_key(image_tags(head)[REQUEST_TAG]), [])] for head in heads]
+    units += [newest_first(members) for members in data.values()]
+    return sorted(units, key=lambda unit: (unit[0].created_at or oldest, unit[0].id), reverse=True)
+
+
+def _held_back(unit: list[Image], in_use: frozenset[str]) -> str | None:
+    """Why a unit cannot go, whatever the rules say (one member that cannot go holds back the whole set)."""
+    for image in unit:
+        status = image.status or "unknown"
+        if status != "active":
+            why = "still being created" if status in BEING_CREATED else f"not active ({status})"
+            return why if image is unit[0] else f"{why}: data-disk image {image.name or image.id}"
+    for image in unit:
+        if image.id in in_use:
+            return "in use by an ECS"
+        if image.protected:
+            return "protected" if image is unit[0] else f"protected: data-disk image {image.name or image.id}"
+    return None
+
+
 def plan_retention(
     images: Iterable[Image],
     rule: RetentionRule,
@@ -98,6 +136,10 @@ def plan_retention(
     neither protected nor used by an ECS can be deleted; the others are kept with the reason. The ``keep``
     newest are counted among the active images, so a half-made image never pushes a good one out.
 
+    A system image and the data-disk images of its set (:func:`image_sets`) are one unit: ranked by the
+    system image, kept or deleted together (a member that cannot go keeps the whole set), so a system image is
+    never pruned without its data-disk images, nor they without it.
+
     ``existing`` are the IDs of the project's ECSs (``None``: not known, every ECS counts as existing). The
     newest active image of an ECS that no longer exists is its last copy: it is kept
     (:data:`GONE_SERVER_REASON`) whatever the rules say, unless ``prune_gone_servers``.
@@ -111,42 +153,37 @@ def plan_retention(
             per_ecs[instance].append(image)
 
     decisions: list[RetentionDecision] = []
-    oldest = datetime.min.replace(tzinfo=UTC)
     for instance, group in sorted(per_ecs.items()):
-        group.sort(key=lambda i: (i.created_at or oldest, i.id), reverse=True)
         server_gone = existing is not None and instance not in existing
         rank = 0
-        for image in group:
-            status = image.status or "unknown"
+        for unit in image_sets(group):
+            head = unit[0]
 
             def decide(
                 action: Literal["keep", "delete"],
                 reason: str,
-                image: Image = image,
+                unit: list[Image] = unit,
                 instance: str = instance,
-                status: str = status,
             ) -> None:
-                decisions.append(
-                    RetentionDecision(
-                        image_id=image.id,
-                        name=image.name or "",
-                        instance_id=instance,
-                        status=status,
-                        created_at=image.created_at,
-                        action=action,
-                        reason=reason,
+                for image in unit:
+                    of = "" if image is unit[0] else f" (data-disk image of {unit[0].name or unit[0].id})"
+                    decisions.append(
+                        RetentionDecision(
+                            image_id=image.id,
+                            name=image.name or "",
+                            instance_id=instance,
+                            status=image.status or "unknown",
+                            created_at=image.created_at,
+                            action=action,
+                            reason=reason + of,
+                        )
                     )
-                )
 
-            if status != "active":
-                decide("keep", "still being created" if status in BEING_CREATED else f"not active ({status})")
-                continue
-            rank += 1
-            if image.id in in_use:
-                decide("keep", "in use by an ECS")
-                continue
-            if image.protected:
-                decide("keep", "protected")
+            if (head.status or "unknown") == "active":
+                rank += 1  # a half-made set never pushes a good one out; a held-back active one does count
+            held = _held_back(unit, in_use)
+            if held is not None:
+                decide("keep", held)
                 continue
             if rank == 1 and server_gone and not prune_gone_servers:
                 decide("keep", GONE_SERVER_REASON)
@@ -154,7 +191,7 @@ def plan_retention(
             if rule.keep is not None and rank <= rule.keep:
                 decide("keep", f"newest #{rank}")
                 continue
-            age = now - image.created_at if image.created_at is not None else None
+            age = now - head.created_at if head.created_at is not None else None
             if rule.max_age is not None and (age is None or age < rule.max_age):
                 decide("keep", f"younger than {_age(rule.max_age)}" if age is not None else "age unknown")
                 continue

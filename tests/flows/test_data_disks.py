@@ -395,3 +395,18 @@ async def test_a_set_missing_a_member_is_neither_made_again_nor_taken_for_made()
             await create_image_from_ecs(SET)
     assert posts(cloud) == 2, "no second image of the members still there"
     assert len(images(cloud)) == 2
+
+
+async def test_prune_deletes_a_set_whole_never_a_system_image_without_its_data_images() -> None:
+    """Two sets of web-1 as the pipeline tags them; keep 1: the older set goes, all three of its images, and
+    the newer one stays whole (retention ranks sets, not images: tasks.lifecycle.image_sets)."""
+    from flows.lifecycle import PruneParams, prune_images
+
+    cloud = disks_cloud()
+    older = await create(cloud, SET)
+    newer = await create(cloud, SET.model_copy(update={"name": f"{NAME}-b"}))
+    with cloud_runtime(cloud):
+        result = await prune_images(PruneParams(instance_ids=[WEB_1], keep=1, max_age_days=None))
+    assert {d.image_id for d in result.deleted} == set(older.image_ids)
+    assert set(cloud.ims.images) == set(newer.image_ids)
+    assert len(newer.image_ids) == 3

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from imsflow.models import Image
-from tasks.image import INSTANCE_TAG, REQUEST_TAG
+from tasks.image import INSTANCE_TAG, REQUEST_TAG, VOLUME_TAG, data_request_key
 from tasks.lifecycle import RetentionRule, image_tags, made_by_imsflow, plan_retention
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -131,3 +131,59 @@ def test_the_last_image_of_a_gone_server_is_its_newest_active_one() -> None:
     assert reasons["img-4-1"] == ("keep", "not active (killed)")
     assert reasons["img-4-2"] == ("keep", "last image of a server that no longer exists")
     assert reasons["img-4-3"] == ("delete", "beyond the 1 newest")
+
+
+def data_of(system: Image, disk: str, *, status: str = "active", **extra: object) -> Image:
+    """A data-disk image of ``system``'s set (``--kind system-and-data``), as tasks.image tags it."""
+    tags = image_tags(system)
+    return Image.model_validate(
+        {
+            "id": f"{system.id[:-4]}d{disk[-3:]}",
+            "name": f"{system.name}-{disk}",
+            "status": status,
+            "created_at": system.created_at.isoformat() if system.created_at else None,
+            "virtual_env_type": "DataImage",
+            "tags": [
+                f"{REQUEST_TAG}.{data_request_key(tags[REQUEST_TAG])}",
+                f"{INSTANCE_TAG}.{tags[INSTANCE_TAG]}",
+                f"{VOLUME_TAG}.vol-{disk}",
+            ],
+            **extra,
+        }
+    )
+
+
+def test_a_set_is_kept_or_deleted_whole_and_ranked_as_one() -> None:
+    """Three nightly sets (system + two data disks each): keep 2 deletes the oldest set's three images and
+    keeps the others; the data images do not count as images of their own."""
+    systems = [ours(n, days_old=n) for n in (1, 2, 3)]
+    images = [*systems, *(data_of(s, d) for s in systems for d in ("vdb", "vdc"))]
+    plan = plan_retention(images, RetentionRule(keep=2), now=NOW)
+    assert decided(plan, "delete") == {"img-1-3", "img-1-3-vdb", "img-1-3-vdc"}
+    assert decided(plan, "keep") == {f"img-1-{n}{d}" for n in (1, 2) for d in ("", "-vdb", "-vdc")}
+    reasons = {d.name: d.reason for d in plan}
+    assert reasons["img-1-3-vdb"] == "beyond the 2 newest (data-disk image of img-1-3)"
+    assert reasons["img-1-1-vdc"] == "newest #1 (data-disk image of img-1-1)"
+
+
+@pytest.mark.parametrize(
+    ("member", "why"),
+    [
+        ({"protected": True}, "protected: data-disk image img-1-3-vdb"),
+        ({"status": "saving"}, "still being created: data-disk image img-1-3-vdb"),
+    ],
+)
+def test_a_member_that_cannot_go_keeps_the_whole_set(member: dict[str, object], why: str) -> None:
+    old = ours(3, days_old=90)
+    images = [ours(1, days_old=1), old, data_of(old, "vdb", **member), data_of(old, "vdc")]  # type: ignore[arg-type]
+    plan = plan_retention(images, RetentionRule(keep=1), now=NOW)
+    assert decided(plan, "delete") == set()
+    assert {d.name: d.reason for d in plan}["img-1-3"] == why
+
+
+def test_data_images_whose_system_image_is_gone_are_a_set_of_their_own() -> None:
+    gone = ours(3, days_old=90)  # deleted by hand: only its data images are listed
+    images = [ours(1, days_old=1), data_of(gone, "vdb"), data_of(gone, "vdc")]
+    plan = plan_retention(images, RetentionRule(keep=1), now=NOW)
+    assert decided(plan, "delete") == {"img-1-3-vdb", "img-1-3-vdc"}
+    assert decided(plan, "keep") == {"img-1-1"}
