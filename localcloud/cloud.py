@@ -41,6 +41,10 @@ OPERATIONS: tuple[str, ...] = (
     "ims.delete_image",
     "ims.export_image",
     "ims.show_quota",
+    "ims.add_members",
+    "ims.delete_members",
+    "ims.update_members",
+    "ims.list_members",
 )
 
 

@@ -160,6 +160,9 @@ Durations = Callable[[Duration], float]
 class Timing(_Model):
     image_job_seconds: Duration = 5.0
     export_job_seconds: Duration = 5.0
+    # [inference] how long a sharing job (add, delete, update members) runs; the job page's examples end in
+    # one to three seconds.
+    member_job_seconds: Duration = 2.0
     stop_seconds: Duration = 2.0
     start_seconds: Duration = 2.0
     # [inference] how long IMS jobs stay INIT (image "queued") before RUNNING ("saving").
@@ -175,6 +178,9 @@ class Limits(_Model):
     # [inference] IMS does not document unique names (IMG.0009 exists, the create page never says names
     # must be unique). Off by default; a seed may switch it on.
     unique_image_names: bool = False
+    # restrictions_on_image_sharing.rst: "A system disk image or data disk image can be shared with a maximum
+    # of 256 tenants".
+    max_image_members: int = Field(default=256, ge=0)
     requests_per_second: float | None = Field(default=None, gt=0)
     # [inference] the allowed X-Sdk-Date skew; contract §2.3 says 15 minutes.
     signature_skew_seconds: float = 15 * 60

@@ -35,6 +35,12 @@ JOB_VOLUMES = "imsVolumesToSysDataImagesJob"
 SUB_JOB_VOLUME = "imsCopyVolumeToImageJob"
 CREATE_JOBS = (JOB_CREATE, JOB_VOLUMES)
 JOB_EXPORT = "imsNativeExportImageJob"
+# The job page's job types for sharing (adding_image_sharing_members.rst and its siblings answer a job_id).
+JOB_ADD_MEMBERS = "imsAddImageMembersJob"
+JOB_DEL_MEMBERS = "imsDelImageMembersJob"
+JOB_UPDATE_MEMBERS = "imsUpdateImageMembersJob"
+MEMBER_JOBS = (JOB_ADD_MEMBERS, JOB_DEL_MEMBERS, JOB_UPDATE_MEMBERS)
+MEMBER_STATUSES = ("accepted", "rejected", "pending")
 # virtual_env_type (image attributes page): "FusionCompute" for an ECS (system disk) image, "DataImage" for
 # a data disk image.
 ENV_SYSTEM = "FusionCompute"
@@ -63,6 +69,29 @@ class DataImageSpec:
     volume_id: str
     description: str = ""
     tags: tuple[str, ...] = ()
+
+
+@dataclass
+class Member:
+    """A project an image is shared with (querying_image_sharing_members_native_openstack_api.rst, Table 2).
+
+    ``status`` is ``pending`` until the member accepts or rejects (querying_images.rst, ``member_status``).
+    """
+
+    project_id: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MemberChange:
+    """What a sharing job does when it succeeds: ``op`` is ``add``, ``delete`` or ``update``."""
+
+    op: str
+    images: tuple[str, ...]
+    projects: tuple[str, ...]
+    status: str | None = None  # update: accepted | rejected
 
 
 @dataclass(frozen=True)
@@ -94,6 +123,7 @@ class ImsJob:
     # imsVolumesToSysDataImagesJob: one per image, the system-disk image (if any) first. image_id and
     # image_name above then name the set's first image (the wire does not show them for this job type).
     sub_jobs: list[ImsSubJob] = field(default_factory=list)
+    members: MemberChange | None = None  # a sharing job: the change it applies on SUCCESS
 
     @property
     def created_at(self) -> datetime:
@@ -135,6 +165,23 @@ class Image:
     job: ImsJob | None = field(default=None, repr=False)
     virtual_env_type: str = ENV_SYSTEM
     volume_id: str | None = None  # a data-disk image: the volume it was made from
+    members: dict[str, Member] = field(default_factory=dict, repr=False)  # project id -> member
+
+    def imagetype_for(self, project_id: str) -> str:
+        """``__imagetype`` as ``project_id`` sees it. querying_images.rst: "The __imagetype of images you
+        share with other tenants or those other tenants share with you and you have accepted is shared"."""
+        if project_id != self.owner and project_id in self.members:
+            return "shared"
+        if self.imagetype == "private" and self.members:
+            return "shared"
+        return self.imagetype
+
+    def visibility_for(self, project_id: str) -> str:
+        """[inference] ``shared`` for a member (the page filters shared images with ``visibility=shared``);
+        the owner still sees its own visibility (``private``)."""
+        if project_id != self.owner and project_id in self.members:
+            return "shared"
+        return self.visibility
 
     @property
     def status(self) -> str:
@@ -209,19 +256,24 @@ class ImageFilters:
     tag: tuple[str, str] | None = None  # (key, value)
     created_at: TimeBound | None = None
     updated_at: TimeBound | None = None
+    member_status: str | None = None  # "accepted" | "rejected" | "pending": images shared with the viewer
     # A filter on a value no local image has (the wire knows which: the values every image body shows).
     matches_nothing: bool = False
 
-    def matches(self, image: Image) -> bool:
+    def matches(self, image: Image, viewer: str | None = None) -> bool:
         if self.matches_nothing:
             return False
+        if viewer is not None:
+            if self.imagetype is not None and image.imagetype_for(viewer) != self.imagetype:
+                return False
+            if self.visibility is not None and image.visibility_for(viewer) != self.visibility:
+                return False
         for attr in (
-            "imagetype",
+            *(("imagetype", "visibility") if viewer is None else ()),
             "name",
             "id",
             "status",
             "owner",
-            "visibility",
             "os_type",
             "platform",
             "disk_format",
@@ -268,6 +320,7 @@ class Ims:
         durations: Durations,
     ) -> None:
         self.clock = clock
+        self.project_ids = project_ids
         self.servers = servers
         self.image_jobs = image_jobs
         self.durations = durations
@@ -348,6 +401,8 @@ class Ims:
             self._pending.discard(job_id)
             if job.job_type in CREATE_JOBS:
                 self._running_creates[job.project_id] -= 1
+            if job.members is not None and status == "SUCCESS" and not job.applied:
+                self._apply_members(job.members, job.project_id, job.end_time(now) or now)
             if job.export is not None:
                 self._image_export.pop(job.image_id, None)
                 if status == "SUCCESS" and not job.applied:
@@ -603,7 +658,20 @@ class Ims:
     # ---- images ---------------------------------------------------------------------------------------
 
     def _visible(self, image: Image, project_id: str) -> bool:
-        return image.owner == project_id or image.visibility == "public"
+        """Own, public, or shared with ``project_id`` (whatever its member status: a rejected image "is not
+        displayed in the image list. However, you can still use the image to create ECSs")."""
+        return image.owner == project_id or image.visibility == "public" or project_id in image.members
+
+    def _listed(self, image: Image, project_id: str, member_status: str | None) -> bool:
+        """In ``project_id``'s image list: own and public images; an image shared with it when its member
+        status is ``member_status`` (default ``accepted``: "After an image is accepted, the image is displayed
+        in the image list"; querying_images.rst lists rejected and pending ones by ``member_status``)."""
+        member = image.members.get(project_id)
+        if image.owner != project_id and member is not None:
+            return member.status == (member_status or "accepted")
+        if member_status is not None:
+            return False  # [inference] member_status filters images shared with the caller only
+        return self._visible(image, project_id)
 
     def get_visible(self, project_id: str, image_id: str) -> Image:
         image = self.images.get(image_id)
@@ -631,7 +699,11 @@ class Ims:
         """``GET /v2/cloudimages``: own and public images, filtered, sorted, paged (contract §3.3)."""
         self.settle()
         filters = filters or ImageFilters()
-        matched = [i for i in self.images.values() if self._visible(i, project_id) and filters.matches(i)]
+        matched = [
+            i
+            for i in self.images.values()
+            if self._listed(i, project_id, filters.member_status) and filters.matches(i, project_id)
+        ]
 
         def sort_value(i: Image) -> tuple[Any, int]:
             value: Any = {
@@ -738,6 +810,153 @@ class Ims:
         self._track(job)
         self._image_export[image.id] = job.id
         return job
+
+    # ---- sharing ---------------------------------------------------------------------------------------
+
+    def list_members(self, project_id: str, image_id: str) -> list[Member]:
+        """``GET /v2/images/{image_id}/members``: the owner sees every member; [inference] a member sees only
+        itself (as in Glance); anyone else gets the image's 404."""
+        self.settle()
+        image = self.get_visible(project_id, image_id)
+        if image.owner == project_id:
+            return sorted(image.members.values(), key=lambda m: m.created_at)
+        member = image.members.get(project_id)
+        return [member] if member is not None else []
+
+    def _own_shareable(self, project_id: str, image_id: str) -> Image:
+        """An image ``project_id`` may share or stop sharing.
+
+        [inference: the codes] an unknown image: IMG.0027 "The image ID in the request does not exist." (the
+        body names several images); a public image: IMG.0089; another tenant's: IMG.0106 "The image owner is
+        another tenant."; not active: IMG.0046 "The image is unavailable.".
+        """
+        image = self.images.get(image_id)
+        if image is None or not self._visible(image, project_id):
+            raise ims_error("IMG.0027")
+        if image.visibility == "public":
+            raise ims_error("IMG.0089")
+        if image.owner != project_id:
+            raise ims_error("IMG.0106")
+        if image.status != "active":
+            raise ims_error("IMG.0046")
+        return image
+
+    def add_members(
+        self,
+        project_id: str,
+        images: Sequence[str],
+        projects: Sequence[str],
+        *,
+        fault: JobFault | None = None,
+    ) -> ImsJob:
+        """``POST /v1/cloudimages/members``: an ``imsAddImageMembersJob``; the projects become ``pending``
+        members of every image when it succeeds.
+
+        Refused at once: an image as in :meth:`_own_shareable`; IMG.0076 for the caller's own project;
+        IMG.0108 for a project ID IAM does not know; IMG.0088 when an image would have more members than the
+        limit (restrictions_on_image_sharing.rst: 256 tenants) [inference: the code]. [inference] A project
+        that already is a member of one of the images makes the job FAIL with IMG.0112 "Failed to add the
+        tenant." (the page says nothing; Glance refuses an existing member).
+        """
+        self.settle()
+        shared = [self._own_shareable(project_id, i) for i in images]
+        for p in projects:
+            if p == project_id:
+                raise ims_error("IMG.0076")
+            if self.project_ids(p) != p:
+                raise ims_error("IMG.0108")
+        new = set(projects)
+        for image in shared:
+            if len(set(image.members) | new) > self.limits.max_image_members:
+                raise ims_error("IMG.0088")
+        error = "IMG.0112" if any(p in image.members for image in shared for p in projects) else None
+        change = MemberChange("add", tuple(images), tuple(projects))
+        return self._member_job(project_id, JOB_ADD_MEMBERS, change, error, fault)
+
+    def delete_members(
+        self,
+        project_id: str,
+        images: Sequence[str],
+        projects: Sequence[str],
+        *,
+        fault: JobFault | None = None,
+    ) -> ImsJob:
+        """``DELETE /v1/cloudimages/members``: an ``imsDelImageMembersJob``; the projects stop being members
+        when it succeeds. Refused at once as :meth:`add_members` for the images; [inference] a project that is
+        not a member of one of the images makes the job FAIL with IMG.0113 "Failed to delete the tenant."."""
+        self.settle()
+        shared = [self._own_shareable(project_id, i) for i in images]
+        error = "IMG.0113" if any(p not in image.members for image in shared for p in projects) else None
+        change = MemberChange("delete", tuple(images), tuple(projects))
+        return self._member_job(project_id, JOB_DEL_MEMBERS, change, error, fault)
+
+    def update_members(
+        self,
+        project_id: str,
+        images: Sequence[str],
+        member_project: str,
+        status: str,
+        *,
+        fault: JobFault | None = None,
+    ) -> ImsJob:
+        """``PUT /v1/cloudimages/members``: the receiving project accepts or rejects; an
+        ``imsUpdateImageMembersJob``.
+
+        [inference: the codes] ``project_id`` other than the caller's: IMG.0067 "The project ID is
+        incorrect."; an image that is not shared with the caller (unknown, its own, public): IMG.0027.
+        """
+        self.settle()
+        if member_project != project_id:
+            raise ims_error("IMG.0067")
+        for image_id in images:
+            image = self.images.get(image_id)
+            if image is None or project_id not in image.members:
+                raise ims_error("IMG.0027")
+        change = MemberChange("update", tuple(images), (project_id,), status)
+        return self._member_job(project_id, JOB_UPDATE_MEMBERS, change, None, fault)
+
+    def _member_job(
+        self, project_id: str, job_type: str, change: MemberChange, error: str | None, fault: JobFault | None
+    ) -> ImsJob:
+        """A sharing job: INIT, RUNNING, then SUCCESS (the change applied) or FAIL (``error``, or a fault)."""
+        now = self.clock.now()
+        fault = fault or JobFault()
+        init = self.timing.job_init_seconds
+        if error and not fault.fail:
+            lifecycle = Lifecycle.of(("INIT", init), ("FAIL", None))
+        else:
+            error = error or ((fault.error_code or "IMG.0061") if fault.fail else None)
+            run = None if fault.stuck else self.durations(self.timing.member_job_seconds)
+            lifecycle = Lifecycle.of(("INIT", init), ("RUNNING", run), ("FAIL" if error else "SUCCESS", None))
+        job = ImsJob(
+            id=secrets.token_hex(16),
+            project_id=project_id,
+            job_type=job_type,
+            timeline=Timeline(lifecycle, now),
+            image_id=change.images[0] if change.images else "",
+            image_name="",
+            members=change,
+        )
+        if error:
+            job.error_code = error
+            default_reason = ims_error(error).body["error"]["message"]  # type: ignore[index]
+            job.fail_reason = (fault.fail_reason if fault.fail else None) or default_reason
+        self._track(job)
+        return job
+
+    def _apply_members(self, change: MemberChange, caller: str, when: datetime) -> None:
+        for image_id in change.images:
+            image = self.images.get(image_id)
+            if image is None:
+                continue  # deleted meanwhile
+            for p in change.projects:
+                if change.op == "add" and p not in image.members:
+                    image.members[p] = Member(p, "pending", when, when)
+                elif change.op == "delete":
+                    image.members.pop(p, None)
+                elif change.op == "update" and p in image.members:
+                    image.members[p].status = change.status or "pending"
+                    image.members[p].updated_at = when
 
     # ---- quota ----------------------------------------------------------------------------------------
 

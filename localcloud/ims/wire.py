@@ -17,7 +17,10 @@ from localcloud.errors import ims_error
 from localcloud.gateway import Call, Reply, Route
 from localcloud.ims.state import (
     JOB_CREATE,
+    JOB_DEL_MEMBERS,
     JOB_VOLUMES,
+    MEMBER_JOBS,
+    MEMBER_STATUSES,
     SORT_KEYS,
     SUB_JOB_VOLUME,
     TIME_OPERATORS,
@@ -27,6 +30,7 @@ from localcloud.ims.state import (
     Ims,
     ImsJob,
     ImsSubJob,
+    Member,
     TimeBound,
 )
 from localcloud.lifecycle import Position, ProgressProfile, progress_percent
@@ -110,6 +114,10 @@ LIST_QUERY_KEYS = frozenset(
 )
 # exporting_an_image.rst, request table.
 EXPORT_FIELDS = frozenset({"bucket_url", "file_format", "is_quick_export"})
+# adding_image_sharing_members.rst / deleting_image_sharing_members.rst and
+# updating_the_sharing_status_for_images.rst, request tables.
+MEMBERS_FIELDS = frozenset({"images", "projects"})
+UPDATE_MEMBERS_FIELDS = frozenset({"images", "project_id", "status", "vault_id"})
 
 
 # ---- reading requests -------------------------------------------------------------------------------------
@@ -225,8 +233,10 @@ def _time_filter(expr: str) -> TimeBound:
 # ---- writing bodies ---------------------------------------------------------------------------------------
 
 
-def image_body(image: Image) -> dict[str, Any]:
-    """An image as ``GET /v2/images/{id}`` and the ``images`` list show it."""
+def image_body(image: Image, viewer: str | None = None) -> dict[str, Any]:
+    """An image as ``GET /v2/images/{id}`` and the ``images`` list show it (to ``viewer``: a shared image's
+    ``__imagetype`` and ``visibility`` depend on who looks)."""
+    viewer = viewer or image.owner
     status = image.status
     body: dict[str, Any] = {
         "schema": "/v2/schemas/image",
@@ -244,8 +254,8 @@ def image_body(image: Image) -> dict[str, Any]:
         "__lazyloading": "true",
         "owner": image.owner,
         "__os_type": image.os_type,
-        "__imagetype": image.imagetype,
-        "visibility": image.visibility,
+        "__imagetype": image.imagetype_for(viewer),
+        "visibility": image.visibility_for(viewer),
         "virtual_env_type": image.virtual_env_type,
         "tags": list(image.tags),
         "__platform": image.platform,
@@ -292,7 +302,9 @@ def job_body(
     pos = job.timeline.at(now)
     status = pos.name
     entities: dict[str, Any] = {}
-    if job.job_type == JOB_VOLUMES:
+    if job.job_type in MEMBER_JOBS:
+        entities = _members_job_entities(job, status)
+    elif job.job_type == JOB_VOLUMES:
         entities = _volumes_job_entities(job, pos, now, profile, progress=progress)
     elif progress:
         percent = {"INIT": 0.0, "SUCCESS": 100.0, "FAIL": 0.0}.get(status)
@@ -347,6 +359,21 @@ def _volumes_job_entities(
         entities["sub_jobs_result"] = [_sub_job_body(job, sub, status, now) for sub in job.sub_jobs]
         entities["sub_jobs_list"] = [sub.id for sub in job.sub_jobs]
     return entities
+
+
+def _members_job_entities(job: ImsJob, status: str) -> dict[str, Any]:
+    """``entities`` of a sharing job, as the job page's examples: ``results``, one ``{"image_id", "status":
+    "success"}`` per image for imsAddImageMembersJob and imsUpdateImageMembersJob, ``[]`` for
+    imsDelImageMembersJob (Table 3: image_id "is returned only when the value of job_type is"
+    imsAddImageMembersJob or imsUpdateImageMembersJob). [inference] ``results`` appear once the job ended;
+    a failed job's results say ``failed``.
+    """
+    if status not in ("SUCCESS", "FAIL") or job.members is None:
+        return {}
+    if job.job_type == JOB_DEL_MEMBERS:
+        return {"results": []}
+    outcome = "success" if status == "SUCCESS" else "failed"
+    return {"results": [{"image_id": i, "status": outcome} for i in job.members.images]}
 
 
 def _sub_job_body(job: ImsJob, sub: ImsSubJob, status: str, now: datetime) -> dict[str, Any]:
@@ -486,8 +513,9 @@ def list_images(ims: Ims, call: Call) -> Reply:
         nothing = True
     if "__isregistered" in q and q["__isregistered"].lower() != "true":
         nothing = True
-    if "member_status" in q:
-        nothing = True  # [inference] nothing is shared in the local cloud
+    member_status = q.get("member_status")
+    if member_status is not None and member_status not in MEMBER_STATUSES:
+        raise ims_error("IMG.0001")
     imagetype = q.get("__imagetype")
     if imagetype is not None and imagetype not in ("gold", "private", "shared"):
         raise ims_error("IMG.0001")
@@ -534,6 +562,7 @@ def list_images(ims: Ims, call: Call) -> Reply:
         tag=tag,
         created_at=created,
         updated_at=updated,
+        member_status=member_status,
         matches_nothing=nothing,
     )
 
@@ -550,12 +579,12 @@ def list_images(ims: Ims, call: Call) -> Reply:
     found = ims.list_images(
         call.project_id, filters, sort_key=sort_key, sort_dir=sort_dir, marker=q.get("marker"), limit=limit
     )
-    return Reply({"images": [image_body(i) for i in found]})
+    return Reply({"images": [image_body(i, call.project_id) for i in found]})
 
 
 def show_image(ims: Ims, call: Call, image_id: str) -> Reply:
     """``GET /v2/images/{image_id}``: the image object, unwrapped."""
-    return Reply(image_body(ims.show_image(call.project_id, image_id)))
+    return Reply(image_body(ims.show_image(call.project_id, image_id), call.project_id))
 
 
 def delete_image(ims: Ims, call: Call, image_id: str) -> Reply:
@@ -650,6 +679,75 @@ def show_job_progress(ims: Ims, call: Call, job_id: str) -> Reply:
     return Reply(job_body(job, ims.clock.now(), ims.timing.progress_profile, progress=True))
 
 
+def _id_list(value: Any) -> list[str]:
+    """A mandatory ``Array of strings`` of IDs. [inference] Missing, not a list, empty, or a member that is
+    not a non-empty string: IMG.0001 (the pages name no code); a repeated ID counts once."""
+    if not isinstance(value, list) or not value:
+        raise ims_error("IMG.0001")
+    if not all(isinstance(v, str) and v for v in value):
+        raise ims_error("IMG.0001")
+    return list(dict.fromkeys(value))
+
+
+def _members_body(call: Call) -> tuple[list[str], list[str]]:
+    body = _parse_json_body(call.raw)
+    if set(body) - MEMBERS_FIELDS:
+        raise ims_error("IMG.0001")  # [inference] a field the request table does not list
+    return _id_list(body.get("images")), _id_list(body.get("projects"))
+
+
+def add_members(ims: Ims, call: Call) -> Reply:
+    """``POST /v1/cloudimages/members`` ``{"images": [...], "projects": [...]}`` -> 200 ``{"job_id"}``."""
+    images, projects = _members_body(call)
+    job = ims.add_members(call.project_id, images, projects, fault=call.job_fault)
+    return Reply({"job_id": job.id})
+
+
+def delete_members(ims: Ims, call: Call) -> Reply:
+    """``DELETE /v1/cloudimages/members`` with the same body -> 200 ``{"job_id"}``."""
+    images, projects = _members_body(call)
+    job = ims.delete_members(call.project_id, images, projects, fault=call.job_fault)
+    return Reply({"job_id": job.id})
+
+
+def update_members(ims: Ims, call: Call) -> Reply:
+    """``PUT /v1/cloudimages/members`` ``{"images", "project_id", "status"[, "vault_id"]}``.
+
+    [inference] ``vault_id`` (for full-ECS images from CBR backups, which the local cloud does not make) is
+    accepted as a string and ignored; another ``status`` value or a missing ``project_id``: IMG.0001.
+    """
+    body = _parse_json_body(call.raw)
+    if set(body) - UPDATE_MEMBERS_FIELDS:
+        raise ims_error("IMG.0001")
+    images = _id_list(body.get("images"))
+    project_id = body.get("project_id")
+    status = body.get("status")
+    if not isinstance(project_id, str) or not project_id or status not in ("accepted", "rejected"):
+        raise ims_error("IMG.0001")
+    if "vault_id" in body and not isinstance(body["vault_id"], str):
+        raise ims_error("IMG.0001")
+    job = ims.update_members(call.project_id, images, project_id, status, fault=call.job_fault)
+    return Reply({"job_id": job.id})
+
+
+def member_body(member: Member, image_id: str) -> dict[str, Any]:
+    """One member as the Glance members page's example shows it."""
+    return {
+        "status": member.status,
+        "created_at": fmt_seconds(member.created_at),
+        "updated_at": fmt_seconds(member.updated_at),
+        "image_id": image_id,
+        "member_id": member.project_id,
+        "schema": "/v2/schemas/member",
+    }
+
+
+def list_members(ims: Ims, call: Call, image_id: str) -> Reply:
+    """``GET /v2/images/{image_id}/members`` -> ``{"members": [...], "schema": "/v2/schemas/members"}``."""
+    members = ims.list_members(call.project_id, image_id)
+    return Reply({"members": [member_body(m, image_id) for m in members], "schema": "/v2/schemas/members"})
+
+
 ROUTES: tuple[Route, ...] = (
     Route("ims", "POST", "/v2/cloudimages/action", "ims.create_image", create_image),
     Route("ims", "GET", "/v2/cloudimages", "ims.list_images", list_images),
@@ -657,6 +755,10 @@ ROUTES: tuple[Route, ...] = (
     Route("ims", "DELETE", "/v2/images/{image_id}", "ims.delete_image", delete_image),
     Route("ims", "POST", "/v1/cloudimages/{image_id}/file", "ims.export_image", export_image),
     Route("ims", "GET", "/v1/cloudimages/quota", "ims.show_quota", show_quota),
+    Route("ims", "POST", "/v1/cloudimages/members", "ims.add_members", add_members),
+    Route("ims", "DELETE", "/v1/cloudimages/members", "ims.delete_members", delete_members),
+    Route("ims", "PUT", "/v1/cloudimages/members", "ims.update_members", update_members),
+    Route("ims", "GET", "/v2/images/{image_id}/members", "ims.list_members", list_members),
     # Shared with ECS on one base URL: app.py serves the bare path and tells the two apart by the job id.
     Route("ims", "GET", "/v1/{project_id}/jobs/{job_id}", "ims.show_job", show_job, shared=False),
     Route("ims", "GET", "/v1/cloudimages/job/{job_id}", "ims.show_job_progress", show_job_progress),
