@@ -41,6 +41,8 @@ from imsflow.models import (
     Image,
     ImageList,
     ImageListQuery,
+    ImageMembers,
+    ImageMembersRequest,
     ImsJob,
     JobIdResponse,
     Project,
@@ -53,6 +55,7 @@ from imsflow.models import (
     ServerPage,
     TokenRequest,
     TokenResponse,
+    UpdateImageMembersRequest,
 )
 from imsflow.settings import LOCAL_ENDPOINT, ImsflowSettings, Service
 
@@ -452,7 +455,7 @@ class EcsApi:
 
 
 class ImsApi:
-    """Image Management Service: create, jobs, list, details, delete, export, quota."""
+    """Image Management Service: create, jobs, list, details, delete, export, sharing, quota."""
 
     def __init__(self, client: CloudClient) -> None:
         self._c = client
@@ -532,6 +535,36 @@ class ImsApi:
         path = f"/v1/cloudimages/{_segment(image_id)}/file"
         response = await self._c.request_model(JobIdResponse, "POST", "ims", path, json_body=req.to_body())
         return response.job_id
+
+    # ---- sharing (ims_apis/image_sharing/*.rst): every call answers a job id -----------------------------
+
+    async def _members(self, method: str, body: dict[str, Any]) -> str:
+        await self._c._ensure_signing_project()
+        path = "/v1/cloudimages/members"
+        return (await self._c.request_model(JobIdResponse, method, "ims", path, json_body=body)).job_id
+
+    async def add_image_members(self, req: ImageMembersRequest) -> str:
+        """``POST /v1/cloudimages/members``: share ``req.images`` with ``req.projects``; the IMS job id
+        (an ``imsAddImageMembersJob``; the projects are ``pending`` members once it succeeded)."""
+        return await self._members("POST", req.to_body())
+
+    async def remove_image_members(self, req: ImageMembersRequest) -> str:
+        """``DELETE /v1/cloudimages/members``: stop sharing; the IMS job id (``imsDelImageMembersJob``)."""
+        return await self._members("DELETE", req.to_body())
+
+    async def update_image_members(self, req: UpdateImageMembersRequest) -> str:
+        """``PUT /v1/cloudimages/members``, sent by the receiving project: accept or reject shared images;
+        the IMS job id (``imsUpdateImageMembersJob``)."""
+        return await self._members("PUT", req.to_body())
+
+    async def list_image_members(self, image_id: str) -> ImageMembers:
+        """``GET /v2/images/{image_id}/members`` (Glance-native); no such image: ``ImageNotFoundError``."""
+        await self._c._ensure_signing_project()
+        path = f"/v2/images/{_segment(image_id)}/members"
+        try:
+            return await self._c.request_model(ImageMembers, "GET", "ims", path)
+        except ApiError as exc:
+            raise _image_query(exc) from None
 
     async def get_quota(self) -> Quota:
         """``GET /v1/cloudimages/quota``."""

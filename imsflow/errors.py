@@ -28,6 +28,7 @@ Classes are grouped by what a caller does about them, not by which service raise
         │   └── ProjectNotFoundError
         ├── InvalidParameterError      400: fix the request
         ├── UnsupportedOperationError  the resource cannot be used this way at all
+        │   └── ImageNotShareableError yourself, a public, encrypted or full-ECS image (sharing)
         ├── ConflictError              409 / wrong state: change the state, or wait
         │   ├── EcsNotStoppedError
         │   ├── EcsBusyError
@@ -37,6 +38,7 @@ Classes are grouped by what a caller does about them, not by which service raise
         │   ├── ImageBeingExportedError
         │   └── ImageProtectedError
         ├── QuotaExceededError         free quota or ask for more
+        │   └── ShareLimitError        an image has as many members as it may (sharing)
         ├── ThrottledError             retryable: flow control (429, IMG.0060, Common.0024 on 202, ...)
         ├── ServerError                retryable: 5xx and server-side failures reported as 400
         └── UnexpectedResponseError    a success answer we cannot read (wrong shape, not JSON)
@@ -74,6 +76,7 @@ __all__ = [
     "ImageBeingExportedError",
     "ImageNameExistsError",
     "ImageNotFoundError",
+    "ImageNotShareableError",
     "ImageProtectedError",
     "ImageQuotaError",
     "ImageSetIncompleteError",
@@ -90,6 +93,7 @@ __all__ = [
     "ProjectNotFoundError",
     "QuotaExceededError",
     "ServerError",
+    "ShareLimitError",
     "SlotsUnavailableError",
     "ThrottledError",
     "TokenExpiredError",
@@ -402,6 +406,13 @@ class UnsupportedOperationError(ApiError):
     hint = "This resource cannot be used for this operation; pick another server or image."
 
 
+class ImageNotShareableError(UnsupportedOperationError):
+    hint = (
+        "Only your own private system-disk or data-disk images can be shared, and not with your own project "
+        "(restrictions on image sharing)."
+    )
+
+
 class ConflictError(ApiError):
     hint = "The resource is in the wrong state; change its state or wait, then try again."
 
@@ -438,6 +449,10 @@ class QuotaExceededError(ApiError):
     hint = "Delete unused images or ask for a higher quota."
 
 
+class ShareLimitError(QuotaExceededError):
+    hint = "An image can be shared with at most 256 projects; stop sharing it with some first."
+
+
 class ThrottledError(ApiError):
     retryable = True
     hint = "The cloud is throttling requests; wait and retry."
@@ -472,10 +487,12 @@ ERROR_CODES: dict[str, type[ApiError]] = {
     **_codes(
         UnsupportedOperationError,
         "IMG.",
-        "0006 0033 0058 0059 0063 0069 0071 0072 0076 0077 0079 0080 0081 0083 0084 0089 0094 0096 0098 "
-        "0105 0110 0111 0117 0118 0119 0125 0128 0130 0135 0140 0153 0160 0163 0164 0166 0167 0168 0169 "
+        "0006 0033 0058 0059 0063 0069 0071 0072 0077 0079 0080 0081 0083 0084 0094 0096 "
+        "0105 0110 0111 0117 0118 0119 0125 0128 0130 0140 0153 0160 0163 0164 0166 0167 0168 0169 "
         "0170 0171 0172 0173 0174 0177 0178 0180 0189 0190 0193 0195 0196 0197",
     ),
+    # Sharing (restrictions_on_image_sharing.rst): yourself, public, encrypted, full-ECS.
+    **_codes(ImageNotShareableError, "IMG.", "0076 0089 0098 0135"),
     **_codes(EcsNotFoundError, "IMG.", "0005"),
     **_codes(ImageNotFoundError, "IMG.", "0027 0086 0144"),
     **_codes(NotFoundError, "IMG.", "0020 0095 0101 0120 0121 0127 0198"),
@@ -493,7 +510,8 @@ ERROR_CODES: dict[str, type[ApiError]] = {
     **_codes(ImageBeingExportedError, "IMG.", "0148"),
     **_codes(ImageProtectedError, "IMG.", "0028"),
     **_codes(ConflictError, "IMG.", "0022 0029 0032 0046 0070 0097 0102 0126 0132 0134 0176 0183 0186 0188"),
-    **_codes(QuotaExceededError, "IMG.", "0015 0088 0116 0182 0185 0194"),
+    **_codes(QuotaExceededError, "IMG.", "0015 0116 0182 0185 0194"),
+    **_codes(ShareLimitError, "IMG.", "0088"),
     **_codes(ThrottledError, "IMG.", "0060 0187"),
     **_codes(
         ServerError,

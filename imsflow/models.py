@@ -46,6 +46,9 @@ __all__ = [
     "Image",
     "ImageList",
     "ImageListQuery",
+    "ImageMember",
+    "ImageMembers",
+    "ImageMembersRequest",
     "ImageTag",
     "ImsJob",
     "ImsSubJob",
@@ -77,6 +80,7 @@ __all__ = [
     "TokenRequest",
     "TokenResponse",
     "TokenUser",
+    "UpdateImageMembersRequest",
     "VolumeAttachment",
     "build_request",
     "tag_filter",
@@ -869,6 +873,57 @@ class ExportImageRequest(_Request):
                 "file_format", None, "is required unless is_quick_export is true (qcow2, vhd, zvhd or vmdk)"
             )
         return self
+
+
+class ImageMembersRequest(_Request):
+    """Body of ``POST`` (add) and ``DELETE`` (remove) ``/v1/cloudimages/members``
+    (adding_image_sharing_members.rst, deleting_image_sharing_members.rst): both lists mandatory."""
+
+    images: list[validation.ImageId] = Field(min_length=1)
+    projects: list[validation.ProjectId] = Field(min_length=1)
+
+    @field_validator("images", "projects")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class UpdateImageMembersRequest(_Request):
+    """Body of ``PUT /v1/cloudimages/members`` (updating_the_sharing_status_for_images.rst): the receiving
+    project (``project_id``, its own) accepts or rejects shared images; ``vault_id`` only for a full-ECS
+    image made from a CBR backup."""
+
+    images: list[validation.ImageId] = Field(min_length=1)
+    project_id: validation.ProjectId
+    status: Literal["accepted", "rejected"]
+    vault_id: str | None = None
+
+    @field_validator("images")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class ImageMember(_Response):
+    """One member of ``GET /v2/images/{image_id}/members`` (the Glance members page, Table 2)."""
+
+    member_id: str
+    image_id: str | None = None
+    status: str | None = None  # accepted | rejected | pending
+    created_at: Time = None
+    updated_at: Time = None
+    schema_: str | None = Field(default=None, alias="schema")
+
+
+class ImageMembers(_Response):
+    """``GET /v2/images/{image_id}/members``."""
+
+    members: Annotated[list[ImageMember], BeforeValidator(_none_to_list)] = Field(default_factory=list)
+    schema_: str | None = Field(default=None, alias="schema")
+
+    def status_of(self, project_id: str) -> str | None:
+        """The member status of ``project_id`` (None: not a member)."""
+        return next((m.status for m in self.members if m.member_id == project_id), None)
 
 
 class DeleteImageRequest(_Request):

@@ -37,6 +37,8 @@ __all__ = [
     "MAX_IMAGE_TAGS",
     "NAME_PATTERN",
     "NAME_RULE",
+    "PROJECT_ID_PATTERN",
+    "PROJECT_ID_RULE",
     "TAG_COUNT_RULE",
     "TAG_PARAM_PATTERN",
     "TAG_PARAM_RULE",
@@ -53,6 +55,7 @@ __all__ = [
     "ImageName",
     "InstanceId",
     "MaxAge",
+    "ProjectId",
     "TagParam",
     "VolumeId",
     "check_age",
@@ -64,6 +67,7 @@ __all__ = [
     "check_image_kind",
     "check_image_name",
     "check_image_tag",
+    "check_project_id",
     "check_tag",
     "check_tag_count",
     "check_tag_filter",
@@ -113,6 +117,9 @@ DESCRIPTION_PATTERN = r"^[^\r\n<>]{0,1024}$"
 TAG_PATTERN = r"^[A-Za-z0-9_-]{1,36}\.[A-Za-z0-9_-]{0,43}$"
 # The same tag as flow parameters and CLI options take it, "key=value" (it becomes an image_tags entry).
 TAG_PARAM_PATTERN = r"^[A-Za-z0-9_-]{1,36}=[A-Za-z0-9_-]{0,43}$"
+# A project ID as IAM writes it (the sharing pages' example edc89b490d7d4392898e19b2deb34797): 32 hex digits.
+PROJECT_ID_PATTERN = r"^[0-9a-f]{32}$"
+PROJECT_ID_RULE = "32 lowercase hex digits (a project ID, not a name)"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 # Exporting an Image: bucket_url is "<bucket name>:<file name>". OBS bucket names: 3-63 lowercase letters,
 # digits, hyphens and periods, a letter or digit at either end; IMG.0175: no spaces in file names.
@@ -128,6 +135,7 @@ _NAME = re.compile(NAME_PATTERN)
 _DESCRIPTION = re.compile(DESCRIPTION_PATTERN)
 _TAG = re.compile(TAG_PATTERN)
 _UUID = re.compile(UUID_PATTERN)
+_PROJECT_ID = re.compile(PROJECT_ID_PATTERN)
 _BUCKET_URL = re.compile(BUCKET_URL_PATTERN)
 _TAG_PARAM = re.compile(TAG_PARAM_PATTERN)
 _BLOCK_NAME = re.compile(BLOCK_NAME_PATTERN)
@@ -217,6 +225,11 @@ def check_uuid(value: str, field: str) -> str:
     return _matching(_UUID, value, field, UUID_RULE)
 
 
+def check_project_id(value: str, field: str = "project_id") -> str:
+    """A project ID (the projects an image is shared with, the receiving project)."""
+    return _matching(_PROJECT_ID, value, field, PROJECT_ID_RULE)
+
+
 def check_enterprise_project_id(value: str, field: str = "enterprise_project_id") -> str:
     """``"0"`` (the default enterprise project) or a UUID."""
     if value == "0":
@@ -300,6 +313,12 @@ ImageId = Annotated[
     str,
     Field(title="Image ID", description="ID (UUID) of a private image.", pattern=UUID_PATTERN),
     _checked(check_uuid, "image_id"),
+]
+#: A project ID (the project an image is shared with).
+ProjectId = Annotated[
+    str,
+    Field(title="Project ID", description=f"A project ID: {PROJECT_ID_RULE}.", pattern=PROJECT_ID_PATTERN),
+    _checked(check_project_id, "project_id"),
 ]
 #: An image name as IMS accepts it.
 ImageName = Annotated[
