@@ -132,7 +132,7 @@ def test_a_project_name_is_refused_with_the_rule() -> None:
 
 def test_update_status_is_accepted_or_rejected() -> None:
     with pytest.raises(ValueError):
-        UpdateImageMembersRequest(images=IMAGES, project_id=PROJECTS[0], status="pending")  # type: ignore[arg-type]
+        UpdateImageMembersRequest(images=IMAGES, project_id=PROJECTS[0], status="pending")
 
 
 def test_repeated_ids_are_sent_once() -> None:
