@@ -1,0 +1,121 @@
+"""share-image and accept-image on Prefect's test harness, against the in-process local cloud: the owner
+shares, the receiving project accepts with its own credentials block, the image is in its list; unsharing
+takes it out; refusals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from flows.sharing import AcceptImageParams, ShareImageParams, accept_image, share_image
+from imsflow.errors import ImageNotFoundError, ImageNotShareableError, ProjectNotFoundError
+from localcloud import LocalCloud, ManualClock, Seed
+from localcloud.ims.state import ImageFilters
+from runtime.credentials import ImsflowCredentials
+from tests.support import PASSWORD, PROJECT_ID, cloud_runtime, endpoints, seed_data
+
+RECEIVER = "edc89b490d7d4392898e19b2deb34797"
+THIRD = "9c61004714024f9586705d090530f9fa"
+GOLDEN = "d164b5df-1bc3-4c3f-893e-3e471fd16e64"
+BLOCK = "sharing-receiver"
+
+
+def make_cloud() -> LocalCloud:
+    data = seed_data(images=[{"id": GOLDEN, "name": "golden", "project": PROJECT_ID}])
+    data["domains"] += [
+        {
+            "name": "partner",
+            "users": [{"name": "bob", "password": PASSWORD}],
+            "projects": [{"id": RECEIVER, "name": "eu-de"}],
+        },
+        {
+            "name": "third",
+            "users": [{"name": "carol", "password": PASSWORD}],
+            "projects": [{"id": THIRD, "name": "eu-de"}],
+        },
+    ]
+    return LocalCloud(seed=Seed.model_validate(data), clock=ManualClock(datetime.now(UTC)))
+
+
+async def receiver_block() -> str:
+    await ImsflowCredentials(
+        profile="local", **endpoints(), domain="partner", username="bob", password=PASSWORD
+    ).asave(BLOCK, overwrite=True)
+    return BLOCK
+
+
+def listed(cloud: LocalCloud, project: str) -> list[str]:
+    return [i.id for i in cloud.ims.list_images(project, ImageFilters())]
+
+
+async def test_share_accept_then_the_receiver_lists_it_and_unshare_takes_it_away() -> None:
+    cloud = make_cloud()
+    block = await receiver_block()
+    with cloud_runtime(cloud):
+        shared = await share_image(ShareImageParams(image_id=GOLDEN, projects=[RECEIVER, THIRD]))
+        assert shared.changed == [RECEIVER, THIRD]
+        assert shared.job_id
+        assert GOLDEN not in listed(cloud, RECEIVER), "pending: not in the list yet"
+
+        accepted = await accept_image(AcceptImageParams(image_ids=[GOLDEN]), credentials_block=block)
+        assert (accepted.project_id, accepted.status) == (RECEIVER, "accepted")
+        assert GOLDEN in listed(cloud, RECEIVER)
+        assert GOLDEN not in listed(cloud, THIRD), "the third project has not accepted"
+        assert cloud.ims.images[GOLDEN].members[RECEIVER].status == "accepted"
+
+        removed = await share_image(ShareImageParams(image_id=GOLDEN, projects=[RECEIVER], remove=True))
+        assert removed.changed == [RECEIVER]
+    assert GOLDEN not in listed(cloud, RECEIVER)
+    assert set(cloud.ims.images[GOLDEN].members) == {THIRD}
+
+
+async def test_sharing_again_changes_nothing() -> None:
+    cloud = make_cloud()
+    with cloud_runtime(cloud):
+        await share_image(ShareImageParams(image_id=GOLDEN, projects=[RECEIVER]))
+        again = await share_image(ShareImageParams(image_id=GOLDEN, projects=[RECEIVER, THIRD]))
+        assert (again.changed, again.unchanged) == ([THIRD], [RECEIVER])
+        nothing = await share_image(ShareImageParams(image_id=GOLDEN, projects=[RECEIVER]))
+        assert (nothing.changed, nothing.job_id) == ([], None)
+        gone = await share_image(ShareImageParams(image_id=GOLDEN, projects=[RECEIVER, THIRD], remove=True))
+        not_member = await share_image(ShareImageParams(image_id=GOLDEN, projects=[RECEIVER], remove=True))
+    assert gone.changed == [RECEIVER, THIRD]
+    assert not_member.job_id is None
+    assert cloud.stats()["ims.add_members"] == 2
+    assert cloud.stats()["ims.delete_members"] == 1
+
+
+async def test_a_reject_keeps_the_image_out_of_the_list() -> None:
+    cloud = make_cloud()
+    block = await receiver_block()
+    with cloud_runtime(cloud):
+        await share_image(ShareImageParams(image_id=GOLDEN, projects=[RECEIVER]))
+        result = await accept_image(
+            AcceptImageParams(image_ids=[GOLDEN], status="rejected"), credentials_block=block
+        )
+    assert result.status == "rejected"
+    assert GOLDEN not in listed(cloud, RECEIVER)
+    assert cloud.ims.images[GOLDEN].members[RECEIVER].status == "rejected"
+
+
+async def test_sharing_with_yourself_is_refused() -> None:
+    cloud = make_cloud()
+    with cloud_runtime(cloud), pytest.raises(ImageNotShareableError, match=r"IMG\.0076"):
+        await share_image(ShareImageParams(image_id=GOLDEN, projects=[PROJECT_ID]))
+
+
+async def test_an_unknown_project_or_image_is_refused() -> None:
+    cloud = make_cloud()
+    with cloud_runtime(cloud), pytest.raises(ProjectNotFoundError, match=r"IMG\.0108"):
+        await share_image(ShareImageParams(image_id=GOLDEN, projects=["f" * 32]))
+    with cloud_runtime(cloud), pytest.raises(ImageNotFoundError):
+        await share_image(ShareImageParams(image_id="0" * 8 + GOLDEN[8:], projects=[RECEIVER]))
+
+
+async def test_accepting_an_image_not_shared_with_you_fails() -> None:
+    cloud = make_cloud()
+    block = await receiver_block()
+    # Refused at once (not a failed job): IMG.0027 "The image ID in the request does not exist."
+    with cloud_runtime(cloud), pytest.raises(ImageNotFoundError, match=r"IMG\.0027"):
+        await accept_image(AcceptImageParams(image_ids=[GOLDEN]), credentials_block=block)
