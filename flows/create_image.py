@@ -19,6 +19,7 @@ from prefect.states import Completed
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from flows.pipeline import image_one_ecs, timed
+from flows.sharing import share_with
 from imsflow.errors import DataDiskError, InvalidRequestError
 from imsflow.models import CreateImageFromEcsRequest, IamToken, ImageTag
 from imsflow.redact import install_redaction
@@ -29,6 +30,7 @@ from imsflow.validation import (
     ImageKindParam,
     ImageName,
     InstanceId,
+    ProjectId,
     TagParam,
     VolumeId,
     empty_is_none,
@@ -153,6 +155,15 @@ class CreateImageParams(BaseModel):
             json_schema_extra={"position": 10},
         ),
     ] = False
+    share_with: Annotated[
+        list[ProjectId],
+        Field(
+            title="Share with projects",
+            description="IDs of projects to share the image (and its data images) with once it is active; "
+            "each project then accepts it. Leave empty to share with none.",
+            json_schema_extra={"position": 11},
+        ),
+    ] = []
 
     # Each field's type checks its IMS rule before the schema constraints, so an error states the rule.
     @field_validator("tags")
@@ -194,6 +205,8 @@ class CreateImageResult(BaseModel):
     kind: str = "system"
     #: The data-disk images of the set (each with its volume ID), in the order of the ECS's disks.
     data_images: list[DataImageResult] = []
+    #: The projects the set is shared with (``share_with``), members before or made members by this run.
+    shared_with: list[str] = []
 
     @property
     def image_ids(self) -> list[str]:
@@ -207,10 +220,12 @@ def _summary(params: CreateImageParams, result: CreateImageResult) -> str:
         f"| data image ID | `{d.image_id}` ({d.name}, volume `{d.volume_id or '-'}`) |\n"
         for d in result.data_images
     )
+    shared = f"| shared with | {', '.join(result.shared_with)} |\n" if result.shared_with else ""
     return (
         f"# Image `{result.name}`\n\n"
         f"| | |\n|---|---|\n| image ID | `{result.image_id}` |\n{data}| job ID | `{result.job_id or '-'}` |\n"
-        f"| ECS | `{params.instance_id}` |\n| kind | {result.kind} |\n| submission | {result.how} |\n\n"
+        f"| ECS | `{params.instance_id}` |\n| kind | {result.kind} |\n| submission | {result.how} |\n"
+        f"{shared}\n"
         f"| step | time |\n|---|---|\n{rows}\n"
     )
 
@@ -267,6 +282,11 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
     )
     seconds.update(outcome.seconds)
     image = outcome.image
+    set_ids = [image.image_id, *(d.image_id for d in image.data_images)]
+    if params.share_with:
+        with timed(seconds, "share-image"):
+            for image_id in set_ids:  # the page's limit and refusals are per image; the members list too
+                await share_with(image_id, params.share_with, token)
 
     result = CreateImageResult(
         image_id=image.image_id,
@@ -277,6 +297,7 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
         seconds=seconds,
         kind=params.kind,
         data_images=image.data_images,
+        shared_with=list(dict.fromkeys(params.share_with)),
     )
     await acreate_markdown_artifact(
         markdown=_summary(params, result), key="image-summary", description=f"image {result.name}"

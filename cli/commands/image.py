@@ -22,7 +22,7 @@ from cli.app import (
     parse_tags,
 )
 from cli.flowrun import flow_from_shell
-from imsflow.validation import ImageKind, check_description, check_image_name
+from imsflow.validation import ImageKind, check_description, check_image_name, check_project_id
 
 if TYPE_CHECKING:
     from cli.background import Starting
@@ -74,6 +74,15 @@ def create(
             "--dry-run", help="Check credentials, ECS, quota and name; say what would happen; submit nothing."
         ),
     ] = False,
+    share_with: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--share-with",
+            help="Share the image (and its data images) with this project ID once active (repeatable); "
+            "the project then runs `imsflow accept`.",
+            callback=checked(check_project_id, "--share-with"),
+        ),
+    ] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Create a private image from an ECS against the configured cloud and print its ID.
@@ -99,6 +108,7 @@ def create(
             timeout_minutes=timeout or settings.job_timeout_minutes,
             idempotency_key=idempotency_key,
             dry_run=dry_run,
+            share_with=share_with or [],
         )
         settings.check_transport()
         doing = "dry run for" if dry_run else "creating"
@@ -112,6 +122,8 @@ def create(
         console.print(image_id)
     for data in result.data_images:
         err.print(f"[dim]data image {data.image_id}: {data.name}, of volume {data.volume_id or '?'}[/]")
+    if result.shared_with:
+        err.print(f"[dim]shared with {', '.join(result.shared_with)} (each project: imsflow accept)[/]")
 
 
 def _print_dry_run(result: Any) -> NoReturn:

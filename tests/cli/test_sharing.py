@@ -35,6 +35,7 @@ def test_both_commands_are_registered_and_explain_themselves() -> None:
         (["share", "golden", "-p", PROJECT], "invalid IMAGE_ID 'golden': " + UUID_RULE),
         (["accept", IMAGE, "web-1"], "invalid IMAGE_ID 'web-1': " + UUID_RULE),
         (["accept", IMAGE, "--credentials-block", "Prod_EU"], "--credentials-block"),
+        (["create", "-i", IMAGE, "-n", "x", "--share-with", "eu-de"], "invalid --share-with 'eu-de'"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else "",
 )

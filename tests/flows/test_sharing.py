@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from flows.create_image import CreateImageParams, CreateImageResult, create_image_from_ecs
 from flows.sharing import AcceptImageParams, ShareImageParams, accept_image, share_image
 from imsflow.errors import ImageNotFoundError, ImageNotShareableError, ProjectNotFoundError
 from localcloud import LocalCloud, ManualClock, Seed
 from localcloud.ims.state import ImageFilters
 from runtime.credentials import ImsflowCredentials
-from tests.support import PASSWORD, PROJECT_ID, cloud_runtime, endpoints, seed_data
+from tests.support import PASSWORD, PROJECT_ID, WEB_1, cloud_runtime, endpoints, seed_data
 
 RECEIVER = "edc89b490d7d4392898e19b2deb34797"
 THIRD = "9c61004714024f9586705d090530f9fa"
@@ -119,3 +120,17 @@ async def test_accepting_an_image_not_shared_with_you_fails() -> None:
     # Refused at once (not a failed job): IMG.0027 "The image ID in the request does not exist."
     with cloud_runtime(cloud), pytest.raises(ImageNotFoundError, match=r"IMG\.0027"):
         await accept_image(AcceptImageParams(image_ids=[GOLDEN]), credentials_block=block)
+
+
+async def test_a_golden_image_is_shared_once_it_is_active() -> None:
+    cloud = make_cloud()
+    block = await receiver_block()
+    with cloud_runtime(cloud):
+        made = await create_image_from_ecs(
+            CreateImageParams(instance_id=WEB_1, name="golden-web-1", share_with=[RECEIVER])
+        )
+        assert isinstance(made, CreateImageResult)
+        assert made.shared_with == [RECEIVER]
+        assert cloud.ims.images[made.image_id].members[RECEIVER].status == "pending"
+        await accept_image(AcceptImageParams(image_ids=[made.image_id]), credentials_block=block)
+    assert made.image_id in listed(cloud, RECEIVER)
