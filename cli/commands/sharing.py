@@ -10,9 +10,25 @@ from typing import Annotated
 import typer
 
 from cli.app import app, checked, console
-from cli.commands.ops import CredentialsOption, VerboseOption, _check_settings
-from cli.flowrun import flow_from_shell
-from imsflow.validation import check_project_id, check_uuid
+from cli.flowrun import ShellFlow, flow_from_shell
+from imsflow.validation import check_block_name, check_project_id, check_uuid
+
+# The same options as the ops commands' (no command module imports another).
+CredentialsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--credentials-block",
+        help="Name of an imsflow-credentials block to use instead of IMSFLOW_* (needs PREFECT_API_URL).",
+        callback=checked(check_block_name, "--credentials-block"),
+    ),
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
+
+
+def _check_settings(shell: ShellFlow, credentials_block: str | None) -> None:
+    """Refuse unsafe ``IMSFLOW_*`` endpoints before the run (a credentials block is checked by the flow)."""
+    if credentials_block is None:
+        shell.settings().check_transport()
 
 
 @app.command()
