@@ -4,6 +4,7 @@ table artifact, the state, a fleet run closing the gaps, and the CLI's exit code
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -58,7 +59,22 @@ def coverage_cloud(images: list[dict[str, Any]] | None = None) -> LocalCloud:
     servers.append({"id": OTHER, "name": "scratch", "project": "eu-de", "status": "SHUTOFF"})
     data = seed_data(servers=servers, images=images or [])
     data["limits"] = {"image_quota": 100}
-    return LocalCloud(seed=Seed.model_validate(data), clock=ManualClock(NOW))
+    cloud = LocalCloud(seed=Seed.model_validate(data), clock=ManualClock(NOW))
+    _clouds.append(cloud)
+    return cloud
+
+
+_clouds: list[LocalCloud] = []
+
+
+@pytest.fixture(autouse=True)
+def wall_clock_is_the_clouds(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Ages are judged on the wall clock (``tasks.coverage.now_utc``); here it is the test's local cloud's
+    virtual clock, which starts at :data:`NOW`, so an image made 30 h before is 30 h old however long the
+    run has gone on (the real clock moves on: 30.1 h after six minutes)."""
+    monkeypatch.setattr(tasks.coverage, "now_utc", lambda: _clouds[-1].clock.now() if _clouds else NOW)
+    yield
+    _clouds.clear()
 
 
 @pytest.fixture
