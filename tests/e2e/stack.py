@@ -30,8 +30,8 @@ PREFECT_STARTUP_TIMEOUT = "120"
 DEMO_PASSWORD = "demo-password"
 # A second IAM user, known only to the imsflow-credentials block of the block test (not to IMSFLOW_*).
 OPS_USER, OPS_PASSWORD = "ops", "ops-Passw0rd-only-in-a-block"
-#: create-image, retention, export-image, delete-image, nightly-fleet.
-SERVED_DEPLOYMENTS = 5
+#: What ``imsflow serve`` registers: every deployment of prefect.yaml (a stack is ready once all are there).
+SERVED_DEPLOYMENTS = len(yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())["deployments"])
 WEB_1 = "6f1c2d7e-0000-4000-8000-000000000001"  # SHUTOFF in the seed below
 DB_1 = "6f1c2d7e-0000-4000-8000-000000000002"  # ACTIVE
 
