@@ -210,15 +210,23 @@ def plan_retention(
     **transient_retries(),
 )
 async def list_imsflow_images(instance_ids: list[str], token: IamToken | None) -> list[Image]:
-    """The private images imsflow made, of the given ECSs (of every ECS when the list is empty)."""
+    """The images imsflow made in this project, of the given ECSs (of every ECS when the list is empty).
+
+    This project's own images are ``__imagetype`` private, or shared while they have sharing members (the
+    query page: "images you share with other tenants ... is shared"; ``owner`` tells ours from those shared
+    with us), so both are listed: a shared golden image is still kept, pruned and counted as coverage.
+    """
     async with client_for(token) as client:
-        if instance_ids:
-            images: list[Image] = []
-            for instance_id in instance_ids:
-                query = ImageListQuery.tagged(INSTANCE_TAG, instance_id, imagetype="private")
-                images += [i async for i in client.ims.iter_images(query)]
-        else:
-            images = [i async for i in client.ims.iter_images(ImageListQuery(imagetype="private"))]
+        owner = await client.resolve_project_id()
+        kinds: list[dict[str, str]] = [{"imagetype": "private"}, {"imagetype": "shared", "owner": owner}]
+        images: list[Image] = []
+        for kind in kinds:
+            if instance_ids:
+                for instance_id in instance_ids:
+                    query = ImageListQuery.tagged(INSTANCE_TAG, instance_id, **kind)
+                    images += [i async for i in client.ims.iter_images(query)]
+            else:
+                images += [i async for i in client.ims.iter_images(ImageListQuery(**kind))]
     ours = [i for i in images if made_by_imsflow(i) is not None]
     # Filter again on our side: the tag query is a convenience, the tags are the rule.
     if instance_ids:

@@ -134,3 +134,23 @@ async def test_a_golden_image_is_shared_once_it_is_active() -> None:
         assert cloud.ims.images[made.image_id].members[RECEIVER].status == "pending"
         await accept_image(AcceptImageParams(image_ids=[made.image_id]), credentials_block=block)
     assert made.image_id in listed(cloud, RECEIVER)
+
+
+async def test_a_shared_image_is_still_the_owners_for_prune_and_coverage() -> None:
+    """Shared, the owner's image is ``__imagetype`` shared, not private; retention and coverage still count it
+    (and never the images others share with this project: ``owner`` tells them apart)."""
+    from flows.coverage import CoverageParams, check_image_coverage
+    from flows.lifecycle import PruneParams, prune_images
+
+    cloud = make_cloud()
+    with cloud_runtime(cloud):
+        made = await create_image_from_ecs(
+            CreateImageParams(instance_id=WEB_1, name="golden-web-1", share_with=[RECEIVER])
+        )
+        assert isinstance(made, CreateImageResult)
+        covered = await check_image_coverage(CoverageParams(instance_ids=[WEB_1], max_age="1w"))
+        pruned = await prune_images(
+            PruneParams(instance_ids=[WEB_1], keep=1, max_age_days=None, dry_run=True)
+        )
+    assert [r.verdict for r in covered.rows] == ["covered"]
+    assert [(d.image_id, d.action) for d in pruned.kept] == [(made.image_id, "keep")]
