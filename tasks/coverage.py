@@ -20,7 +20,7 @@ from pydantic import BaseModel
 import runtime
 from imsflow.models import Image
 from tasks.image import VOLUME_TAG
-from tasks.lifecycle import made_by_imsflow
+from tasks.lifecycle import made_by_imsflow, now_utc  # patched here by tests on virtual time
 
 
 class SelectedEcs(BaseModel):
@@ -134,11 +134,6 @@ async def check_coverage(
         "check-coverage", f"{covered} of {len(rows)} ECSs covered (younger than {age_text(max_age)})"
     )
     return rows
-
-
-def now_utc() -> datetime:
-    """Wall-clock now for the age rule; tests on virtual time pass ``now`` explicitly to the pure function."""
-    return datetime.now(UTC)
 
 
 __all__ = ["CoverageRow", "SelectedEcs", "age_text", "check_coverage", "now_utc", "plan_coverage"]

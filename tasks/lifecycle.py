@@ -349,6 +349,12 @@ async def submit_export(image_id: str, request: ExportImageRequest, token: IamTo
 )
 async def poll_export(job_id: str, token: IamToken | None, timeout_seconds: float) -> ImsJob:
     """Wait for the export job to end; a FAIL is a ``JobFailedError`` with the cloud's reason."""
+    return await follow_ims_job("poll-export", job_id, token, timeout_seconds)
+
+
+async def follow_ims_job(step: str, job_id: str, token: IamToken | None, timeout_seconds: float) -> ImsJob:
+    """Wait for an IMS job that makes no image (export, sharing) to end, reporting its status as ``step``;
+    a FAIL is a ``JobFailedError`` with the cloud's reason (``runtime.wait_for_job``)."""
     settings = runtime.settings()
     policy = PollPolicy(initial_delay=settings.poll_initial_delay, max_interval=settings.poll_max_interval)
     async with client_for(token) as client:
@@ -357,12 +363,11 @@ async def poll_export(job_id: str, token: IamToken | None, timeout_seconds: floa
             return await client.ims.get_job(job_id)
 
         async def show(job: ImsJob, elapsed: float) -> None:
-            runtime.report("poll-export", f"{job.status} after {elapsed:.0f} s")
+            runtime.report(step, f"{job.status} after {elapsed:.0f} s")
 
-        job = await runtime.wait_for_job(
+        return await runtime.wait_for_job(
             fetch, job_id=job_id, timeout=timeout_seconds, policy=policy, on_update=show
         )
-    return job
 
 
 def now_utc() -> datetime:
@@ -379,6 +384,7 @@ __all__ = [
     "RetentionDecision",
     "RetentionRule",
     "ecs_census",
+    "follow_ims_job",
     "image_tags",
     "list_imsflow_images",
     "made_by_imsflow",

@@ -17,9 +17,9 @@ from pydantic import BaseModel
 
 import runtime
 from imsflow.models import IamToken, ImageMembers, ImageMembersRequest, ImsJob, UpdateImageMembersRequest
-from imsflow.polling import PollPolicy
 from runtime.auth import client_for
 from runtime.retry import transient_retries
+from tasks.lifecycle import follow_ims_job
 
 
 class SharePlan(BaseModel):
@@ -79,19 +79,7 @@ async def submit_member_status(
 @task(name="poll-members", task_run_name="poll-members[{job_id}]", **transient_retries())
 async def poll_members(job_id: str, token: IamToken | None, timeout_seconds: float) -> ImsJob:
     """Wait for a sharing job to end; a FAIL is a ``JobFailedError`` with the cloud's reason."""
-    settings = runtime.settings()
-    policy = PollPolicy(initial_delay=settings.poll_initial_delay, max_interval=settings.poll_max_interval)
-    async with client_for(token) as client:
-
-        async def fetch() -> ImsJob:
-            return await client.ims.get_job(job_id)
-
-        async def show(job: ImsJob, elapsed: float) -> None:
-            runtime.report("poll-members", f"{job.status} after {elapsed:.0f} s")
-
-        return await runtime.wait_for_job(
-            fetch, job_id=job_id, timeout=timeout_seconds, policy=policy, on_update=show
-        )
+    return await follow_ims_job("poll-members", job_id, token, timeout_seconds)
 
 
 __all__ = [
