@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from imsflow.errors import ImsflowError, InvalidRequestError
-from imsflow.validation import IMAGE_KINDS, check_uuid, parse_tag
+from imsflow.validation import IMAGE_KINDS, check_block_name, check_uuid, parse_tag
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -115,6 +115,19 @@ def checked(check: Callable[[str, str], object], option: str) -> Callable[[Any],
         return value
 
     return callback
+
+
+#: ``--credentials-block``: every command that runs a flow takes one (checked like the forms check it).
+CredentialsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--credentials-block",
+        help="Name of an imsflow-credentials block to use instead of IMSFLOW_* (needs PREFECT_API_URL).",
+        callback=checked(check_block_name, "--credentials-block"),
+    ),
+]
+#: ``--verbose``/``-v``: Prefect's own log lines (the commands quiet them by default: ``quiet_prefect``).
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
 
 
 def instance_id_option(help: str) -> Any:

@@ -13,10 +13,20 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from cli.app import app, checked, console, err, fail, instance_id_option, parse_tags, step_printer
+from cli.app import (
+    CredentialsOption,
+    VerboseOption,
+    app,
+    console,
+    err,
+    fail,
+    instance_id_option,
+    parse_tags,
+    step_printer,
+)
 from cli.flowrun import flow_from_shell
 from imsflow.errors import CoverageGapError, InvalidRequestError
-from imsflow.validation import check_age, check_block_name, parse_age
+from imsflow.validation import check_age, parse_age
 
 if TYPE_CHECKING:
     from flows.coverage import CoverageResult
@@ -94,15 +104,8 @@ def coverage(
             callback=_max_age,
         ),
     ] = "26h",
-    credentials_block: Annotated[
-        str | None,
-        typer.Option(
-            "--credentials-block",
-            help="Name of an imsflow-credentials block to use instead of IMSFLOW_* (needs PREFECT_API_URL).",
-            callback=checked(check_block_name, "--credentials-block"),
-        ),
-    ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
+    credentials_block: CredentialsOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Check that every selected ECS has an active image imsflow made, younger than --max-age.
 

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from cli.app import (
     KIND_HELP,
+    VerboseOption,
     app,
     check_kind_volumes,
     console,
@@ -153,7 +154,7 @@ def fleet(
     run_date: Annotated[
         str | None, typer.Option("--date", help="The {date} of the template (YYYY-MM-DD); today by default.")
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Image many ECSs, chosen by ID or by tag / name / status, as many at once as IMS allows."""
     check_kind_volumes(kind, data_volume or [])

@@ -11,6 +11,7 @@ import typer
 
 from cli.app import (
     KIND_HELP,
+    VerboseOption,
     app,
     check_kind_volumes,
     checked,
@@ -26,8 +27,6 @@ from imsflow.validation import ImageKind, check_description, check_image_name, c
 
 if TYPE_CHECKING:
     from cli.background import Starting
-
-VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
 
 
 @app.command()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cli.app import app, console
+from cli.app import VerboseOption, app, console
 from cli.flowrun import flow_from_shell
 
 
@@ -66,7 +66,7 @@ def limits(
             "--reset", help="Free the IMS job slots held by runs that are gone (live runs keep theirs)."
         ),
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Show imsflow's Prefect limits (IMS job slots, API budget) and who holds the job slots.
 

@@ -10,20 +10,20 @@ from typing import Annotated, Literal
 
 import typer
 
-from cli.app import app, checked, console, err, fail, instance_id_option, quiet_prefect
+from cli.app import (
+    CredentialsOption,
+    VerboseOption,
+    app,
+    checked,
+    console,
+    err,
+    fail,
+    instance_id_option,
+    quiet_prefect,
+)
 from cli.flowrun import ShellFlow, flow_from_shell
 from imsflow.errors import InvalidRequestError
-from imsflow.validation import check_block_name, check_bucket_url, check_uuid, parse_age
-
-CredentialsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--credentials-block",
-        help="Name of an imsflow-credentials block to use instead of IMSFLOW_* (needs PREFECT_API_URL).",
-        callback=checked(check_block_name, "--credentials-block"),
-    ),
-]
-VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
+from imsflow.validation import check_bucket_url, check_uuid, parse_age
 
 
 def parse_age_days(text: str) -> float:

@@ -9,20 +9,9 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app, checked, console
+from cli.app import CredentialsOption, VerboseOption, app, checked, console
 from cli.flowrun import ShellFlow, flow_from_shell
-from imsflow.validation import check_block_name, check_project_id, check_uuid
-
-# The same options as the ops commands' (no command module imports another).
-CredentialsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--credentials-block",
-        help="Name of an imsflow-credentials block to use instead of IMSFLOW_* (needs PREFECT_API_URL).",
-        callback=checked(check_block_name, "--credentials-block"),
-    ),
-]
-VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
+from imsflow.validation import check_project_id, check_uuid
 
 
 def _check_settings(shell: ShellFlow, credentials_block: str | None) -> None:
