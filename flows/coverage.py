@@ -20,7 +20,7 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.states import Completed
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_validator
 
-from flows.fleet import FleetParams, select_servers
+from flows.fleet import FleetParams, check_one_selection, select_servers
 from imsflow.errors import CoverageGapError
 from imsflow.validation import (
     CredentialsBlock,
@@ -91,10 +91,7 @@ class CoverageParams(BaseModel):
     # Returns Self, not CoverageParams: `prefect deploy` compiles the class alone (see FleetParams).
     @model_validator(mode="after")
     def _one_selection(self) -> Self:
-        if self.instance_ids and (self.tags or self.name_contains):
-            raise ValueError("choose ECSs either by instance IDs or by tag/name filters, not both")
-        if not self.instance_ids and not (self.tags or self.name_contains):
-            raise ValueError("choose ECSs: instance IDs, or at least one of tags, name_contains")
+        check_one_selection(self.instance_ids, {"tag": self.tags, "name": self.name_contains})
         return self
 
     def fleet(self) -> FleetParams:

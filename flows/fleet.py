@@ -289,13 +289,23 @@ class FleetParams(BaseModel):
     # import annotations`) and would evaluate its name before it exists: the stored form would be "Any".
     @model_validator(mode="after")
     def _one_selection(self) -> Self:
-        if self.instance_ids and (self.tags or self.name_contains or self.status):
-            raise ValueError("choose ECSs either by instance IDs or by tag/name/status filters, not both")
-        if not self.instance_ids and not (self.tags or self.name_contains or self.status):
-            raise ValueError("choose ECSs: instance IDs, or at least one of tags, name_contains, status")
+        check_one_selection(
+            self.instance_ids, {"tag": self.tags, "name": self.name_contains, "status": self.status}
+        )
         if self.data_volumes and self.kind == "system":
             raise ValueError("data disks (data_volumes) are imaged only with the kind system-and-data")
         return self
+
+
+def check_one_selection(instance_ids: list[str], filters: dict[str, object]) -> None:
+    """ECSs are chosen either by instance IDs or by filters (``{"tag": tags, "name": name_contains, ...}``),
+    never both and never neither: the rule of every form that selects ECSs (fleet, coverage)."""
+    names = {"tag": "tags", "name": "name_contains"}
+    if instance_ids and any(filters.values()):
+        raise ValueError(f"choose ECSs either by instance IDs or by {'/'.join(filters)} filters, not both")
+    if not instance_ids and not any(filters.values()):
+        fields = ", ".join(names.get(f, f) for f in filters)
+        raise ValueError(f"choose ECSs: instance IDs, or at least one of {fields}")
 
 
 class Target(BaseModel):
