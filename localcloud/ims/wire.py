@@ -516,6 +516,9 @@ def list_images(ims: Ims, call: Call) -> Reply:
     member_status = q.get("member_status")
     if member_status is not None and member_status not in MEMBER_STATUSES:
         raise ims_error("IMG.0001")
+    if member_status is not None and q.get("visibility") != "shared":
+        # The page: "To use this parameter, set visibility to shared during the query." [inference: the code]
+        raise ims_error("IMG.0001")
     imagetype = q.get("__imagetype")
     if imagetype is not None and imagetype not in ("gold", "private", "shared"):
         raise ims_error("IMG.0001")

@@ -301,6 +301,13 @@ async def test_member_status_must_be_a_documented_value() -> None:
         assert (r.status_code, error_code(r)) == (400, "IMG.0001")
 
 
+async def test_member_status_needs_visibility_shared() -> None:
+    """The page: "To use this parameter, set visibility to shared during the query."."""
+    async with two_projects() as (_cloud, c, _owner, receiver):
+        r = await c.get("/v2/cloudimages", params={"member_status": "accepted"}, headers=receiver)
+        assert (r.status_code, error_code(r)) == (400, "IMG.0001")
+
+
 async def test_members_of_an_image_nobody_shared_with_you_is_404() -> None:
     async with two_projects() as (_cloud, c, _owner, receiver):
         r = await c.get(f"/v2/images/{IMAGE_1}/members", headers=receiver)
