@@ -145,21 +145,31 @@ def fresh_result_storage() -> None:
     shutil.rmtree(storage, ignore_errors=True)
 
 
-@pytest.fixture(
-    autouse=True,
-    params=[
-        # A base URL per service, as on a real cloud: the quick loop's layout.
-        pytest.param("per-service", id="per-service"),
-        # One base URL for all (the local profile's default): in the full run (CI), not the quick one.
-        pytest.param("one-url", id="one-url", marks=pytest.mark.slow),
-    ],
-)
-def layout(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every flow test runs twice: one base URL for all services, and a base URL per service.
+#: Flow modules that also run on one base URL for all services (``pytestmark = BOTH_LAYOUTS``).
+BOTH_LAYOUTS = pytest.mark.both_layouts
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every flow test runs with a base URL per service, as on a real cloud; the modules marked
+    ``both_layouts`` (the single flow and the fleet) run again, in the full run, with one base URL for all.
 
     On a real cloud ECS and IMS are separate hosts whose job paths look alike; a client that works on one
-    base URL only (or answers differ by layout) must fail here, not on a user's first real run.
+    base URL only (or answers that differ by layout) must fail here, not on a user's first real run. The
+    URL building itself is covered layout by layout in tests/client, and every end-to-end test (demo, CLI,
+    README, deployments) runs on one base URL; running all 300-odd flow tests twice added only time.
     """
+    if "layout" not in metafunc.fixturenames:
+        return
+    params = [pytest.param("per-service", id="per-service")]
+    if metafunc.definition.get_closest_marker("both_layouts") is not None:
+        # One base URL for all (the local profile's default): in the full run (CI), not the quick one.
+        params.append(pytest.param("one-url", id="one-url", marks=pytest.mark.slow))
+    metafunc.parametrize("layout", params, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def layout(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The endpoint layout of this test (see :func:`pytest_generate_tests`)."""
     assert request.param in LAYOUTS
     with endpoint_layout(request.param):
         yield request.param

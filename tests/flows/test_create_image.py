@@ -15,6 +15,9 @@ from localcloud.ims.state import Image
 from tasks.image import INSTANCE_TAG, REQUEST_TAG, request_key
 from tests.support import DB_1, PASSWORD, WEB_1, cloud_runtime, make_cloud
 
+#: Also on one base URL for all services (tests/flows/conftest.py: pytest_generate_tests).
+pytestmark = pytest.mark.both_layouts
+
 
 def _images(cloud: LocalCloud) -> list[Image]:
     return list(cloud.ims.images.values())
