@@ -17,20 +17,58 @@ so every process that shares that storage shares them.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from prefect.filesystems import WritableFileSystem
 from prefect.results import ResultStore, aget_default_result_storage
 from prefect.serializers import JSONSerializer, Serializer
+from prefect.settings import get_current_settings
 from pydantic import BaseModel, Field
 
 from imsflow.models import IamToken
+from runtime import on_reset
 from runtime.secure import EncryptedPickleSerializer
 
 M = TypeVar("M", bound=BaseModel)
 
 #: The expiration of a deleted record: long past, so the storage says it does not exist.
 _GONE = datetime(2000, 1, 1, tzinfo=UTC)
+
+#: Seconds a looked-up default result storage is used before it is looked up again.
+STORAGE_TTL = 60.0
+#: The clock of that minute (tests move it).
+clock: Callable[[], float] = time.monotonic
+_storages: dict[tuple[str, str, str], tuple[float, WritableFileSystem]] = {}
+
+
+@on_reset
+def _forget_storages() -> None:
+    _storages.clear()
+
+
+async def default_storage() -> WritableFileSystem:
+    """Prefect's default result storage, looked up at most once a minute per API and settings.
+
+    Without ``PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK`` each lookup asks the server for its default storage
+    block (``GET /admin/storage``): a round trip per record read or written, three per image request. A
+    server's default changes by an operator's hand, rarely; settings that move the storage (another API, block
+    or local path, as tests do) are part of the key and take effect at once.
+    """
+    settings = get_current_settings()
+    key = (
+        str(settings.api.url),
+        str(settings.results.default_storage_block),
+        str(settings.results.local_storage_path),
+    )
+    now = clock()
+    if (hit := _storages.get(key)) is not None and now - hit[0] < STORAGE_TTL:
+        return hit[1]
+    storage = await aget_default_result_storage()
+    _storages[key] = (now, storage)
+    return storage
 
 
 class Records(Generic[M]):
@@ -53,8 +91,8 @@ class Records(Generic[M]):
         return EncryptedPickleSerializer() if self.encrypted else JSONSerializer()
 
     async def store(self) -> ResultStore:
-        """A result store on the default result storage (read anew: tests and settings may move it)."""
-        return ResultStore(result_storage=await aget_default_result_storage(), serializer=self._serializer())
+        """A result store on the default result storage (:func:`default_storage`)."""
+        return ResultStore(result_storage=await default_storage(), serializer=self._serializer())
 
     async def get(self, name: str) -> M | None:
         """The record, or ``None`` when there is none (never written, deleted or expired)."""

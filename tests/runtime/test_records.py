@@ -22,10 +22,17 @@ class Note(BaseModel):
 
 @pytest.fixture(autouse=True)
 def local_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Result storage in a folder of this test's own (no Prefect server needed: local file storage)."""
-    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    """Result storage in a folder of this test's own: local file storage, no Prefect server. (Without a server
+    to ask for its default storage block Prefect would start a temporary one, 10 s, to hear "none".)"""
+    from prefect.settings import (
+        PREFECT_LOCAL_STORAGE_PATH,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        temporary_settings,
+    )
 
-    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "storage"}):
+    with temporary_settings(
+        {PREFECT_LOCAL_STORAGE_PATH: tmp_path / "storage", PREFECT_SERVER_EPHEMERAL_ENABLED: False}
+    ):
         yield tmp_path / "storage"
 
 
@@ -98,3 +105,35 @@ def test_reset_forgets_every_process_wide_cache(monkeypatch: pytest.MonkeyPatch)
     assert auth._successors == {}
     assert secure._fernet_for.cache_info().currsize == 0
     assert not retry.is_testing()
+
+
+async def test_the_default_storage_is_looked_up_once_a_minute_and_anew_when_settings_move_it(
+    local_storage: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    from runtime import records
+
+    lookups: list[str] = []
+    real = records.aget_default_result_storage  # type: ignore[attr-defined]
+
+    async def counted() -> object:
+        lookups.append("lookup")
+        return await real()
+
+    monkeypatch.setattr(records, "aget_default_result_storage", counted)
+    now = [1000.0]
+    monkeypatch.setattr(records, "clock", lambda: now[0])
+
+    for name in ("a", "b", "c"):
+        await NOTES.put(name, Note(text=name, at=datetime.now(UTC)))
+    assert len(lookups) == 1, "one lookup serves the records of the next minute"
+    now[0] += records.STORAGE_TTL + 1
+    assert await NOTES.get("a") is not None
+    assert len(lookups) == 2, "a minute later the server is asked again"
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: local_storage.parent / "elsewhere"}):
+        assert await NOTES.get("a") is None, "storage moved by settings: the new place, at once"
+    assert len(lookups) == 3
+    runtime.reset()
+    await NOTES.get("a")
+    assert len(lookups) == 4, "runtime.reset forgets the lookup"
