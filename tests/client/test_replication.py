@@ -18,7 +18,8 @@ from imsflow.errors import (
 )
 from imsflow.models import CopyImageRequest, Image, ImageTag, ImageTagsRequest, ImsJob, build_request
 
-from .test_client import PROJECT_ID, Cloud, client_for
+from .conftest import PROJECT_ID
+from .test_client import Cloud, client_for
 
 IMAGE = "465076de-dc36-4aec-80f5-ef9d8009428f"  # the page's example
 CMK = "bd66288c-9081-460a-8227-4cbd0c814cb4"
