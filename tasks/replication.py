@@ -109,21 +109,29 @@ def replicable_or_why(image: Image) -> str | None:
     return None
 
 
+def not_replicable(image: Image) -> InvalidRequestError | None:
+    """The error that refuses ``image`` before any copy call (saying why), or None when it may be copied."""
+    why = replicable_or_why(image)
+    if why is None:
+        return None
+    return InvalidRequestError(
+        "image_id",
+        image.id,
+        f"image {image.name or image.id} cannot be replicated: {why}",
+        hint="Replicate a system-disk or data-disk image: the page rules out full-ECS images and images "
+        "made from ISO files.",
+    )
+
+
 @task(name="check-replicable", task_run_name="check-replicable[{image_id}]", **transient_retries())
 async def check_replicable(image_id: str, token: IamToken | None) -> Image:
     """The source image, if the page's constraints allow its replication; else ``InvalidRequestError``
     saying why, before any copy call."""
     async with client_for(token) as client:
         image = await client.ims.get_image(image_id)
-    why = replicable_or_why(image)
-    if why is not None:
-        raise InvalidRequestError(
-            "image_id",
-            image_id,
-            f"image {image.name or image_id} cannot be replicated: {why}",
-            hint="Replicate a system-disk or data-disk image instead (a full-ECS image's parts cannot be "
-            "copied one by one either).",
-        )
+    refusal = not_replicable(image)
+    if refusal is not None:
+        raise refusal
     runtime.report("check-replicable", f"{image.name} ({image_id}) is {image.status}")
     return image
 
@@ -216,6 +224,7 @@ __all__ = [
     "find_copy",
     "marked_description",
     "marker",
+    "not_replicable",
     "replicable_or_why",
     "submit_copy",
     "tag_copy",
