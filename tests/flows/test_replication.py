@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from flows.replication import ReplicateImageParams, ReplicateResult, replicate_image
-from imsflow.errors import ImageNotFoundError, InvalidRequestError, JobFailedError
+from imsflow.errors import ImageNotFoundError, InvalidRequestError, JobFailedError, JobTimeoutError
 from imsflow.models import Image as ClientImage
 from localcloud import LocalCloud, ManualClock, Seed
 from localcloud.ims.state import Image
@@ -27,7 +27,7 @@ from tasks.lifecycle import made_by_imsflow
 from tasks.replication import SOURCE_TAG, copy_request_key, marker
 from tests.flows.test_data_disks import _after, _at, _job_query
 from tests.flows.test_power_cycles import DiesAt, Killed, Matcher
-from tests.support import PROJECT_ID, WEB_1, cloud_runtime, seed_data
+from tests.support import PROJECT_ID, WEB_1, CloudNetwork, cloud_runtime, seed_data
 
 GOLDEN = "d164b5df-1bc3-4c3f-893e-3e471fd16e64"
 CMK = "bd66288c-9081-460a-8227-4cbd0c814cb4"
@@ -228,3 +228,63 @@ async def test_a_failed_copy_job_fails_the_run_and_a_new_run_copies_again() -> N
     result = await replicate(cloud)
     assert result.how == "submitted"
     assert sorted(i.status for i in copies(cloud)) == ["active", "killed"]
+
+
+# ------------------------------------------------------------ the fault matrix, for the copy and tag calls
+
+READ_TIMEOUT = 20.0  # seconds on the cloud's clock; the delay case waits longer than this
+COPY, TAGS = "ims.copy_image", "ims.update_image_tags"
+
+
+def rule(kind: str, operation: str = COPY, **fields: object) -> list[dict[str, object]]:
+    return [{"kind": kind, "operation": operation, **fields}]
+
+
+# (id, fault rules, copy calls in all, how the copy was found, the error the run ends with)
+FAULTS: list[tuple[str, list[dict[str, object]], int, str, type[Exception] | None]] = [
+    # Refused or lost before the cloud applied it: posting again is the only way (and finds nothing first).
+    ("server_error-copy", rule("server_error", status=503, first=1), 2, "submitted", None),
+    ("throttle_429-copy", rule("throttle_429", retry_after=12, first=1), 2, "submitted", None),
+    ("ims_flow_control-copy", rule("ims_flow_control", first=2), 3, "submitted", None),
+    ("connection_reset-copy", rule("connection_reset", first=1), 2, "submitted", None),
+    ("token_revoked-copy", rule("token_revoked", first=1), 2, "submitted", None),  # refused with a 401
+    # Applied, the answer lost: the retry finds the copy by its description's marker.
+    ("commit_then_fail-5xx-copy", rule("commit_then_fail", status=502, first=1), 1, "adopted", None),
+    ("commit_then_fail-reset-copy", rule("commit_then_fail", mode="reset", first=1), 1, "adopted", None),
+    ("delay-past-read-timeout-copy", rule("delay", seconds=READ_TIMEOUT + 10, first=1), 1, "adopted", None),
+    # The tag call: idempotent, so retried as it is.
+    ("server_error-tags", rule("server_error", TAGS, status=500, first=2), 1, "submitted", None),
+    ("commit_then_fail-tags", rule("commit_then_fail", TAGS, mode="reset", first=1), 1, "submitted", None),
+    # The job: a failure is reported (not posted again), a stuck job times out.
+    ("job_fail-copy", rule("job_fail", error_code="IMG.0037", fail_reason="no"), 1, "", JobFailedError),
+    ("job_stuck-copy", rule("job_stuck"), 1, "", JobTimeoutError),
+]
+
+
+@pytest.mark.parametrize(
+    ("rules", "calls", "how", "error"), [f[1:] for f in FAULTS], ids=[f[0] for f in FAULTS]
+)
+async def test_fault(
+    rules: list[dict[str, object]], calls: int, how: str, error: type[Exception] | None
+) -> None:
+    cloud = make_cloud()
+    for rule in rules:
+        cloud.faults.add(FaultRuleSeed.model_validate(rule))
+    params = PARAMS.model_copy(update={"timeout_minutes": 5})
+    with cloud_runtime(cloud, CloudNetwork(cloud), read_timeout=READ_TIMEOUT):
+        if error is None:
+            result = await replicate_image(params)
+        else:
+            with pytest.raises(error):
+                await replicate_image(params)
+    assert sum(v for k, v in cloud.stats().items() if k.startswith("faults.")) >= 1, "the fault never fired"
+    assert posts(cloud) == calls
+    assert len(copies(cloud)) == 1, "one copy, whatever happened"
+    if error is None:
+        assert isinstance(result, ReplicateResult)
+        assert result.how == how
+        copy = copies(cloud)[0]
+        assert (copy.id, copy.status) == (result.image_id, "active")
+        assert tags(copy)[REQUEST_TAG] == copy_request_key(GOLDEN, PARAMS.name, CMK)
+    else:
+        assert copies(cloud)[0].status != "active"
