@@ -17,6 +17,7 @@ from typing import Annotated
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, BeforeValidator, Field
 
+from imsflow.errors import InvalidRequestError
 from imsflow.models import CopyImageRequest
 from imsflow.validation import (
     DESCRIPTION_PATTERN,
@@ -54,6 +55,18 @@ def _checked(check: Callable[[str, str], str], field: str) -> BeforeValidator:
     return BeforeValidator(run)
 
 
+def check_copy_description(value: str, field: str = "description") -> str:
+    """IMS's description rule, less the room imsflow's marker takes (``tasks.replication``)."""
+    check_description(value, field)
+    if len(value) > USER_DESCRIPTION_MAX:
+        raise InvalidRequestError(
+            field,
+            value,
+            f"at most {USER_DESCRIPTION_MAX} characters for a copy (imsflow adds its marker; IMS takes 1024)",
+        )
+    return value
+
+
 class ReplicateImageParams(BaseModel):
     """Which image to copy, and what the copy is (the deployment's form)."""
 
@@ -82,7 +95,7 @@ class ReplicateImageParams(BaseModel):
             pattern=DESCRIPTION_PATTERN,
             json_schema_extra={"position": 2},
         ),
-        _checked(check_description, "description"),
+        _checked(check_copy_description, "description"),
     ] = None
     cmk_id: Annotated[
         str | None,
@@ -156,7 +169,7 @@ async def _replicate_image(params: ReplicateImageParams, credentials_block: str 
         source = await check_replicable(params.image_id, token)
         copy = CopyRequest(image_id=params.image_id, request=params.to_request(), key=params.key())
         submission = await submit_copy(copy, token)
-        made = await poll_job(submission, token, params.timeout_minutes * 60.0, progress_artifact=False)
+        made = await poll_job(submission, token, params.timeout_minutes * 60.0)
         tags = await tag_copy(made.image_id, copy.key, source, token)
     get_run_logger().info("image %s copied to %s (%s)", params.image_id, made.image_id, submission.how)
     return ReplicateResult(
