@@ -16,6 +16,7 @@ from cli.commands import coverage  # noqa: F401  coverage
 from cli.commands import limits  # noqa: F401  limits
 from cli.commands import ops  # noqa: F401  delete, export, prune, serve, notify, blocks
 from cli.commands import sharing  # noqa: F401  share, accept
+from cli.commands import replication  # noqa: F401  replicate
 # isort: on
 
 __all__ = ["app", "main"]

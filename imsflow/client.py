@@ -32,6 +32,7 @@ from imsflow.errors import (
     request_id_of,
 )
 from imsflow.models import (
+    CopyImageRequest,
     CreateDataImagesRequest,
     CreateImageFromEcsRequest,
     DeleteImageRequest,
@@ -43,6 +44,7 @@ from imsflow.models import (
     ImageListQuery,
     ImageMembers,
     ImageMembersRequest,
+    ImageTagsRequest,
     ImsJob,
     JobIdResponse,
     Project,
@@ -570,6 +572,36 @@ class ImsApi:
         """``GET /v1/cloudimages/quota``."""
         await self._c._ensure_signing_project()
         return (await self._c.request_model(QuotaResponse, "GET", "ims", "/v1/cloudimages/quota")).quotas
+
+    # ---- replication within a region, image tags -----------------------------------------------------------
+
+    async def copy_image(self, image_id: str, req: CopyImageRequest) -> str:
+        """``POST /v1/cloudimages/{image_id}/copy`` (replicating_an_image_within_a_region.rst): a new image
+        copied from ``image_id`` (encrypted with ``req.cmk_id``, in ``req.enterprise_project_id``); the IMS
+        job id (an ``imsCopyImageInRegionJob``: ``entities.image_id`` names the copy). It takes no tags.
+
+        No such image: ``ImageNotFoundError``; a full-ECS or ISO image, or a shared image not accepted or
+        encrypted: ``ImageNotReplicableError``.
+        """
+        await self._c._ensure_signing_project()
+        path = f"/v1/cloudimages/{_segment(image_id)}/copy"
+        try:
+            response = await self._c.request_model(
+                JobIdResponse, "POST", "ims", path, json_body=req.to_body()
+            )
+        except ApiError as exc:
+            raise _image_query(exc) from None
+        return response.job_id
+
+    async def update_image_tags(self, image_id: str, req: ImageTagsRequest) -> None:
+        """``POST /v2/{project_id}/images/{image_id}/tags/action`` (204): add or overwrite (``create``) or
+        remove (``delete``) tags by key. Idempotent (the page), so a retry is safe."""
+        project = _segment(await self._c.resolve_project_id())
+        path = f"/v2/{project}/images/{_segment(image_id)}/tags/action"
+        try:
+            await self._c.request("POST", "ims", path, json_body=req.to_body())
+        except ApiError as exc:
+            raise _image_query(exc) from None
 
 
 async def login(settings: ImsflowSettings, transport: httpx.AsyncBaseTransport | None = None) -> IamToken:

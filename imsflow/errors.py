@@ -28,7 +28,8 @@ Classes are grouped by what a caller does about them, not by which service raise
         │   └── ProjectNotFoundError
         ├── InvalidParameterError      400: fix the request
         ├── UnsupportedOperationError  the resource cannot be used this way at all
-        │   └── ImageNotShareableError yourself, a public, encrypted or full-ECS image (sharing)
+        │   ├── ImageNotShareableError yourself, a public, encrypted or full-ECS image (sharing)
+        │   └── ImageNotReplicableError a full-ECS or ISO image, a shared one not accepted or encrypted
         ├── ConflictError              409 / wrong state: change the state, or wait
         │   ├── EcsNotStoppedError
         │   ├── EcsBusyError
@@ -76,6 +77,7 @@ __all__ = [
     "ImageBeingExportedError",
     "ImageNameExistsError",
     "ImageNotFoundError",
+    "ImageNotReplicableError",
     "ImageNotShareableError",
     "ImageProtectedError",
     "ImageQuotaError",
@@ -413,6 +415,15 @@ class ImageNotShareableError(UnsupportedOperationError):
     )
 
 
+class ImageNotReplicableError(UnsupportedOperationError):
+    """The image cannot be replicated (replicating_an_image_within_a_region.rst, Constraints; error codes)."""
+
+    hint = (
+        "Full-ECS images and images made from ISO files cannot be replicated; an image shared with you must "
+        "be accepted first (imsflow accept), and a shared image encrypted with KMS cannot be replicated."
+    )
+
+
 class ConflictError(ApiError):
     hint = "The resource is in the wrong state; change its state or wait, then try again."
 
@@ -493,6 +504,10 @@ ERROR_CODES: dict[str, type[ApiError]] = {
     ),
     # Sharing (restrictions_on_image_sharing.rst): yourself, public, encrypted, full-ECS.
     **_codes(ImageNotShareableError, "IMG.", "0076 0089 0098 0135"),
+    # Replication (replicating_an_image_within_a_region.rst): full-ECS (IMG.0130 "cannot be exported or
+    # replicated"), ISO (IMG.0167), a shared image not accepted (IMG.0196) or encrypted (IMG.0197). Listed
+    # under UnsupportedOperationError above too; this later entry wins (the subclass keeps that meaning).
+    **_codes(ImageNotReplicableError, "IMG.", "0130 0167 0196 0197"),
     **_codes(EcsNotFoundError, "IMG.", "0005"),
     **_codes(ImageNotFoundError, "IMG.", "0027 0086 0144"),
     **_codes(NotFoundError, "IMG.", "0020 0095 0101 0120 0121 0127 0198"),

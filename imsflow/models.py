@@ -31,6 +31,7 @@ from imsflow.errors import InvalidRequestError
 __all__ = [
     "CatalogEndpoint",
     "CatalogEntry",
+    "CopyImageRequest",
     "CreateDataImagesRequest",
     "CreateImageFromEcsRequest",
     "DataImage",
@@ -50,6 +51,7 @@ __all__ = [
     "ImageMembers",
     "ImageMembersRequest",
     "ImageTag",
+    "ImageTagsRequest",
     "ImsJob",
     "ImsSubJob",
     "JobEntities",
@@ -750,6 +752,11 @@ class Image(_Response):
     self_link: str | None = Field(default=None, alias="self")
     file: str | None = None
     schema_link: str | None = Field(default=None, alias="schema")
+    # Replication (image_attributes.rst): a full-ECS image cannot be replicated; an encrypted image names its
+    # KMS key. ``__system_encrypted`` ("1" encrypted) is read when present (not on the OTC pages).
+    whole_image: bool | None = Field(default=None, alias="__whole_image")
+    cmk_id: str | None = Field(default=None, alias="__system__cmkid")
+    system_encrypted: str | None = Field(default=None, alias="__system_encrypted")
 
     @field_validator("image_size", mode="before")
     @classmethod
@@ -954,3 +961,58 @@ class Quota(_Response):
 
 class QuotaResponse(_Response):
     quotas: Quota
+
+
+# ----------------------------------------------------------- replication within a region, image tags
+
+
+class CopyImageRequest(_Request):
+    """Body of ``POST /v1/cloudimages/{image_id}/copy`` (replicating_an_image_within_a_region.rst): the
+    page's four fields, checked by its rules before anything is sent.
+
+    ``cmk_id``: the KMS key to encrypt the copy with (a key ID is a UUID); ``enterprise_project_id``: ``"0"``
+    (the default project) or a UUID. Empty strings are the page's "left blank": not sent.
+    """
+
+    name: str
+    description: str | None = None
+    cmk_id: str | None = None
+    enterprise_project_id: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return validation.check_image_name(value)
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str | None) -> str | None:
+        return None if value is None else validation.check_description(value)
+
+    @field_validator("cmk_id")
+    @classmethod
+    def _cmk_id(cls, value: str | None) -> str | None:
+        return validation.check_uuid(value, "cmk_id") if value else None
+
+    @field_validator("enterprise_project_id")
+    @classmethod
+    def _enterprise_project_id(cls, value: str | None) -> str | None:
+        return validation.check_enterprise_project_id(value) if value else None
+
+
+class ImageTagsRequest(_Request):
+    """Body of ``POST /v2/{project_id}/images/{image_id}/tags/action``
+    (adding_or_deleting_image_tags_in_a_batch.rst): ``create`` adds or overwrites tags by key, ``delete``
+    removes them; keys unique in one request ("The keys of multiple tags in the request body must be
+    unique"), at most 10 tags per image."""
+
+    tags: list[ImageTag] = Field(min_length=1)
+    action: Literal["create", "delete"] = "create"
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> ImageTagsRequest:
+        keys = [t.key for t in self.tags]
+        if len(set(keys)) != len(keys):
+            raise InvalidRequestError("tags", keys, "each tag key once per request")
+        validation.check_tag_count(keys, "tags")
+        return self

@@ -45,6 +45,8 @@ OPERATIONS: tuple[str, ...] = (
     "ims.delete_members",
     "ims.update_members",
     "ims.list_members",
+    "ims.copy_image",
+    "ims.update_image_tags",
 )
 
 

@@ -76,6 +76,13 @@ IMS_CODES: dict[str, tuple[int, str]] = {
     "IMG.0140": (400, "The disks in the request come from different ECSs."),
     "IMG.0144": (400, "The image does not exist."),
     "IMG.0148": (400, "The image is being exported."),
+    # Replication within a region (replicating_an_image_within_a_region.rst) and its constraints.
+    "IMG.0095": (400, "The KMS key does not exist."),
+    "IMG.0096": (400, "The specified KMS key ID must be different from the image key ID."),
+    "IMG.0130": (400, "The full-ECS image cannot be exported or replicated."),
+    "IMG.0167": (400, "This operation cannot be performed for ISO images."),
+    "IMG.0196": (400, "The image cannot be replicated because it is not accepted by the recipient."),
+    "IMG.0197": (400, "Failed to replicate the shared image because it is encrypted using KMS."),
 }
 
 # ---- ECS (contract §4.6; ECS body {"error": {"code", "message", "details"?}}) ---------------------------

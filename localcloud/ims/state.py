@@ -41,6 +41,12 @@ JOB_DEL_MEMBERS = "imsDelImageMembersJob"
 JOB_UPDATE_MEMBERS = "imsUpdateImageMembersJob"
 MEMBER_JOBS = (JOB_ADD_MEMBERS, JOB_DEL_MEMBERS, JOB_UPDATE_MEMBERS)
 MEMBER_STATUSES = ("accepted", "rejected", "pending")
+# The job page's job type for replicating_an_image_within_a_region.rst (Table 2 lists it among the job types
+# whose entities carry image_id).
+JOB_COPY = "imsCopyImageInRegionJob"
+# virtual_env_type of an image made from an ISO file (querying_images.rst): "Private images created using ISO
+# files do not support in-region replication."
+ENV_ISO = "IsoImage"
 # virtual_env_type (image attributes page): "FusionCompute" for an ECS (system disk) image, "DataImage" for
 # a data disk image.
 ENV_SYSTEM = "FusionCompute"
@@ -166,6 +172,12 @@ class Image:
     virtual_env_type: str = ENV_SYSTEM
     volume_id: str | None = None  # a data-disk image: the volume it was made from
     members: dict[str, Member] = field(default_factory=dict, repr=False)  # project id -> member
+    # Replication (replicating_an_image_within_a_region.rst): ``__whole_image`` (image_attributes.rst), the
+    # KMS key the image is encrypted with (``__system__cmkid``; None: not encrypted) and the image a copy was
+    # made from (None: not a copy).
+    whole_image: bool = False
+    cmk_id: str | None = None
+    copied_from: str | None = None
 
     def imagetype_for(self, project_id: str) -> str:
         """``__imagetype`` as ``project_id`` sees it. querying_images.rst: "The __imagetype of images you
@@ -963,3 +975,139 @@ class Ims:
     def show_quota(self, project_id: str) -> ImageQuota:
         """``GET /v1/cloudimages/quota``: private images used of the quota."""
         return ImageQuota(self.private_image_count(project_id), self.limits.image_quota)
+
+    # ---- replication within a region ----------------------------------------------------------------------
+
+    def copy_image(
+        self,
+        project_id: str,
+        image_id: str,
+        *,
+        name: str,
+        description: str = "",
+        cmk_id: str | None = None,
+        enterprise_project_id: str = "0",
+        fault: JobFault | None = None,
+    ) -> ImsJob:
+        """``POST /v1/cloudimages/{image_id}/copy``: an ``imsCopyImageInRegionJob`` making a new private image
+        (queued now, then saving, then active with the job's SUCCESS, as an image from an ECS).
+
+        The copy keeps the source's OS, disk and size attributes; ``cmk_id`` encrypts it with that key
+        (``__system__cmkid``), else it keeps the source's key; ``enterprise_project_id`` places it ("0" or
+        blank: the default project). [inference] It carries no tags (the request has none) and names the
+        source as its parent image (``__originalimagename``).
+
+        Refused at once, the page's constraints first: a full-ECS image, IMG.0130 ("The full-ECS image cannot
+        be exported or replicated."); an image made from an ISO file, IMG.0167 ("This operation cannot be
+        performed for ISO images.") [inference: the code, the page gives none]. Then [inference: the rules
+        and codes, from the error-code page's messages]: a public image, IMG.0105; a shared image the
+        caller has not accepted, IMG.0196; a shared image encrypted with KMS, IMG.0197; an image not active,
+        IMG.0046; ``cmk_id`` the source's own key, IMG.0096; the name taken (if names are unique), IMG.0009;
+        the quota, IMG.0015.
+        """
+        self.settle()
+        source = self.get_visible(project_id, image_id)
+        if source.whole_image:
+            raise ims_error("IMG.0130")
+        if source.virtual_env_type == ENV_ISO:
+            raise ims_error("IMG.0167")
+        if source.visibility == "public":
+            raise ims_error("IMG.0105")
+        if source.owner != project_id:
+            member = source.members.get(project_id)
+            if member is None or member.status != "accepted":
+                raise ims_error("IMG.0196")
+            if source.cmk_id:
+                raise ims_error("IMG.0197")
+        if source.status != "active":
+            raise ims_error("IMG.0046")
+        if cmk_id and cmk_id == source.cmk_id:
+            raise ims_error("IMG.0096")
+        if self.limits.unique_image_names and any(
+            i.name == name and i.owner == project_id for i in self.images.values()
+        ):
+            raise ims_error("IMG.0009")
+        if self.private_image_count(project_id) + 1 > self.limits.image_quota:
+            raise ims_error("IMG.0015")
+
+        now = self.clock.now()
+        fault = fault or JobFault()
+        run = None if fault.stuck else self.durations(self.timing.image_job_seconds)
+        outcome = "FAIL" if fault.fail else "SUCCESS"
+        lifecycle = Lifecycle.of(("INIT", self.timing.job_init_seconds), ("RUNNING", run), (outcome, None))
+        job = ImsJob(
+            id=secrets.token_hex(16),
+            project_id=project_id,
+            job_type=JOB_COPY,
+            timeline=Timeline(lifecycle, now),
+            image_id="",
+            image_name=name,
+        )
+        if fault.fail:
+            error_code = fault.error_code or "IMG.0014"
+            job.error_code = error_code
+            job.fail_reason = fault.fail_reason or ims_error(error_code).body["error"]["message"]  # type: ignore[index]
+        copy_id = str(uuid.uuid4())
+        self.images[copy_id] = Image(
+            id=copy_id,
+            name=name,
+            owner=project_id,
+            visibility="private",
+            imagetype="private",
+            tags=[],
+            description=description,
+            min_disk=source.min_disk,
+            min_ram=source.min_ram,
+            max_ram=source.max_ram,
+            os_version=source.os_version,
+            os_type=source.os_type,
+            platform=source.platform,
+            protected=False,
+            disk_format=source.disk_format,
+            image_size=source.image_size,
+            instance_id=None,
+            original_image_id=source.id,
+            created_at=now,
+            base_status="queued",
+            base_updated_at=now,
+            seq=self._next_seq(),
+            clock=self.clock,
+            enterprise_project_id=enterprise_project_id or "0",
+            job=job,
+            virtual_env_type=source.virtual_env_type,
+            volume_id=None,
+            cmk_id=cmk_id or source.cmk_id,
+            copied_from=source.id,
+        )
+        self._private_count[project_id] += 1
+        job.image_id = copy_id
+        self._track(job)
+        return job
+
+    # ---- tags ---------------------------------------------------------------------------------------------
+
+    def update_image_tags(
+        self, project_id: str, image_id: str, action: str, tags: Sequence[tuple[str, str | None]]
+    ) -> None:
+        """``POST /v2/{project_id}/images/{image_id}/tags/action``: ``create`` adds or overwrites the tags by
+        key, ``delete`` removes them (a tag that is not there counts as deleted: the page's "idempotent").
+
+        Refused: an unknown image, the image's 404 (the page lists 404 "Resource not found."); [inference: the
+        code] another project's image, IMG.0047 "This operation can be performed only by the image owner.";
+        more than the image's 10 tags after a ``create``, IMG.0116.
+        """
+        self.settle()
+        image = self.get_visible(project_id, image_id)
+        if image.owner != project_id:
+            raise ims_error("IMG.0047")
+        pairs = dict(tag.partition(".")[::2] for tag in image.tags)
+        if action == "create":
+            pairs.update((key, value or "") for key, value in tags)
+            if len(pairs) > self.limits.max_image_tags:
+                raise ims_error("IMG.0116")
+        else:
+            for key, wanted in tags:
+                # [inference] a value, when given, must match: "key1:value1" deletes that tag only.
+                if key in pairs and (wanted is None or pairs[key] == wanted):
+                    del pairs[key]
+        image.tags = [f"{k}.{v}" for k, v in pairs.items()]

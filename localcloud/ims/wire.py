@@ -16,6 +16,7 @@ from localcloud.clock import fmt_millis, fmt_seconds
 from localcloud.errors import ims_error
 from localcloud.gateway import Call, Reply, Route
 from localcloud.ims.state import (
+    JOB_COPY,
     JOB_CREATE,
     JOB_DEL_MEMBERS,
     JOB_VOLUMES,
@@ -286,6 +287,7 @@ def image_body(image: Image, viewer: str | None = None) -> dict[str, Any]:
     active_at = image.active_at
     if active_at is not None:
         body["active_at"] = fmt_seconds(active_at)
+    body.update(_replication_attributes(image))
     return body
 
 
@@ -311,7 +313,7 @@ def job_body(
         if percent is None:
             percent = progress_percent(pos.fraction, profile)
         entities = {"image_id": job.image_id, "image_name": job.image_name, "process_percent": percent}
-    elif job.job_type == JOB_CREATE:
+    elif job.job_type in (JOB_CREATE, JOB_COPY):
         if status == "RUNNING":
             # [inference] not on the OTC page; Huawei Cloud's job progress API reports
             # entities.process_percent. Ours: percent of the RUNNING phase done, 0-100.
@@ -751,6 +753,105 @@ def list_members(ims: Ims, call: Call, image_id: str) -> Reply:
     return Reply({"members": [member_body(m, image_id) for m in members], "schema": "/v2/schemas/members"})
 
 
+def _replication_attributes(image: Image) -> dict[str, Any]:
+    """What replication reads and writes on an image (image_attributes.rst): ``__whole_image`` (a Boolean);
+    an encrypted image's ``__system__cmkid`` and ``__system_encrypted`` ``"1"`` [inference: not on these
+    pages; Huawei Cloud's image attributes name it, "1" encrypted]; a copy's source as its ``__data_origin``
+    [inference: "image,<id>", in the form of an ECS image's "instance,<id>"]."""
+    extra: dict[str, Any] = {"__whole_image": image.whole_image}
+    if image.cmk_id:
+        extra["__system_encrypted"] = "1"
+        extra["__system__cmkid"] = image.cmk_id
+    if image.copied_from:
+        extra["__data_origin"] = f"image,{image.copied_from}"
+    return extra
+
+
+# replicating_an_image_within_a_region.rst, request table.
+COPY_FIELDS = frozenset({"name", "description", "cmk_id", "enterprise_project_id"})
+UUID_FORM = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
+# adding_or_deleting_image_tags_in_a_batch.rst, request tables.
+TAG_ACTION_FIELDS = frozenset({"tags", "action"})
+TAG_FIELDS = frozenset({"key", "value"})
+
+
+def copy_image(ims: Ims, call: Call, image_id: str) -> Reply:
+    """``POST /v1/cloudimages/{image_id}/copy`` -> 200 ``{"job_id"}`` of an ``imsCopyImageInRegionJob``.
+
+    The body is the page's four fields only ([inference] another field, or a field of the wrong type:
+    IMG.0001, as for the other IMS requests): ``name`` (mandatory, the image name rules: IMG.0013 / 0002 /
+    0003), ``description`` (IMG.0004 / 0054), ``cmk_id`` (blank: not encrypted; [inference] a key ID is a
+    UUID, as in the page's example, anything else IMG.0095 "The KMS key does not exist."),
+    ``enterprise_project_id`` ("0" or blank: the default project, or a UUID; [inference] anything else
+    IMG.0001). As for export, the image must exist before the body is read (its 404); the page's
+    constraints and the state's checks follow (:meth:`Ims.copy_image`).
+    """
+    ims.show_image(call.project_id, image_id)
+    body = _parse_json_body(call.raw)
+    if set(body) - COPY_FIELDS:
+        raise ims_error("IMG.0001")
+    name = validate_name(body.get("name"))
+    description = validate_description(body.get("description"))
+    cmk_id = body.get("cmk_id")
+    if cmk_id is not None and not isinstance(cmk_id, str):
+        raise ims_error("IMG.0001")
+    if cmk_id and not UUID_FORM.match(cmk_id):
+        raise ims_error("IMG.0095")
+    eps = body.get("enterprise_project_id")
+    if eps is not None and not isinstance(eps, str):
+        raise ims_error("IMG.0001")
+    if eps and eps != "0" and not UUID_FORM.match(eps):
+        raise ims_error("IMG.0001")
+    job = ims.copy_image(
+        call.project_id,
+        image_id,
+        name=name,
+        description=description,
+        cmk_id=cmk_id or None,
+        enterprise_project_id=eps or "0",
+        fault=call.job_fault,
+    )
+    return Reply({"job_id": job.id})
+
+
+def update_image_tags(ims: Ims, call: Call, project_id: str, image_id: str) -> Reply:
+    """``POST /v2/{project_id}/images/{image_id}/tags/action`` ``{"tags": [{"key", "value"}], "action"}``
+    -> 204.
+
+    The page's rules: ``action`` ``create`` or ``delete`` (case sensitive); keys unique in the request; to
+    create, a key of 1-36 characters and a value (mandatory, may be empty) of at most 43; to delete, a key of
+    1-127 characters and an optional value of at most 255, characters not checked. [inference: the codes] a
+    tag breaking these rules: IMG.0115 "The image tag is invalid."; anything else malformed (another field,
+    a wrong type, no tags): IMG.0001.
+    """
+    body = _parse_json_body(call.raw)
+    action = body.get("action")
+    raw_tags = body.get("tags")
+    if set(body) - TAG_ACTION_FIELDS or action not in ("create", "delete"):
+        raise ims_error("IMG.0001")
+    if not isinstance(raw_tags, list) or not raw_tags:
+        raise ims_error("IMG.0001")
+    tags: list[tuple[str, str | None]] = []
+    for item in raw_tags:
+        if not isinstance(item, dict) or set(item) - TAG_FIELDS:
+            raise ims_error("IMG.0001")
+        key, value = item.get("key"), item.get("value")
+        if not isinstance(key, str) or (value is not None and not isinstance(value, str)):
+            raise ims_error("IMG.0001")
+        key_max, value_max = (36, 43) if action == "create" else (127, 255)
+        if not key.strip(" ") or len(key) > key_max or (value is not None and len(value) > value_max):
+            raise ims_error("IMG.0115")
+        if action == "create":
+            if value is None:
+                raise ims_error("IMG.0115")  # "The value cannot be left blank but can be an empty string."
+            _check_tag(key, value, charset=False)
+        if any(key == k for k, _ in tags):
+            raise ims_error("IMG.0115")  # "The keys of multiple tags in the request body must be unique."
+        tags.append((key, value))
+    ims.update_image_tags(project_id, image_id, action, tags)
+    return Reply(status=204)
+
+
 ROUTES: tuple[Route, ...] = (
     Route("ims", "POST", "/v2/cloudimages/action", "ims.create_image", create_image),
     Route("ims", "GET", "/v2/cloudimages", "ims.list_images", list_images),
@@ -765,4 +866,12 @@ ROUTES: tuple[Route, ...] = (
     # Shared with ECS on one base URL: app.py serves the bare path and tells the two apart by the job id.
     Route("ims", "GET", "/v1/{project_id}/jobs/{job_id}", "ims.show_job", show_job, shared=False),
     Route("ims", "GET", "/v1/cloudimages/job/{job_id}", "ims.show_job_progress", show_job_progress),
+    Route("ims", "POST", "/v1/cloudimages/{image_id}/copy", "ims.copy_image", copy_image),
+    Route(
+        "ims",
+        "POST",
+        "/v2/{project_id}/images/{image_id}/tags/action",
+        "ims.update_image_tags",
+        update_image_tags,
+    ),
 )

@@ -43,7 +43,7 @@ def test_deployments_carry_schedules_limits_and_no_secret(stack: Stack) -> None:
     fields = schema["definitions"]["CreateImageParams"]["properties"]
     assert fields["instance_id"]["description"].startswith("ID (UUID) of the ECS")
     assert fields["timeout_minutes"]["default"] == 30
-    for name in ("create-image", "export-image", "delete-image"):
+    for name in ("create-image", "export-image", "delete-image", "replicate-image"):
         flow = {"create-image": "create-image-from-ecs"}.get(name, name)
         deployment = stack.deployment(flow, name)
         assert DEMO_PASSWORD not in str(deployment)

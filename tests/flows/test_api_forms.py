@@ -19,6 +19,7 @@ import runtime
 from flows.create_image import CreateImageParams, CreateImageResult, create_image_from_ecs
 from flows.fleet import FleetParams, FleetResult, create_images_for_fleet
 from flows.lifecycle import DeleteImageParams, PruneParams, delete_image, export_image, prune_images
+from flows.replication import replicate_image
 from imsflow.validation import NAME_RULE, TAG_PARAM_RULE, UUID_RULE
 from localcloud.seed import FaultRuleSeed
 from runtime.records import SUBMISSIONS, Submission
@@ -213,6 +214,7 @@ FLOWS: dict[str, Callable[..., Any]] = {
     "delete-image": delete_image,
     "export-image": export_image,
     "prune-images": prune_images,
+    "replicate-image": replicate_image,
 }
 #: The title of each flow's group of parameters (Prefect would title it "params").
 GROUPS = {
@@ -221,6 +223,7 @@ GROUPS = {
     "export-image": "Export",
     "prune-images": "Retention",
     "create-images-for-fleet": "Fleet",
+    "replicate-image": "Replication",
 }
 #: Words that keep their capitals inside a sentence-case title.
 ACRONYMS = re.compile(r"^\(?(ID|IDs|ECS|ECSs|OBS|API|IMS|UUID)\)?$")
@@ -290,6 +293,7 @@ def test_the_schema_prefect_deploy_stores_is_the_flows(flow_name: str) -> None:
         "export-image": "flows/lifecycle.py:export_image",
         "prune-images": "flows/lifecycle.py:prune_images",
         "create-images-for-fleet": "flows/fleet.py:create_images_for_fleet",
+        "replicate-image": "flows/replication.py:replicate_image",
     }[flow_name]
     from_source = parameter_schema_from_entrypoint(entrypoint).model_dump_for_openapi()
     assert from_source == parameter_schema(FLOWS[flow_name]).model_dump_for_openapi()
@@ -309,6 +313,7 @@ def test_an_empty_form_and_a_chunk_runs_parameters_pass_the_schema(
         "delete-image": {"image_id": IMAGE_ID},
         "export-image": {"image_id": IMAGE_ID, "bucket_url": "images:web-1.qcow2"},
         "prune-images": {"keep": 0, "max_age_days": None},
+        "replicate-image": {"image_id": IMAGE_ID, "name": "web-1-copy", "cmk_id": None},
     }[flow_name]
     errors = validate({"params": params, "credentials_block": credentials_block}, schema)
     assert errors == [] or (credentials_block is None and _only_credentials(errors))
