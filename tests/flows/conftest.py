@@ -2,13 +2,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import inspect
+import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,89 +23,144 @@ from tests.support import LAYOUTS, endpoint_layout
 #: Seconds the test server may take to come up. Generous: on a busy 2-core machine it can take minutes
 #: (Prefect's default: 20 s).
 SERVER_STARTUP_TIMEOUT = 120
-_early: dict[str, Any] = {}
+
+
+@dataclass
+class FlowTestServer:
+    """A Prefect server process of this test run: uvicorn serving Prefect's API on SQLite, as Prefect's
+    temporary server and its test harness run it, less the server modules they import into the tests'
+    process just to spawn it (3 to 4 s of CPU per xdist worker)."""
+
+    process: subprocess.Popen[bytes]
+    api_url: str
+    database_url: str
+
+    @classmethod
+    def spawn(cls) -> FlowTestServer:
+        db_dir = Path(tempfile.mkdtemp(prefix="imsflow-test-server-"))
+        atexit.register(shutil.rmtree, db_dir, ignore_errors=True)
+        database_url = f"sqlite+aiosqlite:///{db_dir / 'prefect-test.db'}"
+        with socket.socket() as probe:  # a free port; the server binds it a moment later
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {
+            **os.environ,
+            # What SubprocessASGIServer sets for Prefect's temporary server: no UI, an ephemeral server.
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url,
+            **_server_environment(),
+        }
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "prefect.server.api.server:create_app",
+                *UVICORN,
+                "--port",
+                str(port),
+            ],
+            env=env,
+        )
+        server = cls(process, f"http://127.0.0.1:{port}/api", database_url)
+        atexit.register(server.stop)  # also when the run ends before any flow test
+        return server
+
+    def wait_until_healthy(self, timeout: float) -> bool:
+        """True once the server answers /health; False when its process died (then another is started)."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=5) as client:
+            while self.process.poll() is None:
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{self.api_url}/health").status_code == 200:
+                        return True
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the Prefect test server did not answer within {timeout:.0f} s")
+                time.sleep(0.1)
+        return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+_early: list[FlowTestServer] = []
+#: uvicorn's options as Prefect's temporary server passes them.
+UVICORN = ["--host", "127.0.0.1", "--log-level", "error", "--lifespan", "on"]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the test server's process as soon as the run is known to need it, not at the first flow test.
 
     Coming up (imports, database migrations) takes about 10 s; the tests collected before tests/flows
-    (tests/cli, tests/client) run meanwhile. :func:`prefect_server` waits for it and hands it to Prefect's
-    test harness.
+    (tests/cli, tests/client) run meanwhile. :func:`prefect_server` waits for it.
     """
     here = Path(__file__).parent
     if session.config.option.collectonly or not any(
         here in Path(item.path).parents for item in session.items
     ):
         return
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
-    from prefect.testing.utilities import _find_available_port
-
-    db_dir = Path(tempfile.mkdtemp(prefix="imsflow-test-server-"))
-    atexit.register(shutil.rmtree, db_dir, ignore_errors=True)
-    url = f"sqlite+aiosqlite:///{db_dir / 'prefect-test.db'}"
-    server = SubprocessASGIServer(port=_find_available_port())
-    with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: url, **_server_settings()}):
-        # What SubprocessASGIServer.start does, less its wait for /health (prefect_server waits).
-        server.server_process = server._run_uvicorn_command()
-    server.running = True
-    atexit.register(server.stop)  # also when the run ends before any flow test
-    _early.update(server=server, url=url)
+    _early.append(FlowTestServer.spawn())
 
 
-def _server_settings() -> dict[Any, Any]:
+def _server_environment() -> dict[str, str]:
     """Settings of the test server's process.
 
     A fleet waits for slots of its concurrency limit: the server answers 423 with a ``Retry-After`` of the
     limit's average slot occupancy (up to 30 s), and Prefect's client sleeps that long in real time. On the
     local cloud's virtual clock slots free up in milliseconds: a quarter second caps the wait.
     """
-    from prefect.settings import PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS
-
-    return {PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS: 0.25}
-
-
-def _wait_until_healthy(server: Any, timeout: float) -> bool:
-    """True once the early server answers /health; False when its process died (the harness then starts one
-    itself)."""
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=5) as client:
-        while server.server_process.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(f"{server.api_url}/health").status_code == 200:
-                    return True
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the Prefect test server did not answer within {timeout:.0f} s")
-            time.sleep(0.1)
-    return False
+    return {"PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "0.25"}
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_server() -> Iterator[None]:
-    """One temporary Prefect server for all flow tests (starting one costs seconds)."""
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
-    from prefect.testing import utilities
+def prefect_server() -> Iterator[FlowTestServer]:
+    """One Prefect server for all flow tests of this process (starting one costs seconds)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
 
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_local_server_backoff())
-        early = _early.pop("server", None)
-        if early is not None and not _wait_until_healthy(early, SERVER_STARTUP_TIMEOUT):
-            early.running = False
-            SubprocessASGIServer._instances.pop(early.port, None)
-            early = None
-        if early is not None:
-            # The harness takes the running server for the port it picks (one instance per port).
-            patch = stack.enter_context(pytest.MonkeyPatch.context())
-            patch.setattr(utilities, "_find_available_port", lambda: early.port)
-        stack.enter_context(utilities.prefect_test_harness(server_startup_timeout=SERVER_STARTUP_TIMEOUT))
-        if early is not None:
-            # This process's settings name the database the server uses (the harness named its own).
-            stack.enter_context(
-                temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: _early["url"]})
-            )
-        yield
+    server = _early.pop() if _early else FlowTestServer.spawn()
+    if not server.wait_until_healthy(SERVER_STARTUP_TIMEOUT):
+        server = FlowTestServer.spawn()  # the early one died (its log is above): one more try
+        if not server.wait_until_healthy(SERVER_STARTUP_TIMEOUT):
+            raise RuntimeError(f"the Prefect test server exited with {server.process.returncode}")
+    with (
+        _local_server_backoff(),
+        # The database too: tests look into it (no secret may be stored there).
+        temporary_settings(
+            updates={
+                PREFECT_API_URL: server.api_url,
+                PREFECT_SERVER_DATABASE_CONNECTION_URL: server.database_url,
+            }
+        ),
+    ):
+        yield server
+        _drain_background_workers()
+    server.stop()
+
+
+def _drain_background_workers() -> None:
+    """Send the logs and events still queued before the server goes (Prefect's test harness does the same:
+    otherwise they fail on a closed connection at exit)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        with contextlib.suppress(RuntimeError):  # never started
+            if inspect.isawaitable(logs := APILogWorker.instance().drain()):
+                await logs
+        if inspect.isawaitable(events := EventsWorker.drain_all()):
+            await events
+
+    run_coro_as_sync(drain())
 
 
 #: Prefect's client backoff on a retryable answer without ``Retry-After`` is 2, 4, 8, ... s (times jitter).
@@ -130,9 +190,7 @@ def _local_server_backoff() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(client_base, "clamped_poisson_interval", scaled)
         # The server settings too: a server the harness starts itself gets them from here.
-        with temporary_settings(
-            updates={PREFECT_CLIENT_MAX_RETRIES: _CLIENT_MAX_RETRIES, **_server_settings()}
-        ):
+        with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: _CLIENT_MAX_RETRIES}):
             yield
 
 
