@@ -45,6 +45,7 @@ OPERATIONS: tuple[str, ...] = (
     "ims.delete_members",
     "ims.update_members",
     "ims.list_members",
+    "ims.create_whole_image",
 )
 
 

@@ -76,6 +76,11 @@ IMS_CODES: dict[str, tuple[int, str]] = {
     "IMG.0140": (400, "The disks in the request come from different ECSs."),
     "IMG.0144": (400, "The image does not exist."),
     "IMG.0148": (400, "The image is being exported."),
+    # Full-ECS images (creating_a_full-ecs_image.rst, exporting_an_image.rst).
+    "IMG.0126": (400, "The VM in the current stage cannot be used to create a full-ECS image."),
+    "IMG.0128": (400, "The full-ECS image cannot be exported."),
+    "IMG.0136": (400, "Failed to create a full-ECS image because the ECS is being backed up."),
+    "IMG.0188": (400, "Vault is unavailable."),
 }
 
 # ---- ECS (contract §4.6; ECS body {"error": {"code", "message", "details"?}}) ---------------------------
