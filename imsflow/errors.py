@@ -28,7 +28,8 @@ Classes are grouped by what a caller does about them, not by which service raise
         │   └── ProjectNotFoundError
         ├── InvalidParameterError      400: fix the request
         ├── UnsupportedOperationError  the resource cannot be used this way at all
-        │   └── ImageNotShareableError yourself, a public, encrypted or full-ECS image (sharing)
+        │   ├── ImageNotShareableError yourself, a public, encrypted or full-ECS image (sharing)
+        │   └── WholeImageNotExportableError  a full-ECS image cannot be exported or replicated
         ├── ConflictError              409 / wrong state: change the state, or wait
         │   ├── EcsNotStoppedError
         │   ├── EcsBusyError
@@ -101,6 +102,7 @@ __all__ = [
     "TransportError",
     "UnexpectedResponseError",
     "UnsupportedOperationError",
+    "WholeImageNotExportableError",
     "error_for",
     "is_gateway_not_found",
     "parse_error_response",
@@ -413,6 +415,15 @@ class ImageNotShareableError(UnsupportedOperationError):
     )
 
 
+class WholeImageNotExportableError(UnsupportedOperationError):
+    """IMS refused to export (or replicate) a full-ECS image (IMG.0128, IMG.0130)."""
+
+    hint = (
+        "A full-ECS image cannot be exported or replicated (creating_a_full-ecs_image.rst); export a "
+        "system-disk image of the ECS instead (imsflow create --kind system, or system-and-data)."
+    )
+
+
 class ConflictError(ApiError):
     hint = "The resource is in the wrong state; change its state or wait, then try again."
 
@@ -493,6 +504,9 @@ ERROR_CODES: dict[str, type[ApiError]] = {
     ),
     # Sharing (restrictions_on_image_sharing.rst): yourself, public, encrypted, full-ECS.
     **_codes(ImageNotShareableError, "IMG.", "0076 0089 0098 0135"),
+    # Full-ECS images (creating_a_full-ecs_image.rst: "A full-ECS image cannot be exported or replicated."),
+    # listed among the unsupported operations above: the later entry names them more precisely.
+    **_codes(WholeImageNotExportableError, "IMG.", "0128 0130"),
     **_codes(EcsNotFoundError, "IMG.", "0005"),
     **_codes(ImageNotFoundError, "IMG.", "0027 0086 0144"),
     **_codes(NotFoundError, "IMG.", "0020 0095 0101 0120 0121 0127 0198"),
