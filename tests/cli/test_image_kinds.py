@@ -31,7 +31,16 @@ def test_help_names_every_kind_and_the_data_volume_option(command: str) -> None:
 @pytest.mark.parametrize(
     ("command", "message"),
     [
-        (["create", "-i", ECS, "-n", "x", "--kind", "full-ecs"], "'full-ecs' is not one of"),
+        (["create", "-i", ECS, "-n", "x", "--kind", "whole"], "'whole' is not one of"),
+        (
+            ["create", "-i", ECS, "-n", "x", "--kind", "full-ecs", "--data-volume", VOLUME],
+            "--data-volume does not go with --kind full-ecs",
+        ),
+        (["create", "-i", ECS, "-n", "x", "--vault-id", VOLUME], "--vault-id needs --kind full-ecs"),
+        (
+            ["create", "-i", ECS, "-n", "x", "--kind", "full-ecs", "--vault-id", "vault-1"],
+            "invalid --vault-id 'vault-1': " + UUID_RULE,
+        ),
         (
             ["create", "-i", ECS, "-n", "x", "--kind", "system-and-data", "--data-volume", "vdb"],
             "invalid --data-volume 'vdb': " + UUID_RULE,
@@ -46,6 +55,11 @@ def test_help_names_every_kind_and_the_data_volume_option(command: str) -> None:
             "invalid --data-volume 'x': " + UUID_RULE,
         ),
         (["fleet", "-i", ECS, "--data-volume", VOLUME], "--data-volume needs --kind system-and-data"),
+        (
+            ["fleet", "-i", ECS, "--kind", "full-ecs", "--data-volume", VOLUME],
+            "--data-volume does not go with --kind full-ecs",
+        ),
+        (["fleet", "-i", ECS, "--kind", "system", "--vault-id", VOLUME], "--vault-id needs --kind full-ecs"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else "",
 )
