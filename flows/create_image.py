@@ -168,7 +168,7 @@ class CreateImageParams(BaseModel):
     vault_id: Annotated[
         VaultId | None,
         Field(
-            title="CBR vault (full-ECS images)",
+            title="CBR vault ID",
             description="With the image kind full-ecs: the ID of the CBR vault the ECS is backed up into "
             "(required where the cloud backs ECSs up with CBR, as Open Telekom Cloud and the local cloud "
             "do). Leave empty for the other kinds.",

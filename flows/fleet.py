@@ -279,7 +279,7 @@ class FleetParams(BaseModel):
     vault_id: Annotated[
         VaultId | None,
         Field(
-            title="CBR vault (full-ECS images)",
+            title="CBR vault ID",
             description="With the image kind full-ecs: the ID of the CBR vault the ECSs are backed up into "
             "(required where the cloud backs ECSs up with CBR, as Open Telekom Cloud and the local cloud "
             "do). Leave empty for the other kinds.",

@@ -149,7 +149,7 @@ def test_the_form_rules_of_the_kind() -> None:
     schema = CreateImageParams.model_json_schema()["properties"]
     assert "full-ecs" in schema["kind"]["enum"]
     assert "full-ecs:" in schema["kind"]["description"]
-    assert schema["vault_id"]["title"] == "CBR vault (full-ECS images)"
+    assert schema["vault_id"]["title"] == "CBR vault ID"
     with pytest.raises(ValueError, match="none can be chosen"):
         fleet_params(name_contains="node", kind="full-ecs", data_volumes=[DB_1])
     with pytest.raises(ValueError, match="only with the kind full-ecs"):
