@@ -195,6 +195,14 @@ class CreateImageParams(BaseModel):
             if self.kind == "full-ecs":
                 rule += " (a full-ECS image holds every data disk of the ECS: none can be chosen)"
             raise InvalidRequestError("data_volumes", self.data_volumes, rule)
+        if self.share_with and self.kind == "full-ecs":
+            # restrictions_on_image_sharing.rst: "Only full-ECS images created from CBR backups can be
+            # shared."
+            raise InvalidRequestError(
+                "share_with",
+                self.share_with,
+                "a full-ECS image made from an ECS cannot be shared (only one made from a CBR backup can)",
+            )
         if self.vault_id is not None and self.kind != "full-ecs":
             raise InvalidRequestError(
                 "vault_id", self.vault_id, "a CBR vault is named only with the kind full-ecs"

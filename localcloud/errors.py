@@ -81,6 +81,7 @@ IMS_CODES: dict[str, tuple[int, str]] = {
     "IMG.0128": (400, "The full-ECS image cannot be exported."),
     "IMG.0136": (400, "Failed to create a full-ECS image because the ECS is being backed up."),
     "IMG.0188": (400, "Vault is unavailable."),
+    "IMG.0135": (400, "The full-ECS image cannot be shared."),
 }
 
 # ---- ECS (contract §4.6; ECS body {"error": {"code", "message", "details"?}}) ---------------------------

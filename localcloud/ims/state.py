@@ -942,6 +942,11 @@ class Ims:
         """
         self.settle()
         shared = [self._own_shareable(project_id, i) for i in images]
+        if any(image.whole_image for image in shared):
+            # restrictions_on_image_sharing.rst: "Only full-ECS images created from CBR backups can be
+            # shared. Full-ECS images created using other methods cannot be shared." The local cloud makes
+            # them from an ECS only: IMG.0135 "The full-ECS image cannot be shared." (the error-code page).
+            raise ims_error("IMG.0135")
         for p in projects:
             if p == project_id:
                 raise ims_error("IMG.0076")

@@ -146,6 +146,8 @@ def test_the_form_rules_of_the_kind() -> None:
     with pytest.raises(ValueError, match="UUID"):
         CreateImageParams(instance_id=WEB_1, name=NAME, kind="full-ecs", vault_id="vault-1")
     assert CreateImageParams(instance_id=WEB_1, name=NAME, kind="full-ecs", vault_id="").vault_id is None
+    with pytest.raises(ValueError, match="a full-ECS image made from an ECS cannot be shared"):
+        CreateImageParams(instance_id=WEB_1, name=NAME, kind="full-ecs", share_with=["e" * 32])
     schema = CreateImageParams.model_json_schema()["properties"]
     assert "full-ecs" in schema["kind"]["enum"]
     assert "full-ecs:" in schema["kind"]["description"]

@@ -210,3 +210,17 @@ def test_the_demo_seed_has_a_vault() -> None:
     from localcloud import demo_seed
 
     assert [v.id for v in demo_seed().vaults] == [VAULT]
+
+
+async def test_a_full_ecs_image_made_from_an_ecs_cannot_be_shared() -> None:
+    # restrictions_on_image_sharing.rst: "Only full-ECS images created from CBR backups can be shared."
+    async with seeded(whole_seed()) as (cloud, client, auth):
+        job_id = (await post(client, auth, BODY)).json()["job_id"]
+        cloud.advance(600)
+        job = (await client.get(f"/v1/{PROJECT}/jobs/{job_id}", headers=auth)).json()
+        r = await client.post(
+            "/v1/cloudimages/members",
+            headers=auth,
+            json={"images": [job["entities"]["image_id"]], "projects": [NL]},
+        )
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "IMG.0135")
