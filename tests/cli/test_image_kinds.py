@@ -67,3 +67,47 @@ def test_bad_kind_or_data_volume_exits_2_before_any_flow(command: list[str], mes
     result = runner.invoke(app, command, terminal_width=200)
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.replace("│", " ").split())
+
+
+VAULT = "3c2b1a09-0000-4000-8000-0000000000b1"
+
+
+@pytest.mark.parametrize("command", ["create", "fleet"])
+def test_vault_id_reaches_the_flow_with_the_kind_full_ecs(
+    monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    from cli.flowrun import ShellFlow
+    from flows.create_image import CreateImageParams, CreateImageResult
+    from flows.fleet import FleetParams, FleetResult
+
+    seen: list[CreateImageParams | FleetParams] = []
+
+    def run(
+        self: ShellFlow,
+        flow: object,
+        params: CreateImageParams | FleetParams,
+        *args: object,
+        **kwargs: object,
+    ) -> object:
+        seen.append(params)
+        if command == "create":
+            return CreateImageResult(
+                image_id=VOLUME,
+                job_id=None,
+                name="x",
+                instance_id=ECS,
+                how="submitted",
+                seconds={},
+                kind="full-ecs",
+            )
+        return FleetResult(rows=[], wall_seconds=0.0, kind="full-ecs")
+
+    monkeypatch.setattr(ShellFlow, "run", run)
+    monkeypatch.setattr(ShellFlow, "server", lambda self: None)
+    args = ["-i", ECS, "--kind", "full-ecs", "--vault-id", VAULT]
+    args += ["-n", "x"] if command == "create" else []
+    result = runner.invoke(app, [command, *args], env={"IMSFLOW_PROFILE": "local"}, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    [params] = seen
+    assert params.kind == "full-ecs"
+    assert params.vault_id == VAULT
