@@ -294,3 +294,26 @@ async def test_a_fleet_that_does_not_fit_the_quota_is_refused() -> None:
     assert state.is_failed()
     assert "only 2 of the fleet's 3 new images fit the image quota" in (state.message or "")
     assert posts(cloud) == 0
+
+
+async def test_faults_on_the_full_ecs_call() -> None:
+    """The fault rules name the call ``ims.create_whole_image``: a 500 after the cloud applied the POST is
+    retried into adopting the one image; a failed job fails the run with the cloud's code, the ECS
+    untouched."""
+    from imsflow.errors import JobFailedError
+
+    applied = [{"kind": "commit_then_fail", "operation": "ims.create_whole_image", "first": 1}]
+    cloud = whole_cloud(faults=applied)
+    result = await create(cloud, FULL)
+    assert_one_whole_image(cloud, result, WEB_1, NAME)
+    assert result.how == "adopted"
+    assert cloud.stats()["faults.commit_then_fail"] == 1
+
+    failing = [{"kind": "job_fail", "operation": "ims.create_whole_image", "error_code": "IMG.0126"}]
+    cloud = whole_cloud(faults=failing)
+    params = FULL.model_copy(update={"instance_id": DB_1, "name": "db-1-full"})
+    with pytest.raises(JobFailedError, match=r"IMG\.0126"):
+        await create(cloud, params)
+    assert [i.status for i in images(cloud)] == ["killed"]
+    assert power_ops(cloud) == 0
+    assert cloud.ecs.servers[DB_1].status == "ACTIVE"
