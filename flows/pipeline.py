@@ -137,7 +137,8 @@ async def image_one_ecs(
     ``kind`` is what to make (``imsflow.validation.IMAGE_KINDS``): ``system-and-data`` makes the system image,
     then one data-disk image per data disk of the ECS (``data_volumes``, when given: only those) in a second
     job, each request exactly once; it is planned first (``tasks.image.plan_images``: a refusal comes
-    before the ECS is touched).
+    before the ECS is touched). ``full-ecs`` makes one full-ECS image (every disk) with the ECS as it is:
+    ``stop_if_running`` and ``restart`` do not apply to it.
     ``key`` is the (system) request key (``tasks.image.request_key``; by default from instance ID, image name
     and, for another kind than ``system``, the kind and the data disks chosen); the data request's key is
     derived from it (``tasks.image.data_request_key``).
