@@ -150,10 +150,27 @@ def data_volume_option(help: str) -> Any:
 
 def check_kind_volumes(kind: str, data_volumes: list[str]) -> None:
     """``--data-volume`` goes with ``--kind system-and-data`` only (exit 2 otherwise)."""
+    if data_volumes and kind == "full-ecs":
+        fail(
+            "--data-volume does not go with --kind full-ecs: a full-ECS image holds every data disk of the "
+            "ECS (choose disks with --kind system-and-data)",
+            code=2,
+        )
     if data_volumes and kind == "system":
         fail(
             "--data-volume needs --kind system-and-data (data disks are imaged only in an image set)", code=2
         )
+
+
+def vault_option(help: str) -> Any:
+    """The ``--vault-id`` option (a CBR vault UUID, checked like the flow forms check it)."""
+    return typer.Option("--vault-id", help=help, callback=checked(check_uuid, "--vault-id"))
+
+
+def check_kind_vault(kind: str, vault_id: str | None) -> None:
+    """``--vault-id`` goes with ``--kind full-ecs`` only (exit 2 otherwise)."""
+    if vault_id and kind != "full-ecs":
+        fail("--vault-id needs --kind full-ecs (a CBR vault is named only for a full-ECS image)", code=2)
 
 
 def parse_tags(tags: list[str]) -> list[str]:

@@ -32,6 +32,7 @@ from imsflow.validation import (
     InstanceId,
     ProjectId,
     TagParam,
+    VaultId,
     VolumeId,
     empty_is_none,
     form_config,
@@ -164,6 +165,17 @@ class CreateImageParams(BaseModel):
             json_schema_extra={"position": 11},
         ),
     ] = []
+    vault_id: Annotated[
+        VaultId | None,
+        Field(
+            title="CBR vault ID",
+            description="With the image kind full-ecs: the ID of the CBR vault the ECS is backed up into "
+            "(required where the cloud backs ECSs up with CBR, as Open Telekom Cloud and the local cloud "
+            "do). Leave empty for the other kinds.",
+            json_schema_extra={"position": 12},
+        ),
+        BeforeValidator(empty_is_none),
+    ] = None
 
     # Each field's type checks its IMS rule before the schema constraints, so an error states the rule.
     @field_validator("tags")
@@ -175,12 +187,25 @@ class CreateImageParams(BaseModel):
 
     @model_validator(mode="after")
     def _kind_rules(self) -> Self:
-        if self.kind != "system":
+        if self.kind == "system-and-data":
             # A data image carries the user's tags, imsflow's two and its volume's: one fewer for the user.
             check_tag_room(self.tags, OWN_DATA_TAG_KEYS)
         elif self.data_volumes:
+            rule = "data disks are imaged only with the kind system-and-data"
+            if self.kind == "full-ecs":
+                rule += " (a full-ECS image holds every data disk of the ECS: none can be chosen)"
+            raise InvalidRequestError("data_volumes", self.data_volumes, rule)
+        if self.share_with and self.kind == "full-ecs":
+            # restrictions_on_image_sharing.rst: "Only full-ECS images created from CBR backups can be
+            # shared."
             raise InvalidRequestError(
-                "data_volumes", self.data_volumes, "data disks are imaged only with the kind system-and-data"
+                "share_with",
+                self.share_with,
+                "a full-ECS image made from an ECS cannot be shared (only one made from a CBR backup can)",
+            )
+        if self.vault_id is not None and self.kind != "full-ecs":
+            raise InvalidRequestError(
+                "vault_id", self.vault_id, "a CBR vault is named only with the kind full-ecs"
             )
         return self
 
@@ -237,11 +262,17 @@ async def _dry_run(
     plan = ImagePlan(system=request)
     if params.kind != "system":
         try:
-            plan = await plan_images(request, params.kind, params.data_volumes, token)
+            plan = await plan_images(request, params.kind, params.data_volumes, token, params.vault_id)
         except DataDiskError as exc:
             refusal = str(exc)  # a real run would refuse before touching the ECS
     report = await dry_run_check(
-        plan.system, key, token, stop_if_running=params.stop_if_running, refusal=refusal, data=plan.data
+        plan.system,
+        key,
+        token,
+        stop_if_running=params.stop_if_running,
+        refusal=refusal,
+        data=plan.data,
+        kind=params.kind,
     )
     await acreate_markdown_artifact(
         markdown=report.markdown(), key="image-dry-run", description=f"dry run for image {params.name}"
@@ -279,6 +310,7 @@ async def _create_image(params: CreateImageParams) -> CreateImageResult | DryRun
         stop_if_running=params.stop_if_running,
         restart=params.restart_after,
         timeout=timedelta(minutes=params.timeout_minutes).total_seconds(),
+        vault_id=params.vault_id,
     )
     seconds.update(outcome.seconds)
     image = outcome.image

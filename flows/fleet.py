@@ -60,6 +60,7 @@ from imsflow.validation import (
     ImageKindParam,
     InstanceId,
     TagParam,
+    VaultId,
     VolumeId,
     empty_is_none,
     form_config,
@@ -275,6 +276,17 @@ class FleetParams(BaseModel):
             json_schema_extra={"position": 19},
         ),
     ] = False
+    vault_id: Annotated[
+        VaultId | None,
+        Field(
+            title="CBR vault ID",
+            description="With the image kind full-ecs: the ID of the CBR vault the ECSs are backed up into "
+            "(required where the cloud backs ECSs up with CBR, as Open Telekom Cloud and the local cloud "
+            "do). Leave empty for the other kinds.",
+            json_schema_extra={"position": 20},
+        ),
+        BeforeValidator(empty_is_none),
+    ] = None
 
     @field_validator("name_template")
     @classmethod
@@ -292,8 +304,17 @@ class FleetParams(BaseModel):
         check_one_selection(
             self.instance_ids, {"tag": self.tags, "name": self.name_contains, "status": self.status}
         )
-        if self.data_volumes and self.kind == "system":
-            raise ValueError("data disks (data_volumes) are imaged only with the kind system-and-data")
+        if self.data_volumes and self.kind != "system-and-data":
+            raise ValueError(
+                "data disks (data_volumes) are imaged only with the kind system-and-data"
+                + (
+                    " (a full-ECS image holds every data disk: none can be chosen)"
+                    if self.kind == "full-ecs"
+                    else ""
+                )
+            )
+        if self.vault_id is not None and self.kind != "full-ecs":
+            raise ValueError("a CBR vault (vault_id) is named only with the kind full-ecs")
         return self
 
 
@@ -348,6 +369,8 @@ class FleetResult(BaseModel):
     quota: QuotaFit | None = None
     #: Why a real run would refuse (a dry run that does not fit the quota), else None.
     refusal: str | None = None
+    #: The image kind of the run (``imsflow.validation.IMAGE_KINDS``).
+    kind: str = "system"
 
     @property
     def failed(self) -> list[FleetRow]:
@@ -395,7 +418,7 @@ async def select_servers(params: FleetParams, token: IamToken | None, day: date)
             ):
                 servers.append(server)
     targets = [_target(params, s, day) for s in servers]
-    if params.kind != "system" and params.data_volumes:
+    if params.kind == "system-and-data" and params.data_volumes:
         # Every volume asked for is a data disk of one of the ECSs, or the whole fleet is refused (no POST).
         attached = {v for s in servers for v in s.data_volume_ids}
         unknown = [v for v in params.data_volumes if v not in attached]
@@ -411,7 +434,7 @@ def _target(params: FleetParams, server: Server, day: date) -> Target:
         server_name=server.name,
         image_name=render_name(params.name_template, server.name, server.id, day),
     )
-    if params.kind != "system":
+    if params.kind == "system-and-data":  # a full-ECS image is one image, whatever its disks
         disks = server.data_volume_ids
         if params.data_volumes:
             wanted = set(params.data_volumes)
@@ -485,6 +508,7 @@ async def _image_one(
             timeout=params.timeout_minutes * 60.0,
             poll_policy=history.policy(),
             progress_artifact=False,
+            vault_id=params.vault_id,
         )
         image = outcome.image
         row.job_seconds = sum(
@@ -780,7 +804,10 @@ async def _create_images_for_fleet(params: FleetParams, credentials_block: str |
             await transport.close_inner()
 
     result = FleetResult(
-        rows=selection.missing + rows + skipped, wall_seconds=rt.clock() - started, quota=fit
+        rows=selection.missing + rows + skipped,
+        wall_seconds=rt.clock() - started,
+        quota=fit,
+        kind=params.kind,
     )
     await acreate_table_artifact(
         table=_table(result.rows),
@@ -810,7 +837,8 @@ def _keys(params: FleetParams, targets: list[Target]) -> list[str]:
 
 
 async def _check_quota(params: FleetParams, targets: list[Target], token: IamToken | None) -> QuotaFit:
-    """The quota against the new images: one per ECS, plus one per data disk of a system-and-data set."""
+    """The quota against the new images: one per ECS, plus one per data disk of a system-and-data set (a
+    full-ECS image is one image, whatever its disks)."""
     return await check_image_quota(_keys(params, targets), token, [1 + t.data_disks for t in targets])
 
 
@@ -878,7 +906,9 @@ async def _dry_run_result(
         for t, key in zip(selection.targets, _keys(params, selection.targets), strict=True)
     ]
     refusal = None if fit.fits or params.fit_quota else _quota_refusal(fit)
-    result = FleetResult(rows=rows, wall_seconds=seconds, dry_run=True, quota=fit, refusal=refusal)
+    result = FleetResult(
+        rows=rows, wall_seconds=seconds, dry_run=True, quota=fit, refusal=refusal, kind=params.kind
+    )
     await acreate_table_artifact(table=_table(rows), key="fleet-dry-run", description=fit.line())
     made = len(selection.targets) - len(new)
     message = f"dry run: {fit.new_images} images would be made, {made} made already; "
@@ -889,6 +919,8 @@ async def _dry_run_result(
             if params.fit_quota
             else f"; a real run would refuse: {refusal}"
         )
+    kinds = {"system": "system-disk images", "system-and-data": "system and data-disk images"}
+    message += f"; image kind {params.kind} ({kinds.get(params.kind, 'one full-ECS image per ECS')})"
     logger.info(message)
     return Completed(message=message, data=result)
 

@@ -6,6 +6,12 @@ ECS stays stopped until both jobs ended (while one runs, IMS refuses the other: 
 progress). Each request has its own key and record (``tasks.image.request_key``/``data_request_key``), so a
 re-run after a crash at any point resumes or adopts what each made and submits only what is missing.
 
+A ``full-ecs`` image is one request (``POST /v1/cloudimages/wholeimages/action``): check → submit → poll, with
+the ECS taken as it is. The page asks for no stopped ECS (the ECS is backed up into a CBR vault, then the
+image is made of the backup) and its backup forms say "If an ECS is in Stopped state, do not start it":
+the check is ``check-ecs-ready`` (running or stopped, no task in progress), and the ECS is never stopped or
+started for this kind, whatever ``stop_if_running`` and ``restart`` say.
+
 The single-image flow (``flows/create_image.py``) and the fleet (``flows/fleet.py``) both call
 :func:`image_one_ecs`; so will new image kinds. The flows keep what is theirs (the token, dry runs,
 artifacts, events, a fleet's lanes and rows); the order of the steps and the power-state rules live here:
@@ -50,7 +56,7 @@ from imsflow.models import CreateImageFromEcsRequest, IamToken
 from imsflow.polling import PollPolicy
 from imsflow.validation import ImageKind
 from runtime.exclusive import exclusive_ecs
-from tasks.ecs import EcsCheck, check_ecs_stopped, start_ecs
+from tasks.ecs import EcsCheck, check_ecs_ready, check_ecs_stopped, start_ecs
 from tasks.image import (
     ImagePlan,
     ImageResult,
@@ -74,6 +80,7 @@ STEPS = (
     "poll-job",
     "submit-data-images",
     "poll-data-job",
+    "check-ecs-ready",
 )
 
 
@@ -123,13 +130,15 @@ async def image_one_ecs(
     poll_policy: PollPolicy | None = None,
     progress_artifact: bool = True,
     ecs_wait: float | None = None,
+    vault_id: str | None = None,
 ) -> ImageOutcome:
     """Make the image ``request`` asks for from its ECS, exactly once, and return it once it is active.
 
     ``kind`` is what to make (``imsflow.validation.IMAGE_KINDS``): ``system-and-data`` makes the system image,
     then one data-disk image per data disk of the ECS (``data_volumes``, when given: only those) in a second
     job, each request exactly once; it is planned first (``tasks.image.plan_images``: a refusal comes
-    before the ECS is touched).
+    before the ECS is touched). ``full-ecs`` makes one full-ECS image (every disk) with the ECS as it is:
+    ``stop_if_running`` and ``restart`` do not apply to it.
     ``key`` is the (system) request key (``tasks.image.request_key``; by default from instance ID, image name
     and, for another kind than ``system``, the kind and the data disks chosen); the data request's key is
     derived from it (``tasks.image.data_request_key``).
@@ -137,6 +146,8 @@ async def image_one_ecs(
     settings' defaults when None); ``progress_artifact=False`` skips the job's progress artifact.
     ``ecs_wait`` is how long to wait for another run imaging the same ECS, in seconds (``timeout`` when
     None; 0 refuses at once).
+    ``vault_id`` is the CBR vault a ``full-ecs`` image backs the ECS up into (the page: mandatory where the
+    cloud makes CBR backups); ignored by the other kinds.
 
     Raises what the steps raise: ``DataDiskError`` (no data disk, or a volume that is none of the ECS's),
     ``ImageSetIncompleteError`` (a member of the request's set was deleted), ``EcsNotReadyError`` (running
@@ -160,6 +171,7 @@ async def image_one_ecs(
             timeout=timeout,
             poll_policy=poll_policy,
             progress_artifact=progress_artifact,
+            vault_id=vault_id,
         )
 
 
@@ -175,6 +187,7 @@ async def _image(
     timeout: float,
     poll_policy: PollPolicy | None,
     progress_artifact: bool,
+    vault_id: str | None = None,
 ) -> ImageOutcome:
     """:func:`image_one_ecs` once the ECS is this run's."""
     logger = get_run_logger()
@@ -183,13 +196,24 @@ async def _image(
     data_key = data_request_key(key)
     if flow_run.get_run_count() > 1:
         await raise_if_failed_in_this_run(key, token)
-        if kind != "system":
+        if kind == "system-and-data":
             await raise_if_failed_in_this_run(data_key, token)
     plan = ImagePlan(system=request)
     if kind != "system":
         # What the kind asks IMS for, read from the ECS (its data disks): refused here, before any stop.
         with timed(seconds, "plan-images"):
-            plan = await plan_images(request, kind, data_volumes, token)
+            plan = await plan_images(request, kind, data_volumes, token, vault_id)
+    if plan.whole is not None:
+        # A full-ECS image: the ECS as it is, never stopped nor started (see the module's docstring).
+        with timed(seconds, "check-ecs-ready"):
+            check = await check_ecs_ready(request.instance_id, token, request_key=key)
+        with timed(seconds, "submit-image"):
+            submission = await submit_image(plan.whole, key, token)
+        with timed(seconds, "poll-job"):
+            image = await poll_job(
+                submission, token, timeout=timeout, policy=poll_policy, progress_artifact=progress_artifact
+            )
+        return ImageOutcome(check=check, submission=submission, image=image, seconds=seconds)
     with timed(seconds, "check-ecs-stopped"):
         check = await check_ecs_stopped(
             request.instance_id,

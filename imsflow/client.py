@@ -35,6 +35,7 @@ from imsflow.models import (
     CopyImageRequest,
     CreateDataImagesRequest,
     CreateImageFromEcsRequest,
+    CreateWholeImageRequest,
     DeleteImageRequest,
     EcsJob,
     ExportImageRequest,
@@ -469,6 +470,16 @@ class ImsApi:
         response = await self._c.request_model(
             JobIdResponse, "POST", "ims", "/v2/cloudimages/action", json_body=req.to_body()
         )
+        return response.job_id
+
+    async def create_whole_image(self, req: CreateWholeImageRequest) -> str:
+        """``POST /v1/cloudimages/wholeimages/action``: a full-ECS image (an ECS's system disk and every data
+        disk as one image; from the ECS, or from a CSBS/CBR backup); the IMS job id
+        (``imsCreateWholeImageByInstanceJob`` / ``imsCreateWholeImageByBackupJob``, followed as any image
+        job: its ``entities.image_id`` is the image)."""
+        await self._c._ensure_signing_project()
+        path = "/v1/cloudimages/wholeimages/action"
+        response = await self._c.request_model(JobIdResponse, "POST", "ims", path, json_body=req.to_body())
         return response.job_id
 
     async def get_job(self, job_id: str) -> ImsJob:

@@ -29,7 +29,8 @@ Classes are grouped by what a caller does about them, not by which service raise
         ├── InvalidParameterError      400: fix the request
         ├── UnsupportedOperationError  the resource cannot be used this way at all
         │   ├── ImageNotShareableError yourself, a public, encrypted or full-ECS image (sharing)
-        │   └── ImageNotReplicableError a full-ECS or ISO image, a shared one not accepted or encrypted
+        │   ├── ImageNotReplicableError an ISO image, a shared one not accepted or encrypted
+        │   └── WholeImageNotExportableError  a full-ECS image cannot be exported or replicated
         ├── ConflictError              409 / wrong state: change the state, or wait
         │   ├── EcsNotStoppedError
         │   ├── EcsBusyError
@@ -103,6 +104,7 @@ __all__ = [
     "TransportError",
     "UnexpectedResponseError",
     "UnsupportedOperationError",
+    "WholeImageNotExportableError",
     "error_for",
     "is_gateway_not_found",
     "parse_error_response",
@@ -424,6 +426,15 @@ class ImageNotReplicableError(UnsupportedOperationError):
     )
 
 
+class WholeImageNotExportableError(UnsupportedOperationError):
+    """IMS refused to export (or replicate) a full-ECS image (IMG.0128, IMG.0130)."""
+
+    hint = (
+        "A full-ECS image cannot be exported or replicated (creating_a_full-ecs_image.rst); export a "
+        "system-disk image of the ECS instead (imsflow create --kind system, or system-and-data)."
+    )
+
+
 class ConflictError(ApiError):
     hint = "The resource is in the wrong state; change its state or wait, then try again."
 
@@ -504,10 +515,13 @@ ERROR_CODES: dict[str, type[ApiError]] = {
     ),
     # Sharing (restrictions_on_image_sharing.rst): yourself, public, encrypted, full-ECS.
     **_codes(ImageNotShareableError, "IMG.", "0076 0089 0098 0135"),
-    # Replication (replicating_an_image_within_a_region.rst): full-ECS (IMG.0130 "cannot be exported or
-    # replicated"), ISO (IMG.0167), a shared image not accepted (IMG.0196) or encrypted (IMG.0197). Listed
-    # under UnsupportedOperationError above too; this later entry wins (the subclass keeps that meaning).
-    **_codes(ImageNotReplicableError, "IMG.", "0130 0167 0196 0197"),
+    # Replication (replicating_an_image_within_a_region.rst): ISO (IMG.0167), a shared image not accepted
+    # (IMG.0196) or encrypted (IMG.0197). Listed under UnsupportedOperationError above too; this later entry
+    # wins (the subclass keeps that meaning). A full-ECS image (IMG.0130) is the next entry's.
+    **_codes(ImageNotReplicableError, "IMG.", "0167 0196 0197"),
+    # Full-ECS images (creating_a_full-ecs_image.rst: "A full-ECS image cannot be exported or replicated."),
+    # listed among the unsupported operations above: the later entry names them more precisely.
+    **_codes(WholeImageNotExportableError, "IMG.", "0128 0130"),
     **_codes(EcsNotFoundError, "IMG.", "0005"),
     **_codes(ImageNotFoundError, "IMG.", "0027 0086 0144"),
     **_codes(NotFoundError, "IMG.", "0020 0095 0101 0120 0121 0127 0198"),

@@ -19,6 +19,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     WrapValidator,
     field_validator,
     model_validator,
@@ -34,6 +35,7 @@ __all__ = [
     "CopyImageRequest",
     "CreateDataImagesRequest",
     "CreateImageFromEcsRequest",
+    "CreateWholeImageRequest",
     "DataImage",
     "DeleteImageRequest",
     "DomainRef",
@@ -654,6 +656,80 @@ class CreateDataImagesRequest(_Request):
         return [d.volume_id for d in self.data_images]
 
 
+#: creating_a_full-ecs_image.rst: the two body forms, and which fields go with which.
+WHOLE_IMAGE_FORM_RULE = (
+    "a full-ECS image comes from an ECS (instance_id, optionally vault_id) or from a CSBS/CBR backup "
+    "(backup_id, whole_image_type): exactly one of instance_id and backup_id"
+)
+
+
+class CreateWholeImageRequest(_Request):
+    """Body of ``POST /v1/cloudimages/wholeimages/action``: a full-ECS image (the system disk and every data
+    disk as one image), made by an ``imsCreateWholeImageByInstanceJob`` (from an ECS) or an
+    ``imsCreateWholeImageByBackupJob`` (from a backup).
+
+    The page's two forms: from an ECS, ``instance_id`` with ``vault_id`` ("If a CBR backup is created,
+    vault_id is mandatory. If a CSBS backup is created, vault_id is optional": which one the cloud makes is
+    the region's, so it stays optional here); from a CSBS or CBR backup, ``backup_id`` with
+    ``whole_image_type`` (``CBR`` mandatory for a CBR backup, default ``CSBS``). A field of one form is
+    refused in the other, before anything is sent.
+    """
+
+    name: str
+    instance_id: str | None = None
+    vault_id: str | None = None
+    backup_id: str | None = None
+    whole_image_type: Literal["CBR", "CSBS"] | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+    image_tags: list[ImageTag] | None = None
+    enterprise_project_id: str | None = None
+    min_ram: int | None = Field(default=None, ge=0)
+    max_ram: int | None = Field(default=None, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return validation.check_image_name(value)
+
+    @field_validator("instance_id", "vault_id", "backup_id")
+    @classmethod
+    def _ids(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else validation.check_uuid(value, str(info.field_name))
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str | None) -> str | None:
+        return None if value is None else validation.check_description(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else validation.check_tags(value)
+
+    @field_validator("enterprise_project_id")
+    @classmethod
+    def _enterprise_project_id(cls, value: str | None) -> str | None:
+        return None if value is None else validation.check_enterprise_project_id(value)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> CreateWholeImageRequest:
+        _check_tag_fields(self.tags, self.image_tags)
+        if (self.instance_id is None) == (self.backup_id is None):
+            raise InvalidRequestError("instance_id", self.instance_id, WHOLE_IMAGE_FORM_RULE)
+        if self.instance_id is not None and self.whole_image_type is not None:
+            raise InvalidRequestError(
+                "whole_image_type", self.whole_image_type, "whole_image_type goes with backup_id only"
+            )
+        if self.backup_id is not None and self.vault_id is not None:
+            raise InvalidRequestError(
+                "vault_id", self.vault_id, "vault_id goes with instance_id only (a backup is in its vault)"
+            )
+        if self.min_ram is not None and self.max_ram is not None and self.max_ram < self.min_ram:
+            raise InvalidRequestError("max_ram", self.max_ram, "max_ram must not be below min_ram")
+        return self
+
+
 class SubJobEntities(_Response):
     image_id: str | None = None
     image_name: str | None = None
@@ -748,13 +824,14 @@ class Image(_Response):
     virtual_env_type: str | None = None
     hw_firmware_type: str | None = None
     enterprise_project_id: str | None = None
+    #: image_attributes.rst: a Boolean; read as the string "true" too, as the other flags are written.
+    whole_image: bool | str | None = Field(default=None, alias="__whole_image")
     checksum: str | None = None
     self_link: str | None = Field(default=None, alias="self")
     file: str | None = None
     schema_link: str | None = Field(default=None, alias="schema")
-    # Replication (image_attributes.rst): a full-ECS image cannot be replicated; an encrypted image names its
-    # KMS key. ``__system_encrypted`` ("1" encrypted) is read when present (not on the OTC pages).
-    whole_image: bool | None = Field(default=None, alias="__whole_image")
+    # Replication (image_attributes.rst): an encrypted image names its KMS key. ``__system_encrypted`` ("1"
+    # encrypted) is read when present (not on the OTC pages).
     cmk_id: str | None = Field(default=None, alias="__system__cmkid")
     system_encrypted: str | None = Field(default=None, alias="__system_encrypted")
 
@@ -766,6 +843,12 @@ class Image(_Response):
     @property
     def is_active(self) -> bool:
         return self.status == "active"
+
+    @property
+    def is_whole_image(self) -> bool:
+        """A full-ECS image (``__whole_image`` true): the system disk and every data disk of an ECS in one
+        image; it cannot be exported or replicated (creating_a_full-ecs_image.rst)."""
+        return self.whole_image is True or str(self.whole_image).lower() == "true"
 
     @property
     def is_data_image(self) -> bool:

@@ -57,6 +57,7 @@ __all__ = [
     "MaxAge",
     "ProjectId",
     "TagParam",
+    "VaultId",
     "VolumeId",
     "check_age",
     "check_block_name",
@@ -275,10 +276,12 @@ def check_export_format(value: str, field: str = "file_format") -> str:
 
 #: What an image run makes of one ECS. A new kind is added here (its name, its words for the operator), then
 #: taught to ``tasks.image.plan_images`` (what it asks IMS for); forms, CLI options and keys follow.
-ImageKind = Literal["system", "system-and-data"]
+ImageKind = Literal["system", "system-and-data", "full-ecs"]
 IMAGE_KINDS: dict[str, str] = {
     "system": "one image of the ECS's system disk",
     "system-and-data": "an image of the system disk, then one data-disk image per data disk (two requests)",
+    "full-ecs": "one full-ECS image of the system disk and every data disk together, backed up into a CBR "
+    "vault (the ECS may keep running; such an image cannot be exported)",
 }
 assert set(IMAGE_KINDS) == set(get_args(ImageKind)), "every kind has its words"
 
@@ -359,6 +362,16 @@ VolumeId = Annotated[
     str,
     Field(title="Volume ID", description="ID (UUID) of a data disk of the ECS.", pattern=UUID_PATTERN),
     _checked(check_uuid, "data_volumes"),
+]
+#: The ID of a CBR vault (a full-ECS image of an ECS is backed up into it: ``vault_id``).
+VaultId = Annotated[
+    str,
+    Field(
+        title="CBR vault ID",
+        description="ID (UUID) of the CBR vault the ECS is backed up into for a full-ECS image.",
+        pattern=UUID_PATTERN,
+    ),
+    _checked(check_uuid, "vault_id"),
 ]
 #: An age (``parse_age`` makes it a ``timedelta``). Use sites add their title and description.
 MaxAge = Annotated[str, Field(pattern=AGE_PATTERN), _checked(check_age, "max_age")]

@@ -18,6 +18,7 @@ IMS        POST /ims/v1/cloudimages/{image_id}/file             ims.export_image
 IMS        GET  /ims/v1/cloudimages/quota                       ims.show_quota
 IMS        GET  /ims/v1/{project_id}/jobs/{job_id}              ims.show_job
 IMS        GET  /ims/v1/cloudimages/job/{job_id}                ims.show_job_progress
+IMS        POST /ims/v1/cloudimages/wholeimages/action          ims.create_whole_image
 =========  ===================================================  ==========================
 
 The rows come from each service's routing table (``iam/wire.py``, ``ecs/wire.py``, ``ims/wire.py``).

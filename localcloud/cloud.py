@@ -47,6 +47,7 @@ OPERATIONS: tuple[str, ...] = (
     "ims.list_members",
     "ims.copy_image",
     "ims.update_image_tags",
+    "ims.create_whole_image",
 )
 
 

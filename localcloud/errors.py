@@ -83,6 +83,12 @@ IMS_CODES: dict[str, tuple[int, str]] = {
     "IMG.0167": (400, "This operation cannot be performed for ISO images."),
     "IMG.0196": (400, "The image cannot be replicated because it is not accepted by the recipient."),
     "IMG.0197": (400, "Failed to replicate the shared image because it is encrypted using KMS."),
+    # Full-ECS images (creating_a_full-ecs_image.rst, exporting_an_image.rst).
+    "IMG.0126": (400, "The VM in the current stage cannot be used to create a full-ECS image."),
+    "IMG.0128": (400, "The full-ECS image cannot be exported."),
+    "IMG.0136": (400, "Failed to create a full-ECS image because the ECS is being backed up."),
+    "IMG.0188": (400, "Vault is unavailable."),
+    "IMG.0135": (400, "The full-ECS image cannot be shared."),
 }
 
 # ---- ECS (contract §4.6; ECS body {"error": {"code", "message", "details"?}}) ---------------------------

@@ -232,6 +232,16 @@ class FaultRuleSeed(_Model):
         return self
 
 
+class VaultSeed(_Model):
+    """A CBR vault a full-ECS image may name (``vault_id``). [inference] CBR is not an API the local cloud
+    emulates: a seeded vault only exists, so that ``POST /v1/cloudimages/wholeimages/action`` can check the
+    ``vault_id`` it is given against the project's vaults."""
+
+    id: str
+    name: str = "vault"
+    project: str
+
+
 class Seed(_Model):
     domains: list[DomainSeed] = Field(default_factory=list)
     servers: list[ServerSeed] = Field(default_factory=list)
@@ -241,6 +251,8 @@ class Seed(_Model):
     limits: Limits = Field(default_factory=Limits)
     faults: list[FaultRuleSeed] = Field(default_factory=list)
     random_seed: int = 0
+    #: CBR vaults (full-ECS images from an ECS name one: ``vault_id``).
+    vaults: list[VaultSeed] = Field(default_factory=list)
 
     @field_validator("servers")
     @classmethod
@@ -265,6 +277,9 @@ class Seed(_Model):
         for image in self.images:
             if image.project is not None and image.project not in known:
                 raise ValueError(f"image {image.name!r}: unknown project {image.project!r}")
+        for vault in self.vaults:
+            if vault.project not in known:
+                raise ValueError(f"vault {vault.name!r}: unknown project {vault.project!r}")
         return self
 
 

@@ -172,6 +172,45 @@ async def check_ecs_stopped(
 
 
 @task(
+    name="check-ecs-ready",
+    task_run_name="check-ecs-ready[{instance_id}]",
+    **transient_retries(),
+)
+async def check_ecs_ready(
+    instance_id: str, token: IamToken | None, request_key: str | None = None
+) -> EcsCheck:
+    """For a full-ECS image: pass when the ECS is running or stopped with no task in progress; never stop it.
+
+    creating_a_full-ecs_image.rst asks, for the ECS form, only for a properly configured ECS (the ECS is
+    backed up, then the image made of the backup), not a stopped one; its backup forms add "If an ECS is in
+    Stopped state, do not start it". So the ECS is taken as it is: never stopped, never started
+    (``stopped_by_us`` stays False, and ``stop_if_running`` does not apply). An ECS powering on or off is
+    refused (IMS would refuse it too: "The VM in the current stage cannot be used", IMG.0126), unless the
+    request's image is made already (``request_key``; then nothing needs the ECS).
+    """
+    async with client_for(token) as client:
+        server = await client.ecs.get_server(instance_id)
+        await name_after_server(instance_id, server.name)
+        if server.task_state is None and (server.is_running or server.is_stopped):
+            runtime.report(
+                "check-ecs-ready", f"{server.name} is {server.status}: a full-ECS image takes it as it is"
+            )
+            return EcsCheck(instance_id=instance_id, name=server.name, status=server.status)
+        made = await made_image(client, request_key) if request_key is not None else None
+    if made is not None:
+        runtime.report(
+            "check-ecs-ready",
+            f"{server.name} is {server.status}; its image {made.image_id or '-'} is made already",
+        )
+        return EcsCheck(instance_id=instance_id, name=server.name, status=server.status, image_made=True)
+    raise EcsNotReadyError(
+        f"{describe(server)}; a full-ECS image needs an ECS that is running or stopped, with no task in "
+        "progress",
+        hint="Wait until the ECS is running or stopped (no power operation under way), then run again.",
+    )
+
+
+@task(
     name="start-ecs",
     task_run_name="start-ecs[{instance_id}]",
     **transient_retries(),

@@ -16,6 +16,12 @@ the system request the kind's key (:func:`request_key`), the data request one de
 its own. Every image carries ``imsflow-request=<its request's key>`` and ``imsflow-instance``; a data image
 also ``imsflow-volume=<volume ID>``, so the set is found again (and told apart) by its tags alone.
 :func:`plan_images` turns a request into what its kind asks IMS for (:class:`ImagePlan`).
+
+``full-ecs`` is one image of the ECS's system disk and every data disk together, one request of its own
+(``POST /v1/cloudimages/wholeimages/action``, creating_a_full-ecs_image.rst; :func:`whole_image_request`):
+the ECS is backed up into a CBR vault (``vault_id``) and the image made of the backup. It is submitted by
+:func:`submit_image` and followed by :func:`poll_job` as a system image is (one job, one image with
+``__whole_image`` true), under the kind's own request key and the same tags.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
@@ -46,6 +52,7 @@ from imsflow.errors import (
 from imsflow.models import (
     CreateDataImagesRequest,
     CreateImageFromEcsRequest,
+    CreateWholeImageRequest,
     DataImage,
     IamToken,
     Image,
@@ -111,6 +118,8 @@ class ImagePlan(BaseModel):
 
     system: CreateImageFromEcsRequest
     data: CreateDataImagesRequest | None = None
+    #: ``full-ecs``: the full-ECS image's request, sent instead of ``system`` (which names and tags it).
+    whole: CreateWholeImageRequest | None = None
 
     @property
     def volumes(self) -> list[str]:
@@ -155,16 +164,36 @@ def data_images_request(
     return CreateDataImagesRequest(data_images=members, enterprise_project_id=request.enterprise_project_id)
 
 
+def whole_image_request(request: CreateImageFromEcsRequest, vault_id: str | None) -> CreateWholeImageRequest:
+    """The full-ECS image of ``request``'s ECS (the ECS form of creating_a_full-ecs_image.rst): the same name,
+    description, tags, memory and enterprise project, and the CBR vault the ECS is backed up into."""
+    return CreateWholeImageRequest(
+        name=request.name,
+        instance_id=request.instance_id,
+        vault_id=vault_id,
+        description=request.description,
+        tags=request.tags,
+        image_tags=request.image_tags,
+        enterprise_project_id=request.enterprise_project_id,
+        min_ram=request.min_ram,
+        max_ram=request.max_ram,
+    )
+
+
 def set_volumes(plan: ImagePlan) -> list[str]:
     """The data disks of the plan's image set (none for a system image)."""
     return plan.volumes
 
 
-def with_imsflow_tags(request: CreateImageFromEcsRequest, key: str) -> CreateImageFromEcsRequest:
+_EcsRequest = TypeVar("_EcsRequest", bound=CreateImageFromEcsRequest | CreateWholeImageRequest)
+
+
+def with_imsflow_tags(request: _EcsRequest, key: str) -> _EcsRequest:
     """The request with imsflow's own tags added (as ``image_tags``, which IMS merges by key)."""
     ours = [ImageTag(key=REQUEST_TAG, value=key), ImageTag(key=INSTANCE_TAG, value=request.instance_id or "")]
     kept = _theirs(request.tags, request.image_tags)
-    return request.model_copy(update={"tags": None, "image_tags": kept + ours})
+    # model_copy keeps the model's class; mypy sees only the bound's union.
+    return cast("_EcsRequest", request.model_copy(update={"tags": None, "image_tags": kept + ours}))
 
 
 def with_data_tags(request: CreateDataImagesRequest, key: str, instance_id: str) -> CreateDataImagesRequest:
@@ -199,18 +228,31 @@ def _theirs(tags: list[str] | None, image_tags: list[ImageTag] | None) -> list[I
     **transient_retries(),
 )
 async def plan_images(
-    request: CreateImageFromEcsRequest, kind: ImageKind, data_volumes: list[str], token: IamToken | None
+    request: CreateImageFromEcsRequest,
+    kind: ImageKind,
+    data_volumes: list[str],
+    token: IamToken | None,
+    vault_id: str | None = None,
 ) -> ImagePlan:
     """What ``kind`` asks IMS for, read from the ECS: the one place that knows the kinds' requests.
 
     ``system``: the request as it is (no call). ``system-and-data``: the request, and the data-disk images'
     request (:func:`data_images_request`, from the ECS's attached volumes; ``data_volumes`` chooses among
-    them).
+    them). ``full-ecs``: the full-ECS image's request (:func:`whole_image_request`, into the CBR vault
+    ``vault_id``); the ECS is read to say what it holds (its disks are all in the image).
     """
     if kind == "system":
         return ImagePlan(system=request)
     async with client_for(token) as client:
         server = await client.ecs.get_server(request.instance_id)
+    if kind == "full-ecs":
+        data_disks = len(server.data_volumes)
+        runtime.report(
+            "plan-images",
+            f"{server.name}: one full-ECS image of its system disk and {data_disks} data disk(s)"
+            + (f", backed up into vault {vault_id}" if vault_id else ""),
+        )
+        return ImagePlan(system=request, whole=whole_image_request(request, vault_id))
     data = data_images_request(request, server, data_volumes)
     disks = ", ".join(m.name for m in data.data_images)
     runtime.report(
@@ -398,14 +440,17 @@ async def _submit(
     step: str,
     key: str,
     volumes: Sequence[str],
-    body: CreateImageFromEcsRequest | CreateDataImagesRequest,
+    body: CreateImageFromEcsRequest | CreateDataImagesRequest | CreateWholeImageRequest,
 ) -> Submission:
     found = await resume_recorded(client, key) or await adopt_tagged(client, key, volumes)
     if found is not None:
         images = ", ".join(found.image_ids) or found.image_id or "named by the job"
         runtime.report(step, f"{found.how} job {found.job_id or '-'} (images {images})")
         return found
-    job_id = await client.ims.create_image_from_ecs(body)
+    if isinstance(body, CreateWholeImageRequest):
+        job_id = await client.ims.create_whole_image(body)
+    else:
+        job_id = await client.ims.create_image_from_ecs(body)
     submission = Submission(
         request_key=key, job_id=job_id, submitted_at=datetime.now(UTC), flow_run_id=_current_flow_run_id()
     )
@@ -418,8 +463,11 @@ async def _submit(
     task_run_name="submit-image[{request.instance_id}/{request.name}]",
     **transient_retries(),
 )
-async def submit_image(request: CreateImageFromEcsRequest, key: str, token: IamToken | None) -> Submission:
-    """Submit ``POST /v2/cloudimages/action`` (the system-disk image) unless this request already has a job
+async def submit_image(
+    request: CreateImageFromEcsRequest | CreateWholeImageRequest, key: str, token: IamToken | None
+) -> Submission:
+    """Submit ``POST /v2/cloudimages/action`` (the system-disk image; a :class:`CreateWholeImageRequest`:
+    ``POST /v1/cloudimages/wholeimages/action``, the full-ECS image) unless this request already has a job
     or an image.
 
     Every attempt reconciles first, which is what makes retrying a failed POST safe: if the cloud applied
@@ -668,6 +716,7 @@ __all__ = [
     "set_volumes",
     "submit_data_images",
     "submit_image",
+    "whole_image_request",
     "with_data_tags",
     "with_imsflow_tags",
 ]

@@ -16,7 +16,7 @@ from prefect import task
 from pydantic import BaseModel
 
 import runtime
-from imsflow.errors import ImageBeingCreatedError, ImageNotFoundError, ImsflowError
+from imsflow.errors import ImageBeingCreatedError, ImageNotFoundError, ImsflowError, InvalidRequestError
 from imsflow.models import ExportImageRequest, IamToken, Image, ImageListQuery, ImsJob
 from imsflow.polling import PollPolicy
 from runtime.auth import client_for
@@ -318,6 +318,13 @@ async def remove_image(image_id: str, token: IamToken | None, timeout_seconds: f
 # ---------------------------------------------------------------------------------------------- export
 
 
+#: What to do instead of exporting a full-ECS image.
+WHOLE_IMAGE_EXPORT_HINT = (
+    "Export a system-disk image of the ECS instead: make one with `imsflow create --kind system` (or "
+    "system-and-data, whose data-disk images can be exported too), then export that."
+)
+
+
 class ExportResult(BaseModel):
     image_id: str
     job_id: str
@@ -335,8 +342,19 @@ async def submit_export(image_id: str, request: ExportImageRequest, token: IamTo
 
     Retried only on throttling, 5xx and transport errors. A retried POST that the cloud had already applied
     meets IMG.0148 (image being exported), which is not retried: the first export carries on.
+
+    A full-ECS image (``__whole_image``) is refused before the POST: exporting_an_image.rst, "The following
+    private images cannot be exported: Full-ECS images" (IMS would answer IMG.0128).
     """
     async with client_for(token) as client:
+        image = await client.ims.get_image(image_id)
+        if image.is_whole_image:
+            raise InvalidRequestError(
+                "image_id",
+                image_id,
+                f"image {image.name or image_id} is a full-ECS image, and IMS cannot export full-ECS images",
+                hint=WHOLE_IMAGE_EXPORT_HINT,
+            )
         job_id = await client.ims.export_image(image_id, request)
     runtime.report("submit-export", f"export job {job_id} to {request.bucket_url}")
     return job_id

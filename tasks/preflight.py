@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 import runtime
 from imsflow.errors import EcsNotFoundError
 from imsflow.models import CreateDataImagesRequest, CreateImageFromEcsRequest, IamToken, ImageListQuery
+from imsflow.validation import ImageKind
 from runtime.auth import client_for
 from runtime.naming import name_after_server
 from runtime.retry import transient_retries
@@ -34,6 +35,8 @@ class DryRunResult(BaseModel):
     ecs: str = ""
     ecs_status: str | None = None
     would_stop_ecs: bool = False
+    #: The image kind a real run would make (``imsflow.validation.IMAGE_KINDS``).
+    kind: str = "system"
     quota_used: int | None = None
     quota_total: int | None = None
     existing_image_id: str | None = None
@@ -57,6 +60,7 @@ class DryRunResult(BaseModel):
             "| check | found |",
             "|---|---|",
             f"| ECS | {self.ecs or self.instance_id} |",
+            f"| image kind | {self.kind} |",
             f"| image quota | {self.quota_used if self.quota_used is not None else '?'} of "
             f"{self.quota_total if self.quota_total is not None else '?'} used |",
             f"| images named `{self.name}` | {same_name} |",
@@ -81,14 +85,16 @@ async def dry_run_check(
     stop_if_running: bool,
     refusal: str | None = None,
     data: CreateDataImagesRequest | None = None,
+    kind: ImageKind = "system",
 ) -> DryRunResult:
     """Read-only checks of everything a real run needs; returns what it would do.
 
     ``request`` (the system-disk image) and ``data`` (the data-disk images of a set, a request of their own)
     are planned already (``tasks.image.plan_images``); ``refusal`` is why planning refused it (a real run
-    would refuse as well).
+    would refuse as well). ``kind`` is the image kind: a ``full-ecs`` image is one image made of a running or
+    stopped ECS (never stopped for it).
     """
-    result = DryRunResult(would="submit", instance_id=request.instance_id, name=request.name)
+    result = DryRunResult(would="submit", instance_id=request.instance_id, name=request.name, kind=kind)
     if refusal is not None:
         result.problems.append(refusal)
     volumes = data.volumes if data is not None else []
@@ -103,7 +109,15 @@ async def dry_run_check(
             result.problems.append(f"ECS {request.instance_id} does not exist in this project")
         else:
             result.ecs, result.ecs_status = f"{server.name} ({server.status})", server.status
-            if not server.is_stopped:
+            if kind == "full-ecs":
+                disks = len(server.data_volumes)
+                result.notes.append(
+                    f"one full-ECS image of its system disk and {disks} data disk(s); the ECS is taken as it "
+                    "is (never stopped or started for it)"
+                )
+                if server.task_state is not None or not (server.is_running or server.is_stopped):
+                    result.problems.append(f"{describe(server)}; a full-ECS image needs no task in progress")
+            elif not server.is_stopped:
                 made = await made_image(client, key, volumes)
                 if made is not None:
                     # As in a real run (tasks/ecs.py): a made image needs no stopped ECS.

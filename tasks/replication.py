@@ -100,7 +100,7 @@ class CopyRequest(BaseModel):
 
 def replicable_or_why(image: Image) -> str | None:
     """Why ``image`` cannot be replicated (the page's Constraints), or None."""
-    if image.whole_image:
+    if image.is_whole_image:
         return "it is a full-ECS image (__whole_image true): full-ECS images cannot be replicated"
     if image.virtual_env_type == "IsoImage":
         return "it was made from an ISO file: such images do not support in-region replication"

@@ -18,6 +18,7 @@ from cli.app import (
     KIND_HELP,
     VerboseOption,
     app,
+    check_kind_vault,
     check_kind_volumes,
     console,
     data_volume_option,
@@ -25,6 +26,7 @@ from cli.app import (
     fail,
     instance_id_option,
     parse_tags,
+    vault_option,
 )
 from cli.flowrun import flow_from_shell
 from imsflow.validation import ImageKind
@@ -123,6 +125,13 @@ def fleet(
             "those of them it has. Default: every data disk of every ECS."
         ),
     ] = None,
+    vault_id: Annotated[
+        str | None,
+        vault_option(
+            "With --kind full-ecs: the CBR vault (ID) the ECSs are backed up into; required where the cloud "
+            "backs ECSs up with CBR (Open Telekom Cloud, the local cloud)."
+        ),
+    ] = None,
     max_concurrent: Annotated[int, typer.Option(help="Image jobs at once (IMS's cap).")] = 40,
     requests_per_second: Annotated[float, typer.Option(help="API request budget of the fleet.")] = 20.0,
     stop_if_running: Annotated[
@@ -158,6 +167,7 @@ def fleet(
 ) -> None:
     """Image many ECSs, chosen by ID or by tag / name / status, as many at once as IMS allows."""
     check_kind_volumes(kind, data_volume or [])
+    check_kind_vault(kind, vault_id)
     # Hundreds of task runs: let the Prefect server record their events in batches (a temporary server
     # inherits this), or its SQLite database falls behind and stalls every other write.
     batched = {"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100"}
@@ -180,6 +190,7 @@ def fleet(
             "slot_wait_minutes": slot_wait,
             "fit_quota": fit_quota,
             "dry_run": dry_run,
+            "vault_id": vault_id,
         }
         if run_date:
             try:
@@ -209,7 +220,7 @@ def fleet(
             )
     console.print(summary(result))
     if result.dry_run:
-        console.print("dry run: nothing was stopped, started or submitted")
+        console.print(f"dry run: nothing was stopped, started or submitted (image kind {result.kind})")
         if result.refusal:
             fail(f"a real run would refuse: {result.refusal}")
         return

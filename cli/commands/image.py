@@ -13,6 +13,7 @@ from cli.app import (
     KIND_HELP,
     VerboseOption,
     app,
+    check_kind_vault,
     check_kind_volumes,
     checked,
     console,
@@ -21,6 +22,7 @@ from cli.app import (
     fail,
     instance_id_option,
     parse_tags,
+    vault_option,
 )
 from cli.flowrun import flow_from_shell
 from imsflow.validation import ImageKind, check_description, check_image_name, check_project_id
@@ -55,6 +57,13 @@ def create(
             "Default: every data disk of the ECS."
         ),
     ] = None,
+    vault_id: Annotated[
+        str | None,
+        vault_option(
+            "With --kind full-ecs: the CBR vault (ID) the ECS is backed up into; required where the cloud "
+            "backs ECSs up with CBR (Open Telekom Cloud, the local cloud)."
+        ),
+    ] = None,
     stop_if_running: Annotated[
         bool, typer.Option("--stop-if-running", help="Stop a running ECS first (and start it again after).")
     ] = False,
@@ -87,10 +96,12 @@ def create(
     """Create a private image from an ECS against the configured cloud and print its ID.
 
     With --kind system-and-data a second request then makes an image of each data disk; the IDs are printed
-    one a line, the system image's first. With --dry-run nothing is submitted; the exit code is 0 when a real
-    run would go ahead, else 1.
+    one a line, the system image's first. With --kind full-ecs one image holds the system disk and every data
+    disk (into the CBR vault --vault-id; the ECS may keep running, and such an image cannot be exported).
+    With --dry-run nothing is submitted; the exit code is 0 when a real run would go ahead, else 1.
     """
     check_kind_volumes(kind, data_volume or [])
+    check_kind_vault(kind, vault_id)
     with flow_from_shell(verbose) as shell:
         from flows.create_image import CreateImageParams, create_image_from_ecs
 
@@ -108,6 +119,7 @@ def create(
             idempotency_key=idempotency_key,
             dry_run=dry_run,
             share_with=share_with or [],
+            vault_id=vault_id,
         )
         settings.check_transport()
         doing = "dry run for" if dry_run else "creating"
@@ -128,6 +140,7 @@ def create(
 def _print_dry_run(result: Any) -> NoReturn:
     console.print(f"dry run: a real run would [bold]{result.would}[/]; nothing was submitted")
     console.print(f"  ECS          {result.ecs or result.instance_id}")
+    console.print(f"  image kind   {result.kind}")
     if result.quota_total is not None:
         console.print(f"  image quota  {result.quota_used} of {result.quota_total} used")
     if result.existing_image_id:

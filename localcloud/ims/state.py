@@ -33,7 +33,10 @@ JOB_CREATE = "imsCreateImageByInstance"
 # sub-job per image (its example: sub-job type "imsCopyVolumeToImageJob", entities image_name/image_id).
 JOB_VOLUMES = "imsVolumesToSysDataImagesJob"
 SUB_JOB_VOLUME = "imsCopyVolumeToImageJob"
-CREATE_JOBS = (JOB_CREATE, JOB_VOLUMES)
+# The job page: "imsCreateWholeImageByInstanceJob: Creating a full-ECS image from an ECS"; its entities carry
+# image_id and image_name (Table 2), as a create job's.
+JOB_WHOLE = "imsCreateWholeImageByInstanceJob"
+CREATE_JOBS = (JOB_CREATE, JOB_VOLUMES, JOB_WHOLE)
 JOB_EXPORT = "imsNativeExportImageJob"
 # The job page's job types for sharing (adding_image_sharing_members.rst and its siblings answer a job_id).
 JOB_ADD_MEMBERS = "imsAddImageMembersJob"
@@ -172,9 +175,10 @@ class Image:
     virtual_env_type: str = ENV_SYSTEM
     volume_id: str | None = None  # a data-disk image: the volume it was made from
     members: dict[str, Member] = field(default_factory=dict, repr=False)  # project id -> member
-    # Replication (replicating_an_image_within_a_region.rst): ``__whole_image`` (image_attributes.rst), the
-    # KMS key the image is encrypted with (``__system__cmkid``; None: not encrypted) and the image a copy was
-    # made from (None: not a copy).
+    # ``__whole_image`` (image_attributes.rst): a full-ECS image, the system disk and every data disk of an
+    # ECS as one image. Replication (replicating_an_image_within_a_region.rst): the KMS key the image is
+    # encrypted with (``__system__cmkid``; None: not encrypted) and the image a copy was made from (None: not
+    # a copy).
     whole_image: bool = False
     cmk_id: str | None = None
     copied_from: str | None = None
@@ -271,6 +275,7 @@ class ImageFilters:
     member_status: str | None = None  # "accepted" | "rejected" | "pending": images shared with the viewer
     # A filter on a value no local image has (the wire knows which: the values every image body shows).
     matches_nothing: bool = False
+    whole_image: bool | None = None  # __whole_image: full-ECS images only (true) or none of them (false)
 
     def matches(self, image: Image, viewer: str | None = None) -> bool:
         if self.matches_nothing:
@@ -302,6 +307,8 @@ class ImageFilters:
         if self.tag is not None and f"{self.tag[0]}.{self.tag[1]}" not in image.tags:
             return False
         if self.created_at is not None and not self.created_at.matches(image.created_at):
+            return False
+        if self.whole_image is not None and image.whole_image != self.whole_image:
             return False
         return self.updated_at is None or self.updated_at.matches(image.updated_at)
 
@@ -340,6 +347,12 @@ class Ims:
         self.limits = seed.limits
         self.images: dict[str, Image] = {}
         self.jobs: dict[str, ImsJob] = {}
+        # project id -> the CBR vaults seeded for it (full-ECS images name one: vault_id).
+        self.vaults: dict[str, set[str]] = {}
+        for vault in seed.vaults:
+            owner = project_ids(vault.project)
+            if owner is not None:
+                self.vaults.setdefault(owner, set()).add(vault.id)
         self.buckets: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in seed.buckets}
         self._seq = 0
         # Jobs not settled yet, and a heap of (end time, job id) for those that will end: settling pops only
@@ -509,6 +522,71 @@ class Ims:
         self._add_data_images(job, server, data_images, volumes, enterprise_project_id)
         job.image_id, job.image_name = job.sub_jobs[0].image_id, job.sub_jobs[0].image_name
         return self._submit(job, server)
+
+    def create_whole_image(
+        self,
+        project_id: str,
+        *,
+        name: str,
+        instance_id: str,
+        vault_id: str,
+        description: str = "",
+        tags: Sequence[str] = (),
+        min_ram: int = 0,
+        max_ram: int | None = None,
+        enterprise_project_id: str = "0",
+        fault: JobFault | None = None,
+    ) -> ImsJob:
+        """``POST /v1/cloudimages/wholeimages/action`` from an ECS: one full-ECS image (its system disk and
+        every data disk), made by an ``imsCreateWholeImageByInstanceJob``; ``tags`` as ``key.value``.
+
+        The page's constraints for this form ask for a properly configured ECS, not a stopped one: a running
+        ECS is taken as it is (the ECS is backed up into ``vault_id``, then the image is made of the backup).
+        [inference] ``vault_id`` must name a vault of the project (seeded: CBR is not emulated), else
+        IMG.0188 "Vault is unavailable."; an ECS with a power operation in progress: IMG.0126 "The VM in the
+        current stage cannot be used to create a full-ECS image."; one with an image job running (being
+        backed up): IMG.0136. Then name uniqueness, the quota (one image) and the job cap, as for an image.
+        """
+        server = self.servers.find(project_id, instance_id)
+        if server is None:
+            raise ims_error("IMG.0005")
+        if vault_id not in self.vaults.get(project_id, set()):
+            raise ims_error("IMG.0188")
+        if server.busy:
+            raise ims_error("IMG.0126")
+        if self.image_job_running(server.id):
+            raise ims_error("IMG.0136")
+        self._check_room(project_id, [name])
+        job = self._new_create_job(project_id, JOB_WHOLE, server, fault or JobFault())
+        image = self._add_created_image(
+            job,
+            server,
+            name=name,
+            description=description,
+            tags=tags,
+            min_disk=server.system_disk_gb,
+            min_ram=min_ram,
+            max_ram=max_ram,
+            enterprise_project_id=enterprise_project_id,
+        )
+        image.whole_image = True
+        # [inference] a plausible size: a quarter of every disk of the ECS is used.
+        disks_gb = server.system_disk_gb + sum(v.size_gb for v in server.data_volumes)
+        image.image_size = disks_gb * 1024**3 // 4
+        job.image_id, job.image_name = image.id, image.name
+        return self._submit(job, server)
+
+    def _check_room(self, project_id: str, names: Sequence[str]) -> None:
+        """Name uniqueness (if switched on), the quota and the job cap for ``len(names)`` new images: the
+        checks of :meth:`_check_create` after the ECS's state (a full-ECS image needs no stopped ECS)."""
+        if self.limits.unique_image_names and any(
+            i.name in names and i.owner == project_id for i in self.images.values()
+        ):
+            raise ims_error("IMG.0009")
+        if self.private_image_count(project_id) + len(names) > self.limits.image_quota:
+            raise ims_error("IMG.0015")
+        if self.running_image_jobs(project_id) >= self.limits.max_running_image_jobs:
+            raise ims_error("IMG.0060")
 
     def _owner_and_volumes(
         self, project_id: str, specs: Sequence[DataImageSpec]
@@ -765,6 +843,9 @@ class Ims:
             raise ims_error("IMG.0077")
         if image.owner != project_id:
             raise ims_error("IMG.0047")
+        if image.whole_image:
+            # exporting_an_image.rst: "The following private images cannot be exported: Full-ECS images".
+            raise ims_error("IMG.0128")
         return image
 
     def export_image(
@@ -872,6 +953,11 @@ class Ims:
         """
         self.settle()
         shared = [self._own_shareable(project_id, i) for i in images]
+        if any(image.whole_image for image in shared):
+            # restrictions_on_image_sharing.rst: "Only full-ECS images created from CBR backups can be
+            # shared. Full-ECS images created using other methods cannot be shared." The local cloud makes
+            # them from an ECS only: IMG.0135 "The full-ECS image cannot be shared." (the error-code page).
+            raise ims_error("IMG.0135")
         for p in projects:
             if p == project_id:
                 raise ims_error("IMG.0076")

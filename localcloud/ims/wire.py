@@ -20,6 +20,7 @@ from localcloud.ims.state import (
     JOB_CREATE,
     JOB_DEL_MEMBERS,
     JOB_VOLUMES,
+    JOB_WHOLE,
     MEMBER_JOBS,
     MEMBER_STATUSES,
     SORT_KEYS,
@@ -273,6 +274,9 @@ def image_body(image: Image, viewer: str | None = None) -> dict[str, Any]:
         "__image_size": str(image.size_now),
         "__support_kvm": "true",
         "enterprise_project_id": image.enterprise_project_id,
+        # image_attributes.rst: "__whole_image | Boolean | Specifies whether the image is a full-ECS image".
+        # [inference] shown on every image, as a JSON boolean (the page's type).
+        "__whole_image": image.whole_image,
     }
     if image.max_ram is not None:
         body["max_ram"] = str(image.max_ram)  # a String in the list response table
@@ -313,7 +317,7 @@ def job_body(
         if percent is None:
             percent = progress_percent(pos.fraction, profile)
         entities = {"image_id": job.image_id, "image_name": job.image_name, "process_percent": percent}
-    elif job.job_type in (JOB_CREATE, JOB_COPY):
+    elif job.job_type in (JOB_CREATE, JOB_COPY, JOB_WHOLE):
         if status == "RUNNING":
             # [inference] not on the OTC page; Huawei Cloud's job progress API reports
             # entities.process_percent. Ours: percent of the RUNNING phase done, 0-100.
@@ -467,6 +471,104 @@ def create_image(ims: Ims, call: Call) -> Reply:
     return Reply({"job_id": job.id})
 
 
+# creating_a_full-ecs_image.rst, its two request tables: from an ECS (vault_id), from a CSBS or CBR backup
+# (backup_id, whole_image_type). [inference] A field outside this list is a misspelling: IMG.0001.
+WHOLE_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "tags",
+        "image_tags",
+        "instance_id",
+        "vault_id",
+        "backup_id",
+        "whole_image_type",
+        "enterprise_project_id",
+        "max_ram",
+        "min_ram",
+    }
+)
+WHOLE_IMAGE_TYPES = ("CBR", "CSBS")
+
+
+def _id_field(body: dict[str, Any], key: str) -> str | None:
+    """An optional ID (String): absent, null or "" is None; another type is IMG.0001."""
+    value = body.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ims_error("IMG.0001")
+    return value
+
+
+def create_whole_image(ims: Ims, call: Call) -> Reply:
+    """``POST /v1/cloudimages/wholeimages/action``: ``{"job_id"}`` of an ``imsCreateWholeImageByInstanceJob``.
+
+    The page's two body forms: from an ECS (``instance_id``, ``vault_id``) and from a CSBS or CBR backup
+    (``backup_id``, ``whole_image_type``). Only the first is emulated; the backup form is read and checked,
+    then refused with ``IMG.0105`` "The operation is not supported." (CSBS and CBR backups are not
+    emulated).
+
+    [inference: the codes, the page gives none] Both ``instance_id`` and ``backup_id``: IMG.0001 (two forms
+    in one body); neither: IMG.0012 "The ECS ID is not specified."; ``whole_image_type`` other than CBR or
+    CSBS, or with ``instance_id`` (a field of the backup form only), or ``vault_id`` with ``backup_id`` (a
+    field of the ECS form only): IMG.0001. ``vault_id`` "If a CBR backup is created, vault_id is mandatory":
+    the local cloud plays a CBR region, so a missing ``vault_id`` is IMG.0001 [inference].
+
+    [inference] Validation order: body, fields, form, name, description, tags, memory, enterprise project,
+    the form's own fields; then the state's checks (ECS, vault, ECS state, name, quota, job cap).
+    """
+    body = _parse_json_body(call.raw)
+    if set(body) - WHOLE_FIELDS:
+        raise ims_error("IMG.0001")
+    instance_id = _id_field(body, "instance_id")
+    backup_id = _id_field(body, "backup_id")
+    vault_id = _id_field(body, "vault_id")
+    whole_type = body.get("whole_image_type")
+    if instance_id is not None and backup_id is not None:
+        raise ims_error("IMG.0001")
+    if instance_id is None and backup_id is None:
+        raise ims_error("IMG.0012")
+    if whole_type is not None and (not isinstance(whole_type, str) or whole_type not in WHOLE_IMAGE_TYPES):
+        raise ims_error("IMG.0001")
+    name = validate_name(body.get("name"))
+    description = validate_description(body.get("description"))
+    tags = validate_tags(body.get("tags"), body.get("image_tags"), ims.limits.max_image_tags)
+    min_ram = _ram(body.get("min_ram")) or 0
+    max_ram = _ram(body.get("max_ram"))
+    if max_ram and min_ram and max_ram < min_ram:
+        raise ims_error("IMG.0055")
+    eps = body.get("enterprise_project_id", "0")
+    if not isinstance(eps, str):
+        raise ims_error("IMG.0001")
+    if backup_id is not None:
+        if vault_id is not None:
+            raise ims_error("IMG.0001")  # vault_id is a field of the ECS form only
+        raise ims_error(
+            "IMG.0105",
+            "The operation is not supported. (local cloud: full-ECS images from CSBS or CBR backups are "
+            "not emulated)",
+        )
+    if whole_type is not None:
+        raise ims_error("IMG.0001")  # whole_image_type is a field of the backup form only
+    if vault_id is None:
+        raise ims_error("IMG.0001")  # a CBR region: "If a CBR backup is created, vault_id is mandatory."
+    assert instance_id is not None
+    job = ims.create_whole_image(
+        call.project_id,
+        name=name,
+        instance_id=instance_id,
+        vault_id=vault_id,
+        description=description,
+        tags=tags,
+        min_ram=min_ram,
+        max_ram=max_ram,
+        enterprise_project_id=eps,
+        fault=call.job_fault,
+    )
+    return Reply({"job_id": job.id})
+
+
 def read_data_images(raw: Any, max_tags: int) -> list[DataImageSpec]:
     """``data_images`` (Table 1): each member's name, volume_id (mandatory), description, tags.
 
@@ -505,8 +607,7 @@ def list_images(ims: Ims, call: Call) -> Reply:
     # Attributes every local image has the same value of (see image_body); [inference] a filter on an
     # attribute the local images never carry (__system__cmkid, the other __support_* flags) matches none.
     nothing = any(
-        key in q and q[key] != have
-        for key, have in (("__os_bit", "64"), ("__support_kvm", "true"), ("__whole_image", "false"))
+        key in q and q[key] != have for key, have in (("__os_bit", "64"), ("__support_kvm", "true"))
     ) or any(
         key.startswith(("__support_", "__system__")) and key != "__support_kvm" and key in q
         for key in LIST_QUERY_KEYS
@@ -549,6 +650,13 @@ def list_images(ims: Ims, call: Call) -> Reply:
     created = _time_filter(q["created_at"]) if "created_at" in q else None
     updated = _time_filter(q["updated_at"]) if "updated_at" in q else None
     eps = q.get("enterprise_project_id")
+    whole_image: bool | None = None
+    if "__whole_image" in q:
+        # [inference] "true" or "false" (the page: a Boolean); another value matches no image, as for the
+        # other documented filters on values no image has.
+        want = q["__whole_image"].lower()
+        whole_image = want == "true" if want in ("true", "false") else None
+        nothing = nothing or want not in ("true", "false")
     filters = ImageFilters(
         imagetype=imagetype,
         name=q.get("name"),
@@ -569,6 +677,7 @@ def list_images(ims: Ims, call: Call) -> Reply:
         updated_at=updated,
         member_status=member_status,
         matches_nothing=nothing,
+        whole_image=whole_image,
     )
 
     sort_key = q.get("sort_key", "created_at")
@@ -754,11 +863,11 @@ def list_members(ims: Ims, call: Call, image_id: str) -> Reply:
 
 
 def _replication_attributes(image: Image) -> dict[str, Any]:
-    """What replication reads and writes on an image (image_attributes.rst): ``__whole_image`` (a Boolean);
-    an encrypted image's ``__system__cmkid`` and ``__system_encrypted`` ``"1"`` [inference: not on these
-    pages; Huawei Cloud's image attributes name it, "1" encrypted]; a copy's source as its ``__data_origin``
-    [inference: "image,<id>", in the form of an ECS image's "instance,<id>"]."""
-    extra: dict[str, Any] = {"__whole_image": image.whole_image}
+    """What replication writes on an image (image_attributes.rst): an encrypted image's ``__system__cmkid``
+    and ``__system_encrypted`` ``"1"`` [inference: not on these pages; Huawei Cloud's image attributes name
+    it, "1" encrypted]; a copy's source as its ``__data_origin`` [inference: "image,<id>", in the form of an
+    ECS image's "instance,<id>"]."""
+    extra: dict[str, Any] = {}
     if image.cmk_id:
         extra["__system_encrypted"] = "1"
         extra["__system__cmkid"] = image.cmk_id
@@ -874,4 +983,5 @@ ROUTES: tuple[Route, ...] = (
         "ims.update_image_tags",
         update_image_tags,
     ),
+    Route("ims", "POST", "/v1/cloudimages/wholeimages/action", "ims.create_whole_image", create_whole_image),
 )

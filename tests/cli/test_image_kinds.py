@@ -31,7 +31,16 @@ def test_help_names_every_kind_and_the_data_volume_option(command: str) -> None:
 @pytest.mark.parametrize(
     ("command", "message"),
     [
-        (["create", "-i", ECS, "-n", "x", "--kind", "full-ecs"], "'full-ecs' is not one of"),
+        (["create", "-i", ECS, "-n", "x", "--kind", "whole"], "'whole' is not one of"),
+        (
+            ["create", "-i", ECS, "-n", "x", "--kind", "full-ecs", "--data-volume", VOLUME],
+            "--data-volume does not go with --kind full-ecs",
+        ),
+        (["create", "-i", ECS, "-n", "x", "--vault-id", VOLUME], "--vault-id needs --kind full-ecs"),
+        (
+            ["create", "-i", ECS, "-n", "x", "--kind", "full-ecs", "--vault-id", "vault-1"],
+            "invalid --vault-id 'vault-1': " + UUID_RULE,
+        ),
         (
             ["create", "-i", ECS, "-n", "x", "--kind", "system-and-data", "--data-volume", "vdb"],
             "invalid --data-volume 'vdb': " + UUID_RULE,
@@ -46,6 +55,11 @@ def test_help_names_every_kind_and_the_data_volume_option(command: str) -> None:
             "invalid --data-volume 'x': " + UUID_RULE,
         ),
         (["fleet", "-i", ECS, "--data-volume", VOLUME], "--data-volume needs --kind system-and-data"),
+        (
+            ["fleet", "-i", ECS, "--kind", "full-ecs", "--data-volume", VOLUME],
+            "--data-volume does not go with --kind full-ecs",
+        ),
+        (["fleet", "-i", ECS, "--kind", "system", "--vault-id", VOLUME], "--vault-id needs --kind full-ecs"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else "",
 )
@@ -53,3 +67,47 @@ def test_bad_kind_or_data_volume_exits_2_before_any_flow(command: list[str], mes
     result = runner.invoke(app, command, terminal_width=200)
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.replace("│", " ").split())
+
+
+VAULT = "3c2b1a09-0000-4000-8000-0000000000b1"
+
+
+@pytest.mark.parametrize("command", ["create", "fleet"])
+def test_vault_id_reaches_the_flow_with_the_kind_full_ecs(
+    monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    from cli.flowrun import ShellFlow
+    from flows.create_image import CreateImageParams, CreateImageResult
+    from flows.fleet import FleetParams, FleetResult
+
+    seen: list[CreateImageParams | FleetParams] = []
+
+    def run(
+        self: ShellFlow,
+        flow: object,
+        params: CreateImageParams | FleetParams,
+        *args: object,
+        **kwargs: object,
+    ) -> object:
+        seen.append(params)
+        if command == "create":
+            return CreateImageResult(
+                image_id=VOLUME,
+                job_id=None,
+                name="x",
+                instance_id=ECS,
+                how="submitted",
+                seconds={},
+                kind="full-ecs",
+            )
+        return FleetResult(rows=[], wall_seconds=0.0, kind="full-ecs")
+
+    monkeypatch.setattr(ShellFlow, "run", run)
+    monkeypatch.setattr(ShellFlow, "server", lambda self: None)
+    args = ["-i", ECS, "--kind", "full-ecs", "--vault-id", VAULT]
+    args += ["-n", "x"] if command == "create" else []
+    result = runner.invoke(app, [command, *args], env={"IMSFLOW_PROFILE": "local"}, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    [params] = seen
+    assert params.kind == "full-ecs"
+    assert params.vault_id == VAULT

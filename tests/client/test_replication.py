@@ -14,6 +14,7 @@ from imsflow.errors import (
     InvalidRequestError,
     NotFoundError,
     UnsupportedOperationError,
+    WholeImageNotExportableError,
     error_for,
 )
 from imsflow.models import CopyImageRequest, Image, ImageTag, ImageTagsRequest, ImsJob, build_request
@@ -77,17 +78,18 @@ async def test_a_full_ecs_image_is_refused_with_its_class(cloud: Cloud) -> None:
     body = {"error": {"code": "IMG.0130", "message": "The full-ECS image cannot be exported or replicated."}}
     cloud.on("POST", f"/v1/cloudimages/{IMAGE}/copy", 400, body)
     async with client_for(cloud) as client:
-        with pytest.raises(ImageNotReplicableError, match=r"IMG\.0130") as info:
+        # IMG.0130 "cannot be exported or replicated": one class for both (its hint says so)
+        with pytest.raises(WholeImageNotExportableError, match=r"IMG\.0130") as info:
             await client.ims.copy_image(IMAGE, CopyImageRequest(name="copy"))
     assert info.value.code == "IMG.0130"
     assert "full-ECS" in info.value.message
-    assert "Full-ECS images" in (info.value.hint or "")
+    assert "cannot be exported or replicated" in (info.value.hint or "")
 
 
 @pytest.mark.parametrize(
     ("code", "cls"),
     [
-        ("IMG.0130", ImageNotReplicableError),
+        ("IMG.0130", WholeImageNotExportableError),
         ("IMG.0167", ImageNotReplicableError),
         ("IMG.0196", ImageNotReplicableError),
         ("IMG.0197", ImageNotReplicableError),

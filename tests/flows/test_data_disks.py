@@ -171,7 +171,7 @@ async def test_a_volume_that_is_no_data_disk_of_the_ecs_is_refused_before_any_po
 
 def test_the_form_checks_kind_volumes_and_tag_room() -> None:
     with pytest.raises(ValueError, match="system-and-data"):
-        CreateImageParams(instance_id=WEB_1, name=NAME, kind="full-ecs")
+        CreateImageParams(instance_id=WEB_1, name=NAME, kind="whole")
     with pytest.raises(ValueError, match="UUID"):
         CreateImageParams(instance_id=WEB_1, name=NAME, kind="system-and-data", data_volumes=["vdb"])
     with pytest.raises(ValueError, match="only with the kind system-and-data"):
@@ -181,7 +181,7 @@ def test_the_form_checks_kind_volumes_and_tag_room() -> None:
     with pytest.raises(ValueError, match="at most 7 tags"):
         CreateImageParams(instance_id=WEB_1, name=NAME, kind="system-and-data", tags=eight)
     schema = CreateImageParams.model_json_schema()["properties"]
-    assert schema["kind"]["enum"] == ["system", "system-and-data"]
+    assert schema["kind"]["enum"] == ["system", "system-and-data", "full-ecs"]
     assert schema["kind"]["title"] == "Image kind"
     assert "data-disk image" in schema["kind"]["description"]
     assert schema["data_volumes"]["title"] == "Data disks"

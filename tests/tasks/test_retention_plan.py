@@ -187,3 +187,18 @@ def test_data_images_whose_system_image_is_gone_are_a_set_of_their_own() -> None
     plan = plan_retention(images, RetentionRule(keep=1), now=NOW)
     assert decided(plan, "delete") == {"img-1-3-vdb", "img-1-3-vdc"}
     assert decided(plan, "keep") == {"img-1-1"}
+
+
+def test_a_full_ecs_image_is_one_unit_ranked_with_the_ecs_other_images() -> None:
+    """A full-ECS image (``__whole_image``: every disk of the ECS in one image) is a unit of its own, ranked
+    among the ECS's images as a system image is: keep 1 keeps the newest, full-ECS or not, and deletes the
+    rest whole."""
+    whole_new = ours(1, days_old=1, __whole_image=True)
+    system_mid = ours(2, days_old=2)
+    whole_old = ours(3, days_old=3, __whole_image="true")
+    plan = plan_retention([whole_old, system_mid, whole_new], RetentionRule(keep=1), now=NOW)
+    assert decided(plan, "keep") == {"img-1-1"}
+    assert decided(plan, "delete") == {"img-1-2", "img-1-3"}
+    assert {d.reason for d in plan if d.action == "delete"} == {"beyond the 1 newest"}
+    assert whole_new.is_whole_image
+    assert whole_old.is_whole_image
