@@ -238,6 +238,7 @@ CRASHES = [
 ]
 
 
+@pytest.mark.slow  # many flow runs (crash points, faults, a fleet): the full run, not the quick loop
 @pytest.mark.parametrize(("moment", "applied", "there", "how"), CRASHES)
 async def test_a_rerun_after_a_crash_makes_the_same_set_and_no_duplicate(
     moment: Callable[[], Matcher], applied: bool, there: int, how: str
@@ -260,6 +261,7 @@ async def test_a_rerun_after_a_crash_makes_the_same_set_and_no_duplicate(
     assert len(images(cloud)) == 3
 
 
+@pytest.mark.slow  # many flow runs (crash points, faults, a fleet): the full run, not the quick loop
 async def test_a_set_made_before_a_crash_costs_no_power_cycle_on_the_rerun() -> None:
     cloud = disks_cloud()
     params = CreateImageParams(
@@ -304,6 +306,7 @@ async def fleet_run(cloud: LocalCloud, **values: Any) -> tuple[Any, FleetResult 
     return state, result if isinstance(result, FleetResult) else None
 
 
+@pytest.mark.slow  # many flow runs (crash points, faults, a fleet): the full run, not the quick loop
 async def test_a_fleet_of_three_makes_one_set_per_ecs_and_a_rerun_adopts_them() -> None:
     cloud = disks_fleet(3)
     state, result = await fleet_run(cloud)
@@ -332,6 +335,7 @@ async def test_a_fleet_of_three_makes_one_set_per_ecs_and_a_rerun_adopts_them() 
     assert posts(cloud) == 6
 
 
+@pytest.mark.slow  # many flow runs (crash points, faults, a fleet): the full run, not the quick loop
 async def test_a_fleet_with_data_volumes_images_each_ecs_its_chosen_disks() -> None:
     cloud = disks_fleet(2)
     (first_vdc, _) = data_volumes(cloud, ecs_id(0))[1]
@@ -348,6 +352,7 @@ async def test_a_fleet_with_data_volumes_images_each_ecs_its_chosen_disks() -> N
     assert "not a data disk of any ECS of the fleet" in (state.message or "")
 
 
+@pytest.mark.slow  # many flow runs (crash points, faults, a fleet): the full run, not the quick loop
 async def test_the_quota_counts_every_image_of_a_set() -> None:
     # Three ECSs with two data disks each: nine new images, for a quota of seven.
     cloud = disks_fleet(3, quota=7)

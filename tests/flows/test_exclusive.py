@@ -41,6 +41,9 @@ from tests.support import (
     prefect_answer_lost,
 )
 
+#: Many flow runs per test: the full run (CI), not the quick loop.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(autouse=True)
 async def no_locks() -> AsyncIterator[None]:

@@ -21,6 +21,9 @@ from localcloud.seed import FaultRuleSeed
 from tasks.image import REQUEST_TAG, request_key
 from tests.support import DB_1, WEB_1, CloudNetwork, cloud_runtime, make_cloud
 
+#: Many flow runs per test: the full run (CI), not the quick loop.
+pytestmark = pytest.mark.slow
+
 READ_TIMEOUT = 20.0  # seconds on the cloud's clock; the delay case waits longer than this
 
 

@@ -15,8 +15,9 @@ from localcloud import LocalCloud
 from localcloud.seed import FaultRuleSeed
 from tests.support import cloud_runtime, endpoints, make_cloud, seed_data
 
-#: Also on one base URL for all services (tests/flows/conftest.py: pytest_generate_tests).
-pytestmark = pytest.mark.both_layouts
+#: Also on one base URL for all services (tests/flows/conftest.py: pytest_generate_tests). Fleets of up to 20
+#: ECSs: the full run (CI), not the quick loop.
+pytestmark = [pytest.mark.both_layouts, pytest.mark.slow]
 
 DAY = date(2026, 11, 27)
 

@@ -35,6 +35,9 @@ from runtime.slots import CLAIM_PREFIX, LOCK_NAME, Claim, inspect, reconcile
 from tests.flows.test_fleet import fleet_cloud, params, run
 from tests.support import cloud_runtime, delete_prefect_variables, holder_fields, prefect_answer_lost
 
+#: Many flow runs per test: the full run (CI), not the quick loop.
+pytestmark = pytest.mark.slow
+
 
 async def _forget_limit() -> None:
     async with get_client() as client:

@@ -19,6 +19,9 @@ from localcloud import LocalCloud
 from runtime.records import POWER
 from tests.support import DB_1, CloudNetwork, cloud_runtime, make_cloud
 
+#: Many flow runs per test: the full run (CI), not the quick loop.
+pytestmark = pytest.mark.slow
+
 
 class Killed(BaseException):
     """The process died at this request (a BaseException, like the end of the process: nothing catches it)."""

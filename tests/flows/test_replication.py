@@ -173,6 +173,7 @@ CRASHES = [
 ]
 
 
+@pytest.mark.slow  # many flow runs (crash points, faults, a fleet): the full run, not the quick loop
 @pytest.mark.parametrize(("moment", "applied", "there", "how"), CRASHES)
 async def test_a_rerun_after_a_crash_ends_with_exactly_one_copy(
     moment: Callable[[], Matcher], applied: bool, there: int, how: str
@@ -261,6 +262,7 @@ FAULTS: list[tuple[str, list[dict[str, object]], int, str, type[Exception] | Non
 ]
 
 
+@pytest.mark.slow  # many flow runs (crash points, faults, a fleet): the full run, not the quick loop
 @pytest.mark.parametrize(
     ("rules", "calls", "how", "error"), [f[1:] for f in FAULTS], ids=[f[0] for f in FAULTS]
 )

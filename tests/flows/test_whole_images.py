@@ -171,6 +171,7 @@ CRASHES = [
 ]
 
 
+@pytest.mark.slow  # many flow runs (crash points, faults, a fleet): the full run, not the quick loop
 @pytest.mark.parametrize(("moment", "applied", "there", "how"), CRASHES)
 async def test_a_rerun_after_a_crash_makes_exactly_one_image(
     moment: Callable[[], Matcher], applied: bool, there: int, how: str
@@ -259,6 +260,7 @@ async def fleet_run(cloud: LocalCloud, **values: Any) -> tuple[Any, FleetResult 
     return state, result if isinstance(result, FleetResult) else None
 
 
+@pytest.mark.slow  # many flow runs (crash points, faults, a fleet): the full run, not the quick loop
 async def test_a_fleet_makes_one_full_ecs_image_per_ecs_counted_once_in_the_quota() -> None:
     # Three ECSs with two data disks each: three new images (one per ECS), for a quota of three.
     cloud = whole_fleet(3, quota=3)
@@ -288,6 +290,7 @@ async def test_a_fleet_makes_one_full_ecs_image_per_ecs_counted_once_in_the_quot
     assert posts(cloud) == 3
 
 
+@pytest.mark.slow  # many flow runs (crash points, faults, a fleet): the full run, not the quick loop
 async def test_a_fleet_that_does_not_fit_the_quota_is_refused() -> None:
     cloud = whole_fleet(3, quota=2)
     state, _ = await fleet_run(cloud)
@@ -296,6 +299,7 @@ async def test_a_fleet_that_does_not_fit_the_quota_is_refused() -> None:
     assert posts(cloud) == 0
 
 
+@pytest.mark.slow  # many flow runs (crash points, faults, a fleet): the full run, not the quick loop
 async def test_faults_on_the_full_ecs_call() -> None:
     """The fault rules name the call ``ims.create_whole_image``: a 500 after the cloud applied the POST is
     retried into adopting the one image; a failed job fails the run with the cloud's code, the ECS
