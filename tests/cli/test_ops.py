@@ -102,10 +102,24 @@ def test_options_state_the_rule_they_break(command: list[str], rule: str) -> Non
 @pytest.mark.parametrize(
     "command", [["serve"], ["blocks", "register"], ["notify", "--webhook-url", "http://x"]]
 )
-def test_server_commands_say_a_server_is_needed(command: list[str]) -> None:
+def test_server_commands_say_a_server_is_needed(command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    # Unset in this process too, whatever an earlier test of this worker set (tests/flows: the test server).
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        result = runner.invoke(app, command)
+    assert result.exit_code == 1, result.output
+    assert "no Prefect server: PREFECT_API_URL is not set" in result.output
+    assert "prefect server start" in result.output
+
+
+@pytest.mark.slow  # a process of its own: Prefect's import, seconds
+def test_a_server_command_says_so_as_a_process_too() -> None:
+    """The same, as a user's shell runs it: a process of its own, no PREFECT_API_URL in its environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
     result = subprocess.run(
-        [sys.executable, "-m", "cli", *command],
+        [sys.executable, "-m", "cli", "serve"],
         env=env,
         capture_output=True,
         text=True,
