@@ -1,5 +1,10 @@
 """``imsflow cloud`` and ``imsflow create`` as a user runs them: separate processes, real HTTP, Prefect's
-temporary local server, configuration through IMSFLOW_* only."""
+temporary local server, configuration through IMSFLOW_* only.
+
+The failures (running, unknown ECS, wrong password, unreachable endpoint) run on one ``prefect server start``
+of the module (``PREFECT_API_URL``): what they show does not depend on where the run is recorded, and a
+temporary server per run costs seconds of CPU each. The first test runs on temporary servers, as a user's
+first ``imsflow create`` does."""
 
 from __future__ import annotations
 
@@ -13,7 +18,18 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.stack import DB_1, DEMO_PASSWORD, IMSFLOW, ROOT, SEED, WEB_1, free_port, process_env, wait_for
+from tests.e2e.stack import (
+    DB_1,
+    DEMO_PASSWORD,
+    IMSFLOW,
+    ROOT,
+    SEED,
+    WEB_1,
+    free_port,
+    prefect_server,
+    process_env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +106,13 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
         log.close()
 
 
+@pytest.fixture(scope="module")
+def on_server(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    """The module's CLI, its runs recorded on one Prefect server of the module."""
+    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as api:
+        yield Cli(url=cli.url, env={**cli.env, "PREFECT_API_URL": api})
+
+
 def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output
@@ -111,7 +134,8 @@ def test_create_makes_an_active_image_and_the_second_run_reuses_the_token(cli: C
     assert cli.stats()["iam.create_token"] == token_calls, "the second run must reuse the cached token"
 
 
-def test_running_ecs_is_refused_before_submitting(cli: Cli) -> None:
+def test_running_ecs_is_refused_before_submitting(on_server: Cli) -> None:
+    cli = on_server
     before = cli.stats().get("ims.create_image", 0)
     result = cli.run("create", "--instance-id", DB_1, "--name", "db-1-golden")
     assert result.returncode == 1
@@ -121,14 +145,16 @@ def test_running_ecs_is_refused_before_submitting(cli: Cli) -> None:
     assert cli.stats().get("ims.create_image", 0) == before
 
 
-def test_unknown_ecs_is_one_clear_line(cli: Cli) -> None:
+def test_unknown_ecs_is_one_clear_line(on_server: Cli) -> None:
+    cli = on_server
     result = cli.run("create", "--instance-id", "6f1c2d7e-0000-4000-8000-0000000000ff", "--name", "ghost")
     assert result.returncode == 1
     assert_clean(result)
     assert "does not exist" in result.stderr
 
 
-def test_wrong_password_fails_without_retry_storm(cli: Cli) -> None:
+def test_wrong_password_fails_without_retry_storm(on_server: Cli) -> None:
+    cli = on_server
     before = cli.stats()["iam.create_token"]
     result = cli.run(
         "create",
@@ -146,7 +172,8 @@ def test_wrong_password_fails_without_retry_storm(cli: Cli) -> None:
     assert cli.stats()["iam.create_token"] - before <= 2
 
 
-def test_unreachable_endpoint_names_the_url(cli: Cli) -> None:
+def test_unreachable_endpoint_names_the_url(on_server: Cli) -> None:
+    cli = on_server
     dead = f"http://127.0.0.1:{free_port()}"
     # Refused connections are transient: get-token runs 5 times, 0.1 + 0.2 + 0.4 + 0.8 s apart (up to half
     # more) instead of the default 2 + 4 + 8 + 16 s.
