@@ -59,15 +59,24 @@ async def emit_image_created(flow: Flow[Any, Any], flow_run: FlowRun, state: Sta
         logger.warning("flow run %s completed without an image id; no event", flow_run.name)
         return
     instance_id = getattr(result, "instance_id", None) or _requested(flow_run).get("instance_id", "unknown")
+    # A system + data-disk set: every data-disk image is a related resource too, and listed in the payload,
+    # so an automation (or a copy job) on the event sees the whole set, not the system image alone.
+    data_images = [(d.image_id, d.name) for d in getattr(result, "data_images", None) or []]
     emit_event(
         event=IMAGE_CREATED,
         resource=ecs_resource(instance_id),
-        related=[image_resource(image_id, getattr(result, "name", None)), _flow_run_resource(flow_run)],
+        related=[
+            image_resource(image_id, getattr(result, "name", None)),
+            *(image_resource(data_id, data_name) for data_id, data_name in data_images),
+            _flow_run_resource(flow_run),
+        ],
         payload={
             "image_id": image_id,
             "image_name": getattr(result, "name", None),
             "job_id": getattr(result, "job_id", None),
             "how": getattr(result, "how", None),
+            "kind": getattr(result, "kind", None),
+            "data_image_ids": [data_id for data_id, _ in data_images],
         },
     )
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+import runtime.events
 from flows.create_image import CreateImageParams, CreateImageResult, create_image_from_ecs
 from flows.fleet import FleetResult, create_images_for_fleet
 from imsflow.client import login
@@ -101,7 +102,11 @@ def assert_one_set(cloud: LocalCloud, result: CreateImageResult, server_id: str,
         assert tags(image)[REQUEST_TAG] == data_request_key(key) != key
 
 
-async def test_a_set_is_the_system_image_and_one_image_per_data_disk_tagged_and_named() -> None:
+async def test_a_set_is_the_system_image_and_one_image_per_data_disk_tagged_and_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emitted: list[dict[str, Any]] = []
+    monkeypatch.setattr(runtime.events, "emit_event", lambda **kwargs: emitted.append(kwargs))
     cloud = disks_cloud()
     result = await create(cloud, SET.model_copy(update={"description": "nightly"}))
 
@@ -125,6 +130,12 @@ async def test_a_set_is_the_system_image_and_one_image_per_data_disk_tagged_and_
     # A set and a system image of the same ECS and name are two requests; the system key is unchanged.
     assert request_key(WEB_1, NAME, kind="system-and-data") != request_key(WEB_1, NAME)
     assert request_key(WEB_1, NAME, kind="system") == request_key(WEB_1, NAME)
+    # The created event names the whole set: an automation on it sees every image, not the system one alone.
+    (created,) = [e for e in emitted if e["event"] == "imsflow.image.created"]
+    assert created["payload"]["kind"] == "system-and-data"
+    assert created["payload"]["data_image_ids"] == [d.image_id for d in result.data_images]
+    related = {r["prefect.resource.id"] for r in created["related"]}
+    assert {f"imsflow.image.{i}" for i in result.image_ids} <= related
 
     again = await create(cloud, SET)
     assert again.how == "resumed"
