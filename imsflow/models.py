@@ -8,7 +8,7 @@ IMS rules of ``imsflow.validation``. Field names follow the API pages; awkward w
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -572,33 +572,23 @@ DATA_IMAGES_RULE = (
 )
 
 
-class CreateImageFromEcsRequest(_Request):
-    """Body of ``POST /v2/cloudimages/action`` for a system-disk image of an ECS.
-
-    Never with data-disk images: the page's note on ``data_images`` says "You cannot specify instance_id"
-    with them (:class:`CreateDataImagesRequest` is that request). ``data_images`` is here only to refuse a
-    non-empty one by that rule, before anything is sent."""
+class _ImageAttributes(_Request):
+    """What every image-making body of ``POST /v2/cloudimages/action`` and
+    ``POST /v1/cloudimages/wholeimages/action`` shares (the pages' tables list the same fields and rules):
+    the name, description, tags, enterprise project and memory bounds of the image to make."""
 
     name: str
-    instance_id: str
     description: str | None = None
     tags: list[str] | None = None
     image_tags: list[ImageTag] | None = None
     enterprise_project_id: str | None = None
     min_ram: int | None = Field(default=None, ge=0)
     max_ram: int | None = Field(default=None, ge=0)
-    #: Refused when not empty (:data:`DATA_IMAGES_RULE`); ``[]`` is left as the caller sent it.
-    data_images: list[DataImage] | None = None
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return validation.check_image_name(value)
-
-    @field_validator("instance_id")
-    @classmethod
-    def _instance_id(cls, value: str) -> str:
-        return validation.check_uuid(value, "instance_id")
 
     @field_validator("description")
     @classmethod
@@ -616,13 +606,34 @@ class CreateImageFromEcsRequest(_Request):
         return None if value is None else validation.check_enterprise_project_id(value)
 
     @model_validator(mode="after")
-    def _cross_field(self) -> CreateImageFromEcsRequest:
+    def _attributes(self) -> Self:
         _check_tag_fields(self.tags, self.image_tags)
+        if self.min_ram is not None and self.max_ram is not None and self.max_ram < self.min_ram:
+            raise InvalidRequestError("max_ram", self.max_ram, "max_ram must not be below min_ram")
+        return self
+
+
+class CreateImageFromEcsRequest(_ImageAttributes):
+    """Body of ``POST /v2/cloudimages/action`` for a system-disk image of an ECS.
+
+    Never with data-disk images: the page's note on ``data_images`` says "You cannot specify instance_id"
+    with them (:class:`CreateDataImagesRequest` is that request). ``data_images`` is here only to refuse a
+    non-empty one by that rule, before anything is sent."""
+
+    instance_id: str
+    #: Refused when not empty (:data:`DATA_IMAGES_RULE`); ``[]`` is left as the caller sent it.
+    data_images: list[DataImage] | None = None
+
+    @field_validator("instance_id")
+    @classmethod
+    def _instance_id(cls, value: str) -> str:
+        return validation.check_uuid(value, "instance_id")
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> CreateImageFromEcsRequest:
         if self.data_images:
             volumes = [d.volume_id for d in self.data_images]
             raise InvalidRequestError("data_images", volumes, DATA_IMAGES_RULE)
-        if self.min_ram is not None and self.max_ram is not None and self.max_ram < self.min_ram:
-            raise InvalidRequestError("max_ram", self.max_ram, "max_ram must not be below min_ram")
         return self
 
 
@@ -663,7 +674,7 @@ WHOLE_IMAGE_FORM_RULE = (
 )
 
 
-class CreateWholeImageRequest(_Request):
+class CreateWholeImageRequest(_ImageAttributes):
     """Body of ``POST /v1/cloudimages/wholeimages/action``: a full-ECS image (the system disk and every data
     disk as one image), made by an ``imsCreateWholeImageByInstanceJob`` (from an ECS) or an
     ``imsCreateWholeImageByBackupJob`` (from a backup).
@@ -675,46 +686,18 @@ class CreateWholeImageRequest(_Request):
     refused in the other, before anything is sent.
     """
 
-    name: str
     instance_id: str | None = None
     vault_id: str | None = None
     backup_id: str | None = None
     whole_image_type: Literal["CBR", "CSBS"] | None = None
-    description: str | None = None
-    tags: list[str] | None = None
-    image_tags: list[ImageTag] | None = None
-    enterprise_project_id: str | None = None
-    min_ram: int | None = Field(default=None, ge=0)
-    max_ram: int | None = Field(default=None, ge=0)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return validation.check_image_name(value)
 
     @field_validator("instance_id", "vault_id", "backup_id")
     @classmethod
     def _ids(cls, value: str | None, info: ValidationInfo) -> str | None:
         return None if value is None else validation.check_uuid(value, str(info.field_name))
 
-    @field_validator("description")
-    @classmethod
-    def _description(cls, value: str | None) -> str | None:
-        return None if value is None else validation.check_description(value)
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else validation.check_tags(value)
-
-    @field_validator("enterprise_project_id")
-    @classmethod
-    def _enterprise_project_id(cls, value: str | None) -> str | None:
-        return None if value is None else validation.check_enterprise_project_id(value)
-
     @model_validator(mode="after")
     def _cross_field(self) -> CreateWholeImageRequest:
-        _check_tag_fields(self.tags, self.image_tags)
         if (self.instance_id is None) == (self.backup_id is None):
             raise InvalidRequestError("instance_id", self.instance_id, WHOLE_IMAGE_FORM_RULE)
         if self.instance_id is not None and self.whole_image_type is not None:
@@ -725,8 +708,6 @@ class CreateWholeImageRequest(_Request):
             raise InvalidRequestError(
                 "vault_id", self.vault_id, "vault_id goes with instance_id only (a backup is in its vault)"
             )
-        if self.min_ram is not None and self.max_ram is not None and self.max_ram < self.min_ram:
-            raise InvalidRequestError("max_ram", self.max_ram, "max_ram must not be below min_ram")
         return self
 
 
