@@ -158,6 +158,7 @@ async def test_an_old_last_image_is_a_gap_with_an_event_a_row_and_a_failed_run(
     assert stats.get("ims.delete_image", 0) == 0
 
 
+@pytest.mark.slow  # many flow runs: the full run, not the quick loop
 async def test_no_gap_after_a_fleet_run_and_a_gap_once_the_images_age(
     emitted: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -235,6 +236,7 @@ def test_parameters_form_and_rules() -> None:
     ]
 
 
+@pytest.mark.slow  # many flow runs: the full run, not the quick loop
 def test_cli_coverage_table_and_exit_codes(monkeypatch: pytest.MonkeyPatch, emitted: list[Any]) -> None:
     from typer.testing import CliRunner
 

@@ -389,6 +389,7 @@ async def test_the_quota_counts_every_image_of_a_set() -> None:
     assert len(images(cloud)) == 6
 
 
+@pytest.mark.slow  # many flow runs: the full run, not the quick loop
 async def test_a_set_missing_a_member_is_neither_made_again_nor_taken_for_made() -> None:
     cloud = disks_cloud()
     result = await create(cloud, SET)

@@ -37,6 +37,7 @@ async def test_a_fleet_too_big_for_the_quota_is_refused_before_any_submission() 
     assert stats.get("ecs.stop_servers", 0) == 0
 
 
+@pytest.mark.slow  # many flow runs: the full run, not the quick loop
 async def test_fit_quota_images_the_first_that_fit_and_a_rerun_counts_only_new_images() -> None:
     cloud = small_quota_cloud(6, quota=4)
     state, result = await fleet(cloud, fit_quota=True)

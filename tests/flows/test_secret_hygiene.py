@@ -68,6 +68,7 @@ def _hits(needles: dict[str, bytes], roots: list[Path]) -> list[str]:
     return found
 
 
+@pytest.mark.slow  # many flow runs: the full run, not the quick loop
 async def test_no_secret_in_home_database_or_output(
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -71,6 +71,7 @@ async def test_share_accept_then_the_receiver_lists_it_and_unshare_takes_it_away
     assert set(cloud.ims.images[GOLDEN].members) == {THIRD}
 
 
+@pytest.mark.slow  # many flow runs: the full run, not the quick loop
 async def test_sharing_again_changes_nothing() -> None:
     cloud = make_cloud()
     with cloud_runtime(cloud):
@@ -122,6 +123,7 @@ async def test_accepting_an_image_not_shared_with_you_fails() -> None:
         await accept_image(AcceptImageParams(image_ids=[GOLDEN]), credentials_block=block)
 
 
+@pytest.mark.slow  # many flow runs: the full run, not the quick loop
 async def test_a_golden_image_is_shared_once_it_is_active() -> None:
     cloud = make_cloud()
     block = await receiver_block()
@@ -136,6 +138,7 @@ async def test_a_golden_image_is_shared_once_it_is_active() -> None:
     assert made.image_id in listed(cloud, RECEIVER)
 
 
+@pytest.mark.slow  # many flow runs: the full run, not the quick loop
 async def test_a_shared_image_is_still_the_owners_for_prune_and_coverage() -> None:
     """Shared, the owner's image is ``__imagetype`` shared, not private; retention and coverage still count it
     (and never the images others share with this project: ``owner`` tells them apart)."""

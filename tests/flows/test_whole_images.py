@@ -104,6 +104,7 @@ async def test_a_full_ecs_image_is_one_image_of_every_disk_tagged_and_named() ->
     assert posts(cloud) == 1
 
 
+@pytest.mark.slow  # many flow runs: the full run, not the quick loop
 async def test_a_running_ecs_is_imaged_as_it_is_never_stopped_or_started() -> None:
     cloud = whole_cloud()
     params = CreateImageParams(
