@@ -225,6 +225,10 @@ KINDS_SEED: dict[str, Any] = {
 }
 
 
+def _reached(operation: str, count: int) -> Callable[[dict[str, int]], bool]:
+    return lambda stats: stats.get(operation, 0) >= count
+
+
 @pytest.mark.parametrize(
     ("instance_id", "options", "kills", "members"),
     [
@@ -269,7 +273,7 @@ def test_sigkill_per_kind_then_rerun_makes_each_member_once(
         env = _env(url, tmp_path, prefect_api)
         for operation, count in kills:
             killed = _create(env, name, instance_id, *options)
-            _kill_when(killed, url, lambda stats, op=operation, n=count: stats.get(op, 0) >= n)
+            _kill_when(killed, url, _reached(operation, count))
             assert cloud_stats(url).get(post, 0) == count
 
         rerun = _create(env, name, instance_id, *options)
