@@ -129,6 +129,7 @@ def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str, s
                 mark(fl["rate_limited_429"] == 0),
             ),
         ]
+        out += set_rows(fl)
     d = results["demo"]
     if "error" not in d:
         temporary, reused = d["temporary"], d["reused"]
@@ -152,6 +153,45 @@ def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str, s
         if "error" in result:
             out.append((name, result["error"], "", "", "❌"))
     return out
+
+
+def set_rows(fl: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """The fleet of system + data-disk image sets, as ratios to the system-only fleet of the same run."""
+    st = fl.get("sets")
+    if not st:
+        return []
+    n = st["ecs"]
+    return [
+        (
+            f"fleet of {n} image sets (system + {st['data_disks']} data disks each), job {fl['job_seconds']:.0f} s, "
+            f"cap {fl['cap']}: wall",
+            f"{st['wall']:.1f} s ({st['ratio']:.2f}×)",
+            "≤ 2.2× (ideal 2×: two jobs per ECS in turn)",
+            f"{st['baseline_wall']:.1f} s (the system-only fleet above)",
+            mark(st["ratio"] <= 2.2 and st["failed"] == 0),
+        ),
+        (
+            "sets: POSTs and images per ECS",
+            f"{st['posts_per_ecs']:.2f} POSTs, {st['images'] / n:.2f} images",
+            f"2, {1 + st['data_disks']}",
+            "1 POST, 1 image (system only)",
+            mark(st["posts"] == 2 * n and st["images"] == (1 + st["data_disks"]) * n),
+        ),
+        (
+            "sets: status calls",
+            f"{st['status_calls']} ({st['status_calls_ratio']:.2f}×)",
+            "≤ 2.2× (two jobs per ECS)",
+            f"{fl['status_calls']} (system only)",
+            mark(st["status_calls_ratio"] <= 2.2),
+        ),
+        (
+            f"sets: IAM token calls; HTTP 429 (cloud limit {fl.get('cloud_rps', '?')}/s)",
+            f"{st['token_calls']}; {st['rate_limited_429']}",
+            "1; 0",
+            f"{st['requests']} requests, {st['requests_per_second']:.1f}/s average",
+            mark(st["token_calls"] == 1 and st["rate_limited_429"] == 0),
+        ),
+    ]
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:

@@ -34,6 +34,9 @@ OPS_USER, OPS_PASSWORD = "ops", "ops-Passw0rd-only-in-a-block"
 SERVED_DEPLOYMENTS = len(yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())["deployments"])
 WEB_1 = "6f1c2d7e-0000-4000-8000-000000000001"  # SHUTOFF in the seed below
 DB_1 = "6f1c2d7e-0000-4000-8000-000000000002"  # ACTIVE
+APP_1 = "6f1c2d7e-0000-4000-8000-000000000003"  # SHUTOFF, two data disks
+CACHE_1 = "6f1c2d7e-0000-4000-8000-000000000004"  # ACTIVE, one data disk
+VAULT = "3c2b1a09-0000-4000-8000-0000000000b1"  # a CBR vault (full-ECS images)
 
 SEED: dict[str, Any] = {
     "domains": [
@@ -49,7 +52,12 @@ SEED: dict[str, Any] = {
     "servers": [
         {"id": WEB_1, "name": "web-1", "project": "eu-de", "status": "SHUTOFF", "tags": ["backup=nightly"]},
         {"id": DB_1, "name": "db-1", "project": "eu-de", "status": "ACTIVE"},
+        # For the other image kinds (the browser test): a stopped ECS with two data disks, imaged as a
+        # system-and-data set, and a running one with a data disk, imaged whole (full-ecs) into the vault.
+        {"id": APP_1, "name": "app-1", "project": "eu-de", "status": "SHUTOFF", "data_disks": 2},
+        {"id": CACHE_1, "name": "cache-1", "project": "eu-de", "status": "ACTIVE", "data_disks": 1},
     ],
+    "vaults": [{"id": VAULT, "name": "server-backups", "project": "eu-de"}],
     "buckets": ["imsflow-exports"],
     # Short jobs: the browser test watches a whole run.
     "timing": {"image_job_seconds": 3, "job_init_seconds": 0.5, "stop_seconds": 1, "start_seconds": 1},

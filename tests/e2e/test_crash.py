@@ -3,7 +3,9 @@
 Everything is real processes: the local cloud (``python -m localcloud``) on a free port with a real clock,
 and ``imsflow create`` with one ``PREFECT_HOME`` (result storage, locks) shared by the killed run and the
 re-run, as on an operator's machine. Whatever the moment of the kill, the re-run ends with the one image of
-the request, listed once in ``GET /v2/cloudimages``.
+the request, listed once in ``GET /v2/cloudimages``. The same holds per image kind: a ``system-and-data`` set
+(two POSTs) and a ``full-ecs`` image (one POST of its own) killed while a job runs end, after the re-run, with
+exactly one image of each member (:func:`test_sigkill_per_kind_then_rerun_makes_each_member_once`).
 
 Both runs talk to one ``prefect server start`` shared by the module (``PREFECT_API_URL``) instead of each
 starting a temporary server (seconds each). Only the API is shared: each test has its own cloud,
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -206,3 +209,88 @@ def test_sigkill_right_after_the_start_post_then_rerun_does_not_stop_again(
     assert (server["status"], server["OS-EXT-STS:task_state"]) == ("ACTIVE", None)
     errors = [line for line in (out + err).splitlines() if "ERROR" in line]
     assert errors == [], "a normal re-run logs no error"
+
+
+# ------------------------------------------------------------------------------------------ per image kind
+
+UUID_LINE = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
+VAULT = "3c2b1a09-0000-4000-8000-0000000000b1"
+#: SEED with two data disks on each ECS, a CBR vault, and shorter jobs: every kill point below is a call
+#: the cloud answered (a job just started), so a job only needs to outlast the 5 ms stats poll.
+KINDS_SEED: dict[str, Any] = {
+    **SEED,
+    "servers": [{**server, "data_disks": 2} for server in SEED["servers"]],
+    "vaults": [{"id": VAULT, "name": "server-backups", "project": "eu-de"}],
+    "timing": {"image_job_seconds": 2, "job_init_seconds": 0.5},
+}
+
+
+def _reached(operation: str, count: int) -> Callable[[dict[str, int]], bool]:
+    return lambda stats: stats.get(operation, 0) >= count
+
+
+@pytest.mark.parametrize(
+    ("instance_id", "options", "kills", "members"),
+    [
+        # Two kills in a row, each once a POST was answered. First the system POST: the system job runs and
+        # its record is the only trace of it. The re-run resumes that job and submits the data request; it
+        # is killed once that POST was answered, while the data job runs (the system image active). The
+        # third run must resume the data job: neither request is submitted again.
+        pytest.param(
+            WEB_1,
+            ["--kind", "system-and-data"],
+            [("ims.create_image", 1), ("ims.create_image", 2)],
+            3,
+            id="system-and-data",
+        ),
+        # The whole-image POST answered (the job runs), of a running ECS, taken as it is.
+        pytest.param(
+            DB_1,
+            ["--kind", "full-ecs", "--vault-id", VAULT],
+            [("ims.create_whole_image", 1)],
+            1,
+            id="full-ecs",
+        ),
+    ],
+)
+def test_sigkill_per_kind_then_rerun_makes_each_member_once(
+    prefect_api: str,
+    tmp_path: Path,
+    instance_id: str,
+    options: list[str],
+    kills: list[tuple[str, int]],
+    members: int,
+) -> None:
+    """Issue 11: kill -9 of ``imsflow create --kind ...`` once a POST was answered (a job in flight), then a
+    re-run: exactly one image per member (the system image and one per data disk, or the one full-ECS
+    image), each POST once, and no power cycle (web-1 is stopped; a full-ECS image leaves db-1 running)."""
+    whole = "full-ecs" in options
+    post, other_post = "ims.create_image", "ims.create_whole_image"
+    if whole:
+        post, other_post = other_post, post
+    name = "kind-crash"
+    with local_cloud(KINDS_SEED) as url:
+        env = _env(url, tmp_path, prefect_api)
+        for operation, count in kills:
+            killed = _create(env, name, instance_id, *options)
+            _kill_when(killed, url, _reached(operation, count))
+            assert cloud_stats(url).get(post, 0) == count
+
+        rerun = _create(env, name, instance_id, *options)
+        out, err = rerun.communicate(timeout=180)
+        assert rerun.returncode == 0, err
+        # One ID a line, the system image's first (after whatever else the run printed).
+        image_ids = [line for line in out.splitlines() if UUID_LINE.fullmatch(line)]
+
+        images = _images(url)
+        stats = cloud_stats(url)
+    expected = [name] if whole else [name, f"{name}-vdb", f"{name}-vdc"]
+    assert sorted(i["name"] for i in images) == sorted(expected), "one image per member, none twice"
+    assert len(images) == members
+    assert {i["status"] for i in images} == {"active"}
+    assert sorted(image_ids) == sorted(i["id"] for i in images)
+    assert next(i["name"] for i in images if i["id"] == image_ids[0]) == name
+    # Each request POSTed once in all: every re-run resumed what a killed run had submitted.
+    assert stats.get(post, 0) == (1 if whole else 2)
+    assert stats.get(other_post, 0) == 0
+    assert stats.get("ecs.stop_servers", 0) == stats.get("ecs.start_servers", 0) == 0

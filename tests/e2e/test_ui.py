@@ -1,4 +1,5 @@
-"""The Prefect UI, driven in headless Chromium: a custom run of the create-image deployment from its form.
+"""The Prefect UI, driven in headless Chromium: custom runs of the create-image deployment from its form, one
+per image kind (a system image; a system-and-data set; a full-ECS image into a CBR vault), in one session.
 
 Needs Debian's ``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run`` installs it) and the
 ``playwright`` package; the browser that playwright would download is never used. Set
@@ -12,10 +13,22 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.stack import DB_1, ROOT, WEB_1, Stack
+from tests.e2e.stack import (
+    APP_1,
+    CACHE_1,
+    DB_1,
+    DEMO_PASSWORD,
+    ROOT,
+    VAULT,
+    WEB_1,
+    Stack,
+    cloud_token,
+    private_images,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Playwright passes the usual headless flags itself; dev-shm is passed explicitly because Debian's wrapper
@@ -24,8 +37,10 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-q
 STEPS = ("get-token", "check-ecs-stopped", "submit-image", "poll-job")
 NO_SUCH_ECS = "6f1c2d7e-0000-4000-8000-0000000000ff"
 
+PROJECT_ID = "0123456789abcdef0123456789abcdef"
+
 try:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import Page, Response, expect, sync_playwright
 except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None  # type: ignore[assignment]
 
@@ -37,6 +52,38 @@ pytestmark = [
         sync_playwright is None, reason="needs the playwright package (pip install -e '.[test]')"
     ),
 ]
+
+
+def _submit(page: Page) -> Response:
+    """Press Submit until the run is created (``create_flow_run``'s answer)."""
+    for _attempt in range(3):
+        with page.expect_response(
+            lambda r: r.url.endswith("/create_flow_run") and r.request.method == "POST"
+        ) as created:
+            page.get_by_role("button", name="Submit").click()
+        # A busy SQLite server answers 503 and creates nothing; a user would press Submit again.
+        if created.value.status != 503:
+            break
+        page.wait_for_timeout(1000)
+    assert created.value.status == 201, created.value.text()
+    return created.value
+
+
+def _kind_run(page: Page, stack: Stack, deployment: str, instance_id: str, name: str, kind: str) -> Any:
+    """A custom run from the form with *Image kind* chosen (and, for full-ecs, the CBR vault ID)."""
+    page.goto(f"{stack.base}/v2/deployments/deployment/{deployment}/run?parameters={{}}")
+    page.get_by_role("textbox", name="Instance ID", exact=True).fill(instance_id)
+    page.get_by_role("textbox", name="Image name", exact=True).fill(name)
+    page.get_by_role("button", name="Select Image kind").click()
+    page.get_by_role("option", name=kind, exact=True).click()
+    expect(page.get_by_role("button", name="Select Image kind")).to_have_text(kind)
+    if kind == "full-ecs":
+        page.get_by_role("textbox", name="CBR vault ID (Optional)").fill(VAULT)
+    run = _submit(page).json()
+    params = run["parameters"]["params"]
+    assert (params["instance_id"], params["name"], params["kind"]) == (instance_id, name, kind)
+    assert params.get("vault_id") == (VAULT if kind == "full-ecs" else None)
+    return run
 
 
 def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path: Path) -> None:
@@ -68,17 +115,7 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
         expect(page.get_by_text("ID (UUID) of the ECS whose system disk becomes the image.")).to_be_visible()
         timings["form filled"] = time.monotonic() - started
 
-        for _attempt in range(3):
-            with page.expect_response(
-                lambda r: r.url.endswith("/create_flow_run") and r.request.method == "POST"
-            ) as created:
-                page.get_by_role("button", name="Submit").click()
-            # A busy SQLite server answers 503 and creates nothing; a user would press Submit again.
-            if created.value.status != 503:
-                break
-            page.wait_for_timeout(1000)
-        assert created.value.status == 201, created.value.text()
-        run = created.value.json()
+        run = _submit(page).json()
         assert run["parameters"]["params"]["instance_id"] == WEB_1
         assert run["parameters"]["params"]["name"] == image_name
         submitted = time.monotonic()
@@ -105,6 +142,18 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
         )
         assert failing.status_code == 201, failing.text
         failing_run = failing.json()
+        # The other kinds from the same form, each on an ECS of its own (they run side by side): a
+        # system-and-data set of app-1 (stopped, two data disks) and a full-ECS image of cache-1 (running).
+        stamp = int(time.time())
+        kinds = {
+            "system-and-data": (APP_1, f"app-1-set-{stamp}"),
+            "full-ecs": (CACHE_1, f"cache-1-full-{stamp}"),
+        }
+        kind_runs = {
+            kind: _kind_run(page, stack, deployment["id"], instance_id, name, kind)
+            for kind, (instance_id, name) in kinds.items()
+        }
+        timings["kind runs submitted"] = time.monotonic() - submitted
 
         page.goto(f"{stack.base}/v2/runs/flow-run/{run['id']}")
         main = page.get_by_role("main")
@@ -129,6 +178,18 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
             timeout=60_000
         )
         timings["the other ECS's run Completed"] = time.monotonic() - started_other
+
+        started_kinds = time.monotonic()
+        for kind_run in kind_runs.values():
+            page.goto(f"{stack.base}/v2/runs/flow-run/{kind_run['id']}")
+            expect(page.get_by_role("main").get_by_text("Completed", exact=True).first).to_be_visible(
+                timeout=60_000
+            )
+        page.get_by_role("tab", name="Task Runs").click()  # the full-ECS run: one request, ECS as it is
+        panel = page.get_by_role("tabpanel")
+        for step in ("check-ecs-ready", "submit-image", "poll-job"):
+            expect(panel.get_by_role("link", name=re.compile(f"^{step}"))).to_be_visible()
+        timings["the kind runs Completed"] = time.monotonic() - started_kinds
 
         stack.wait_for_run(failing_run["id"], timeout=60)
         page.goto(f"{stack.base}/v2/runs/flow-run/{failing_run['id']}")
@@ -162,6 +223,21 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
     assert "\n" not in message
     assert message.startswith("EcsNotFoundError: HTTP 404 Ecs.0114"), message
     assert "to do:" in message, message
+
+    # What each kind's run made, as the cloud lists it: the documented images, each member once.
+    token = cloud_token(stack.cloud_url, "demo", DEMO_PASSWORD, PROJECT_ID)
+    images = private_images(stack.cloud_url, token)
+    for kind, (_ecs, name) in kinds.items():
+        assert stack.flow_run(kind_runs[kind]["id"])["state_type"] == "COMPLETED"
+        made = sorted((i["name"], i["status"]) for i in images if i["name"].startswith(name))
+        if kind == "system-and-data":  # the system image, then one per data disk, named after its device
+            assert made == [(name, "active"), (f"{name}-vdb", "active"), (f"{name}-vdc", "active")]
+            data = [i for i in images if i["name"] in (f"{name}-vdb", f"{name}-vdc")]
+            assert {i["virtual_env_type"] for i in data} == {"DataImage"}
+        else:  # one full-ECS image of the system disk and the data disk together
+            assert made == [(name, "active")]
+            whole = next(i for i in images if i["name"] == name)
+            assert str(whole["__whole_image"]).lower() == "true"
 
     if os.environ.get("UPDATE_UI_SCREENSHOT"):
         shutil.copyfile(shot, ROOT / "docs" / "ui-run.png")
