@@ -515,10 +515,11 @@ async def _image_one(
             outcome.seconds.get(step, 0.0)
             for step in ("submit-image", "poll-job", "submit-data-images", "poll-data-job")
         )
-        if image.job_seconds is not None:
-            # The cloud's own begin/end times: our wall time would add submission and detection
-            # delays, and feeding those back would make every later poll later still.
-            history.add(image.job_seconds)
+        for job_seconds in image.job_durations:
+            # The cloud's own begin/end times, job by job: our wall time would add submission and detection
+            # delays, and a set's two jobs summed would make every later poll wait twice as long; feeding
+            # either back would make every later poll later still.
+            history.add(job_seconds)
         row.outcome, row.image_id, row.job_id = outcome.how, image.image_id, image.job_id
         row.data_image_ids = [d.image_id for d in image.data_images]
         also = f" with {len(image.data_images)} data images" if image.data_images else ""

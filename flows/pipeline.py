@@ -244,12 +244,11 @@ async def _image(
                     policy=poll_policy,
                     progress_artifact=progress_artifact,
                 )
-            seconds_of = [s for s in (image.job_seconds, data.job_seconds) if s is not None]
             image = image.model_copy(
                 update={
                     "data_images": data.images,
                     "data_job_id": data.job_id,
-                    "job_seconds": sum(seconds_of) if seconds_of else None,
+                    "data_job_seconds": data.job_seconds,
                 }
             )
     except JobTimeoutError:

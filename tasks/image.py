@@ -285,6 +285,14 @@ class ImageResult(BaseModel):
     data_images: list[DataImageResult] = Field(default_factory=list)
     #: The job that made the data-disk images (a request of its own), if any.
     data_job_id: str | None = None
+    #: How long the data-disk job took (as ``job_seconds``), if any.
+    data_job_seconds: float | None = None
+
+    @property
+    def job_durations(self) -> list[float]:
+        """Each job's own duration (the system job, then the data-disk job): what a poller of the next job
+        of either kind expects. Never their sum: a set is two jobs one after the other, each polled alone."""
+        return [s for s in (self.job_seconds, self.data_job_seconds) if s is not None]
 
     @property
     def image_ids(self) -> list[str]:
