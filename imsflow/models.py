@@ -572,18 +572,12 @@ DATA_IMAGES_RULE = (
 )
 
 
-class _ImageAttributes(_Request):
-    """What every image-making body of ``POST /v2/cloudimages/action`` and
-    ``POST /v1/cloudimages/wholeimages/action`` shares (the pages' tables list the same fields and rules):
-    the name, description, tags, enterprise project and memory bounds of the image to make."""
+class _NamedImage(_Request):
+    """The name and description of an image a request makes (an image from an ECS, a full-ECS image, a copy):
+    the image attributes' rules (image_attributes.rst), one place."""
 
     name: str
     description: str | None = None
-    tags: list[str] | None = None
-    image_tags: list[ImageTag] | None = None
-    enterprise_project_id: str | None = None
-    min_ram: int | None = Field(default=None, ge=0)
-    max_ram: int | None = Field(default=None, ge=0)
 
     @field_validator("name")
     @classmethod
@@ -594,6 +588,18 @@ class _ImageAttributes(_Request):
     @classmethod
     def _description(cls, value: str | None) -> str | None:
         return None if value is None else validation.check_description(value)
+
+
+class _ImageAttributes(_NamedImage):
+    """What every image-making body of ``POST /v2/cloudimages/action`` and
+    ``POST /v1/cloudimages/wholeimages/action`` shares (the pages' tables list the same fields and rules):
+    the name, description, tags, enterprise project and memory bounds of the image to make."""
+
+    tags: list[str] | None = None
+    image_tags: list[ImageTag] | None = None
+    enterprise_project_id: str | None = None
+    min_ram: int | None = Field(default=None, ge=0)
+    max_ram: int | None = Field(default=None, ge=0)
 
     @field_validator("tags")
     @classmethod
@@ -1030,7 +1036,7 @@ class QuotaResponse(_Response):
 # ----------------------------------------------------------- replication within a region, image tags
 
 
-class CopyImageRequest(_Request):
+class CopyImageRequest(_NamedImage):
     """Body of ``POST /v1/cloudimages/{image_id}/copy`` (replicating_an_image_within_a_region.rst): the
     page's four fields, checked by its rules before anything is sent.
 
@@ -1038,20 +1044,8 @@ class CopyImageRequest(_Request):
     (the default project) or a UUID. Empty strings are the page's "left blank": not sent.
     """
 
-    name: str
-    description: str | None = None
     cmk_id: str | None = None
     enterprise_project_id: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return validation.check_image_name(value)
-
-    @field_validator("description")
-    @classmethod
-    def _description(cls, value: str | None) -> str | None:
-        return None if value is None else validation.check_description(value)
 
     @field_validator("cmk_id")
     @classmethod
