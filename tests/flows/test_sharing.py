@@ -13,8 +13,9 @@ from flows.sharing import AcceptImageParams, ShareImageParams, accept_image, sha
 from imsflow.errors import ImageNotFoundError, ImageNotShareableError, ProjectNotFoundError
 from localcloud import LocalCloud, ManualClock, Seed
 from localcloud.ims.state import ImageFilters
+from localcloud.seed import FaultRuleSeed
 from runtime.credentials import ImsflowCredentials
-from tests.support import PASSWORD, PROJECT_ID, WEB_1, cloud_runtime, endpoints, seed_data
+from tests.support import PASSWORD, PROJECT_ID, WEB_1, CloudNetwork, cloud_runtime, endpoints, seed_data
 
 RECEIVER = "edc89b490d7d4392898e19b2deb34797"
 THIRD = "9c61004714024f9586705d090530f9fa"
@@ -157,3 +158,53 @@ async def test_a_shared_image_is_still_the_owners_for_prune_and_coverage() -> No
         )
     assert [r.verdict for r in covered.rows] == ["covered"]
     assert [(d.image_id, d.action) for d in pruned.kept] == [(made.image_id, "keep")]
+
+
+# ------------------------------------------------------------ the fault matrix, for the sharing calls
+
+ADD, REMOVE, UPDATE, MEMBERS = (
+    "ims.add_members",
+    "ims.delete_members",
+    "ims.update_members",
+    "ims.list_members",
+)
+
+
+def _rule(kind: str, operation: str, **fields: object) -> dict[str, object]:
+    return {"kind": kind, "operation": operation, **fields}
+
+
+# (id, fault rule, the step it hits: share | accept)
+SHARING_FAULTS: list[tuple[str, dict[str, object], str]] = [
+    ("server_error-add", _rule("server_error", ADD, status=503, first=1), "share"),
+    ("throttle_429-add", _rule("throttle_429", ADD, retry_after=5, first=1), "share"),
+    ("connection_reset-add", _rule("connection_reset", ADD, first=1), "share"),
+    ("commit_then_fail-add", _rule("commit_then_fail", ADD, status=502, first=1), "share"),
+    ("server_error-list", _rule("server_error", MEMBERS, status=500, first=1), "share"),
+    ("apig_throttle-list", _rule("apig_throttle", MEMBERS, retry_after=2, first=1), "share"),
+    ("server_error-update", _rule("server_error", UPDATE, status=503, first=1), "accept"),
+    ("commit_then_fail-update", _rule("commit_then_fail", UPDATE, mode="reset", first=1), "accept"),
+    ("token_revoked-update", _rule("token_revoked", UPDATE, first=1), "accept"),
+]
+
+
+@pytest.mark.slow  # many flow runs (crash points, faults, a fleet): the full run, not the quick loop
+@pytest.mark.parametrize(
+    ("rule", "step"), [f[1:] for f in SHARING_FAULTS], ids=[f[0] for f in SHARING_FAULTS]
+)
+async def test_sharing_fault(rule: dict[str, object], step: str) -> None:
+    """Whatever fault hits a sharing call, share and accept end as asked: the receiver a member once, its
+    answer recorded, the image in its list."""
+    cloud = make_cloud()
+    block = await receiver_block()
+    cloud.faults.add(FaultRuleSeed.model_validate(rule))
+    with cloud_runtime(cloud, CloudNetwork(cloud), read_timeout=20.0):
+        shared = await share_image(ShareImageParams(image_id=GOLDEN, projects=[RECEIVER]))
+        accepted = await accept_image(AcceptImageParams(image_ids=[GOLDEN]), credentials_block=block)
+    assert sum(v for k, v in cloud.stats().items() if k.startswith("faults.")) >= 1, "the fault never fired"
+    assert shared.changed == [RECEIVER]
+    assert (accepted.project_id, accepted.status) == (RECEIVER, "accepted")
+    assert list(cloud.ims.images[GOLDEN].members) == [RECEIVER]
+    assert cloud.ims.images[GOLDEN].members[RECEIVER].status == "accepted"
+    assert GOLDEN in listed(cloud, RECEIVER)
+    assert step in ("share", "accept")
