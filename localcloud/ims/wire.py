@@ -216,6 +216,19 @@ def _ram(value: Any) -> int | None:
     return value
 
 
+def _memory_and_project(body: dict[str, Any]) -> tuple[int, int | None, str]:
+    """``min_ram`` (default 0), ``max_ram`` and ``enterprise_project_id`` (default "0") of an image-making
+    body (create, full-ECS): a max below the min is IMG.0055, a non-string project IMG.0001."""
+    min_ram = _ram(body.get("min_ram")) or 0
+    max_ram = _ram(body.get("max_ram"))
+    if max_ram and min_ram and max_ram < min_ram:
+        raise ims_error("IMG.0055")
+    eps = body.get("enterprise_project_id", "0")
+    if not isinstance(eps, str):
+        raise ims_error("IMG.0001")
+    return min_ram, max_ram, eps
+
+
 _TIME_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S")
 
 
@@ -442,13 +455,7 @@ def create_image(ims: Ims, call: Call) -> Reply:
             raise ims_error("IMG.0012")
         if not isinstance(instance_id, str):
             raise ims_error("IMG.0001")
-    min_ram = _ram(body.get("min_ram")) or 0
-    max_ram = _ram(body.get("max_ram"))
-    if max_ram and min_ram and max_ram < min_ram:
-        raise ims_error("IMG.0055")
-    eps = body.get("enterprise_project_id", "0")
-    if not isinstance(eps, str):
-        raise ims_error("IMG.0001")
+    min_ram, max_ram, eps = _memory_and_project(body)
     data_images = read_data_images(body.get("data_images"), ims.limits.max_image_tags)
     if data_only:
         job = ims.create_data_images(
@@ -534,13 +541,7 @@ def create_whole_image(ims: Ims, call: Call) -> Reply:
     name = validate_name(body.get("name"))
     description = validate_description(body.get("description"))
     tags = validate_tags(body.get("tags"), body.get("image_tags"), ims.limits.max_image_tags)
-    min_ram = _ram(body.get("min_ram")) or 0
-    max_ram = _ram(body.get("max_ram"))
-    if max_ram and min_ram and max_ram < min_ram:
-        raise ims_error("IMG.0055")
-    eps = body.get("enterprise_project_id", "0")
-    if not isinstance(eps, str):
-        raise ims_error("IMG.0001")
+    min_ram, max_ram, eps = _memory_and_project(body)
     if backup_id is not None:
         if vault_id is not None:
             raise ims_error("IMG.0001")  # vault_id is a field of the ECS form only
