@@ -583,6 +583,7 @@ class Ims:
             i.name in names and i.owner == project_id for i in self.images.values()
         ):
             raise ims_error("IMG.0009")
+        # [inference] The whole set must fit in the quota: every image of it is a private image.
         if self.private_image_count(project_id) + len(names) > self.limits.image_quota:
             raise ims_error("IMG.0015")
         if self.running_image_jobs(project_id) >= self.limits.max_running_image_jobs:
@@ -619,15 +620,7 @@ class Ims:
         if server.status != "SHUTOFF":
             # The seed dev guide: "Before creating an image, ensure that the ECS is stopped."
             raise ims_error("IMG.0008")
-        if self.limits.unique_image_names and any(
-            i.name in names and i.owner == project_id for i in self.images.values()
-        ):
-            raise ims_error("IMG.0009")
-        # [inference] The whole set must fit in the quota: every image of it is a private image.
-        if self.private_image_count(project_id) + len(names) > self.limits.image_quota:
-            raise ims_error("IMG.0015")
-        if self.running_image_jobs(project_id) >= self.limits.max_running_image_jobs:
-            raise ims_error("IMG.0060")
+        self._check_room(project_id, names)
 
     def _new_create_job(self, project_id: str, job_type: str, server: Server, fault: JobFault) -> ImsJob:
         now = self.clock.now()
