@@ -174,6 +174,10 @@ def _rule(kind: str, operation: str, **fields: object) -> dict[str, object]:
     return {"kind": kind, "operation": operation, **fields}
 
 
+def _faults_fired(cloud: LocalCloud) -> int:
+    return sum(v for k, v in cloud.stats().items() if k.startswith("faults."))
+
+
 # (id, fault rule, the step it hits: share | accept)
 SHARING_FAULTS: list[tuple[str, dict[str, object], str]] = [
     ("server_error-add", _rule("server_error", ADD, status=503, first=1), "share"),
@@ -200,11 +204,14 @@ async def test_sharing_fault(rule: dict[str, object], step: str) -> None:
     cloud.faults.add(FaultRuleSeed.model_validate(rule))
     with cloud_runtime(cloud, CloudNetwork(cloud), read_timeout=20.0):
         shared = await share_image(ShareImageParams(image_id=GOLDEN, projects=[RECEIVER]))
+        fired_in_share = _faults_fired(cloud)
         accepted = await accept_image(AcceptImageParams(image_ids=[GOLDEN]), credentials_block=block)
-    assert sum(v for k, v in cloud.stats().items() if k.startswith("faults.")) >= 1, "the fault never fired"
+    fired_in_accept = _faults_fired(cloud) - fired_in_share
+    fired = {"share": fired_in_share, "accept": fired_in_accept}
+    assert fired[step] >= 1, f"the fault never fired in {step}: {fired}"
+    assert sum(fired.values()) == fired[step], f"the fault fired outside {step}: {fired}"
     assert shared.changed == [RECEIVER]
     assert (accepted.project_id, accepted.status) == (RECEIVER, "accepted")
     assert list(cloud.ims.images[GOLDEN].members) == [RECEIVER]
     assert cloud.ims.images[GOLDEN].members[RECEIVER].status == "accepted"
     assert GOLDEN in listed(cloud, RECEIVER)
-    assert step in ("share", "accept")
