@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -231,3 +231,61 @@ def prefect_answer_lost(method: str, path: str, body: str = "") -> Iterator[list
 
     with mock.patch.object(httpx.AsyncClient, "send", send):
         yield lost
+
+
+# ------------------------------------------------------------ crash points: a process that dies at a request
+
+
+class Killed(BaseException):
+    """The process died at this request (a BaseException, like the end of the process: nothing catches it)."""
+
+
+Matcher = Callable[[httpx.Request], bool]
+
+
+def image_look(r: httpx.Request) -> bool:
+    return r.method == "GET" and "/v2/images/" in r.url.path
+
+
+def job_query(r: httpx.Request) -> bool:
+    return r.method == "GET" and "/jobs/" in r.url.path
+
+
+def crash_after(first: Matcher, then: Matcher) -> Callable[[], Matcher]:
+    """A new matcher (one per test: it keeps state) for the first request ``then`` picks once a request
+    ``first`` picks went by."""
+
+    def new() -> Matcher:
+        seen = False
+
+        def matches(r: httpx.Request) -> bool:
+            nonlocal seen
+            if seen and then(r):
+                return True
+            seen = seen or first(r)
+            return False
+
+        return matches
+
+    return new
+
+
+def crash_at(matcher: Matcher) -> Callable[[], Matcher]:
+    return lambda: matcher
+
+
+class DiesAt(CloudNetwork):
+    """The local cloud's network, for a process that dies at the first request ``matches`` picks: after the
+    cloud applied it (``applied``: the answer is lost with the process) or before it left."""
+
+    def __init__(self, cloud: LocalCloud, matches: Matcher, *, applied: bool) -> None:
+        super().__init__(cloud)
+        self.matches, self.applied, self.fired = matches, applied, False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.fired or not self.matches(request):
+            return await super().handle_async_request(request)
+        self.fired = True
+        if self.applied:
+            await (await super().handle_async_request(request)).aclose()
+        raise Killed(f"{request.method} {request.url.path}")

@@ -34,8 +34,23 @@ from runtime.records import SUBMISSIONS
 from tasks.image import INSTANCE_TAG, REQUEST_TAG, VOLUME_TAG, data_request_key, made_image, request_key
 from tests.flows.test_fleet import ecs_id
 from tests.flows.test_fleet import params as fleet_params
-from tests.flows.test_power_cycles import DiesAt, Killed, Matcher, _action, _create_post, _image_look
-from tests.support import DB_1, PROJECT_ID, WEB_1, cloud_runtime, make_cloud, seed_data, transport_for
+from tests.flows.test_power_cycles import _action, _create_post
+from tests.support import (
+    DB_1,
+    PROJECT_ID,
+    WEB_1,
+    DiesAt,
+    Killed,
+    Matcher,
+    cloud_runtime,
+    crash_after,
+    crash_at,
+    image_look,
+    job_query,
+    make_cloud,
+    seed_data,
+    transport_for,
+)
 
 NAME = "web-1-20261127"
 SET = CreateImageParams(instance_id=WEB_1, name=NAME, kind="system-and-data", tags=["env=prod"])
@@ -202,10 +217,6 @@ def test_the_form_checks_kind_volumes_and_tag_room() -> None:
     assert not issubclass(DataDiskError, InvalidRequestError)
 
 
-def _job_query(r: httpx.Request) -> bool:
-    return r.method == "GET" and "/jobs/" in r.url.path
-
-
 def _system_post(r: httpx.Request) -> bool:
     return _create_post(r) and '"instance_id"' in r.content.decode()
 
@@ -214,38 +225,15 @@ def _data_post(r: httpx.Request) -> bool:
     return _create_post(r) and '"data_images"' in r.content.decode()
 
 
-def _after(first: Matcher, then: Matcher) -> Callable[[], Matcher]:
-    """A new matcher (one per test: it keeps state) for the first request ``then`` picks once a request
-    ``first`` picks went by."""
-
-    def new() -> Matcher:
-        seen = False
-
-        def matches(r: httpx.Request) -> bool:
-            nonlocal seen
-            if seen and then(r):
-                return True
-            seen = seen or first(r)
-            return False
-
-        return matches
-
-    return new
-
-
-def _at(matcher: Matcher) -> Callable[[], Matcher]:
-    return lambda: matcher
-
-
 # (the moment, applied, images there after the crash, how the re-run reports the set)
 CRASHES = [
-    pytest.param(_at(_system_post), False, 0, "submitted", id="before-the-system-post"),
-    pytest.param(_at(_system_post), True, 1, "submitted", id="system-post-applied-answer-lost"),
-    pytest.param(_after(_system_post, _job_query), True, 1, "submitted", id="while-the-system-job-runs"),
-    pytest.param(_at(_data_post), False, 1, "submitted", id="system-done-data-not-yet-submitted"),
-    pytest.param(_at(_data_post), True, 3, "adopted", id="data-post-applied-answer-lost"),
-    pytest.param(_after(_data_post, _job_query), True, 3, "resumed", id="while-the-data-job-runs"),
-    pytest.param(_after(_data_post, _image_look), True, 3, "resumed", id="after-both-succeeded"),
+    pytest.param(crash_at(_system_post), False, 0, "submitted", id="before-the-system-post"),
+    pytest.param(crash_at(_system_post), True, 1, "submitted", id="system-post-applied-answer-lost"),
+    pytest.param(crash_after(_system_post, job_query), True, 1, "submitted", id="while-the-system-job-runs"),
+    pytest.param(crash_at(_data_post), False, 1, "submitted", id="system-done-data-not-yet-submitted"),
+    pytest.param(crash_at(_data_post), True, 3, "adopted", id="data-post-applied-answer-lost"),
+    pytest.param(crash_after(_data_post, job_query), True, 3, "resumed", id="while-the-data-job-runs"),
+    pytest.param(crash_after(_data_post, image_look), True, 3, "resumed", id="after-both-succeeded"),
 ]
 
 

@@ -8,7 +8,6 @@ only the start the ECS still needs, and no image.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,17 +16,10 @@ import pytest
 from flows.create_image import CreateImageParams, CreateImageResult, create_image_from_ecs
 from localcloud import LocalCloud
 from runtime.records import POWER
-from tests.support import DB_1, CloudNetwork, cloud_runtime, make_cloud
+from tests.support import DB_1, DiesAt, Killed, Matcher, cloud_runtime, image_look, make_cloud
 
 #: Many flow runs per test: the full run (CI), not the quick loop.
 pytestmark = pytest.mark.slow
-
-
-class Killed(BaseException):
-    """The process died at this request (a BaseException, like the end of the process: nothing catches it)."""
-
-
-Matcher = Callable[[httpx.Request], bool]
 
 
 def _action(kind: str) -> Matcher:
@@ -38,27 +30,6 @@ def _action(kind: str) -> Matcher:
 
 def _create_post(r: httpx.Request) -> bool:
     return r.method == "POST" and r.url.path.endswith("/v2/cloudimages/action")
-
-
-def _image_look(r: httpx.Request) -> bool:
-    return r.method == "GET" and "/v2/images/" in r.url.path
-
-
-class DiesAt(CloudNetwork):
-    """The local cloud's network, for a process that dies at the first request ``matches`` picks: after the
-    cloud applied it (``applied``: the answer is lost with the process) or before it left."""
-
-    def __init__(self, cloud: LocalCloud, matches: Matcher, *, applied: bool) -> None:
-        super().__init__(cloud)
-        self.matches, self.applied, self.fired = matches, applied, False
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self.fired or not self.matches(request):
-            return await super().handle_async_request(request)
-        self.fired = True
-        if self.applied:
-            await (await super().handle_async_request(request)).aclose()
-        raise Killed(f"{request.method} {request.url.path}")
 
 
 PARAMS = CreateImageParams(instance_id=DB_1, name="db-1-golden", stop_if_running=True)
@@ -116,7 +87,7 @@ async def test_start_sent_then_died_rerun_neither_stops_nor_starts(started_meanw
 
 @pytest.mark.parametrize(
     ("moment", "applied", "start_recorded"),
-    [(_action("os-start"), False, True), (_image_look, True, False)],
+    [(_action("os-start"), False, True), (image_look, True, False)],
     ids=["before-the-start-post", "while-poll-job-saw-the-image"],
 )
 async def test_image_active_start_never_sent_rerun_starts_once(

@@ -25,9 +25,19 @@ from runtime.records import SUBMISSIONS
 from tasks.image import INSTANCE_TAG, REQUEST_TAG
 from tasks.lifecycle import made_by_imsflow
 from tasks.replication import SOURCE_TAG, copy_request_key, marker
-from tests.flows.test_data_disks import _after, _at, _job_query
-from tests.flows.test_power_cycles import DiesAt, Killed, Matcher
-from tests.support import PROJECT_ID, WEB_1, CloudNetwork, cloud_runtime, seed_data
+from tests.support import (
+    PROJECT_ID,
+    WEB_1,
+    CloudNetwork,
+    DiesAt,
+    Killed,
+    Matcher,
+    cloud_runtime,
+    crash_after,
+    crash_at,
+    job_query,
+    seed_data,
+)
 
 GOLDEN = "d164b5df-1bc3-4c3f-893e-3e471fd16e64"
 CMK = "bd66288c-9081-460a-8227-4cbd0c814cb4"
@@ -165,11 +175,11 @@ def _tags_post(r: httpx.Request) -> bool:
 
 # (the moment, applied, copies there after the crash, how the re-run finds the copy)
 CRASHES = [
-    pytest.param(_at(_copy_post), False, 0, "submitted", id="before-the-post"),
-    pytest.param(_at(_copy_post), True, 1, "adopted", id="post-applied-answer-lost"),
-    pytest.param(_after(_copy_post, _job_query), True, 1, "resumed", id="while-the-job-runs"),
-    pytest.param(_at(_tags_post), False, 1, "resumed", id="after-the-job-before-the-tags"),
-    pytest.param(_at(_tags_post), True, 1, "resumed", id="after-the-tags"),
+    pytest.param(crash_at(_copy_post), False, 0, "submitted", id="before-the-post"),
+    pytest.param(crash_at(_copy_post), True, 1, "adopted", id="post-applied-answer-lost"),
+    pytest.param(crash_after(_copy_post, job_query), True, 1, "resumed", id="while-the-job-runs"),
+    pytest.param(crash_at(_tags_post), False, 1, "resumed", id="after-the-job-before-the-tags"),
+    pytest.param(crash_at(_tags_post), True, 1, "resumed", id="after-the-tags"),
 ]
 
 

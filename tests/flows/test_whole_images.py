@@ -21,11 +21,22 @@ from localcloud import LocalCloud
 from localcloud.ims.state import Image
 from tasks.image import INSTANCE_TAG, REQUEST_TAG, request_key
 from tasks.preflight import DryRunResult
-from tests.flows.test_data_disks import _after, _at, _job_query
 from tests.flows.test_fleet import ecs_id
 from tests.flows.test_fleet import params as fleet_params
-from tests.flows.test_power_cycles import DiesAt, Killed, Matcher, _image_look
-from tests.support import DB_1, WEB_1, cloud_runtime, make_cloud, seed_data
+from tests.support import (
+    DB_1,
+    WEB_1,
+    DiesAt,
+    Killed,
+    Matcher,
+    cloud_runtime,
+    crash_after,
+    crash_at,
+    image_look,
+    job_query,
+    make_cloud,
+    seed_data,
+)
 
 NAME = "web-1-full-20261127"
 VAULT = "3c2b1a09-0000-4000-8000-0000000000b1"
@@ -165,10 +176,10 @@ def _whole_post(r: httpx.Request) -> bool:
 
 # (the moment, applied, images there after the crash, how the re-run reports the image)
 CRASHES = [
-    pytest.param(_at(_whole_post), False, 0, "submitted", id="before-the-post"),
-    pytest.param(_at(_whole_post), True, 1, "adopted", id="post-applied-answer-lost"),
-    pytest.param(_after(_whole_post, _job_query), True, 1, "resumed", id="while-the-job-runs"),
-    pytest.param(_after(_whole_post, _image_look), True, 1, "resumed", id="after-the-job-succeeded"),
+    pytest.param(crash_at(_whole_post), False, 0, "submitted", id="before-the-post"),
+    pytest.param(crash_at(_whole_post), True, 1, "adopted", id="post-applied-answer-lost"),
+    pytest.param(crash_after(_whole_post, job_query), True, 1, "resumed", id="while-the-job-runs"),
+    pytest.param(crash_after(_whole_post, image_look), True, 1, "resumed", id="after-the-job-succeeded"),
 ]
 
 
