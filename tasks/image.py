@@ -309,7 +309,7 @@ async def _resume(client: CloudClient, record: Submission) -> Submission | None:
     except (JobNotFoundError, ImageNotFoundError):
         return None
     if job.status == "FAIL":
-        if record.flow_run_id is not None and record.flow_run_id == _current_flow_run_id():
+        if record.flow_run_id is not None and record.flow_run_id == current_flow_run_id():
             # A flow retry of the run that submitted it: the request failed, and it stays failed. Only a new
             # run (the user's decision) makes a new attempt.
             raise JobFailedError(
@@ -332,13 +332,13 @@ async def raise_if_failed_in_this_run(key: str, token: IamToken | None) -> None:
     """On a flow retry: end with the failure of the image job this very run submitted, before touching the
     ECS again (a retry must neither resubmit nor stop and start the ECS once more for a failed request)."""
     record = await SUBMISSIONS.get(key)
-    if record is None or record.flow_run_id is None or record.flow_run_id != _current_flow_run_id():
+    if record is None or record.flow_run_id is None or record.flow_run_id != current_flow_run_id():
         return
     async with client_for(token) as client:
         await _resume(client, record)
 
 
-def _current_flow_run_id() -> str | None:
+def current_flow_run_id() -> str | None:
     run_id = flow_run.get_id()
     return str(run_id) if run_id is not None else None
 
@@ -460,7 +460,7 @@ async def _submit(
     else:
         job_id = await client.ims.create_image_from_ecs(body)
     submission = Submission(
-        request_key=key, job_id=job_id, submitted_at=datetime.now(UTC), flow_run_id=_current_flow_run_id()
+        request_key=key, job_id=job_id, submitted_at=datetime.now(UTC), flow_run_id=current_flow_run_id()
     )
     await SUBMISSIONS.put(key, submission)
     return submission

@@ -45,8 +45,7 @@ from runtime.retry import transient_retries
 
 # The submission record and its resume rules are tasks.image's (one story for every request key); so is the
 # flow run that submitted (a retry of that run must not post again after a FAIL).
-from tasks.image import ALIVE, INSTANCE_TAG, REQUEST_TAG, resume_recorded
-from tasks.image import _current_flow_run_id as current_flow_run_id
+from tasks.image import ALIVE, INSTANCE_TAG, REQUEST_TAG, current_flow_run_id, resume_recorded
 
 #: On a copy: the image it was copied from.
 SOURCE_TAG = "imsflow-source"
