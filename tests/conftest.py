@@ -42,6 +42,16 @@ def fresh_runtime() -> Iterator[None]:
     runtime.reset()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The controller (or the only process) starts migrating the run's Prefect database template at once,
+    so that it is ready by the time the first test server needs it (tests/prefect_home.py)."""
+    if hasattr(config, "workerinput") or config.option.collectonly or config.option.help:
+        return
+    from tests.prefect_home import start_template
+
+    start_template()
+
+
 def pytest_report_header() -> str:
     return f"imsflow test home: {_home}"
 

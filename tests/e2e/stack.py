@@ -1,5 +1,7 @@
 """A whole imsflow installation as processes: Prefect server, local cloud, and ``imsflow serve``.
 
+Its Prefect servers start on a copy of the run's migrated database (tests/prefect_home.py).
+
 Started once per test session (a Prefect server takes seconds to come up). Everything listens on free ports on
 127.0.0.1 and lives under one temporary directory; nothing of the developer's (~/.prefect, IMSFLOW_*) is used.
 """
@@ -20,6 +22,8 @@ from typing import IO, Any
 
 import httpx
 import yaml
+
+from tests.prefect_home import seed_database
 
 ROOT = Path(__file__).resolve().parents[2]
 # The `imsflow` command (the console script runs `cli.main:main`, as `python -m cli` does).
@@ -130,6 +134,42 @@ def cloud_stats(url: str) -> dict[str, int]:
     return stats
 
 
+#: Seconds between two looks at the cloud's counters while a test waits for a kill point. Each look is one
+#: request on a kept-alive connection: a 5 ms loop of new connections cost the cloud and the test a core
+#: between them for as long as the wait lasted (a process start, a temporary server's start).
+STATS_INTERVAL = 0.02
+
+
+def until_stats(
+    url: str,
+    ready: Callable[[dict[str, int]], bool],
+    *,
+    timeout: float,
+    proc: subprocess.Popen[str] | None = None,
+) -> dict[str, int] | None:
+    """Wait until the cloud's counters satisfy ``ready``; return them, or ``None`` after ``timeout`` seconds.
+
+    Raises :class:`ProcessEnded` (with its output) when ``proc``, the run the test means to kill, ended first.
+    """
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=url, timeout=5) as client:
+        while True:
+            stats: dict[str, int] = client.get("/_local/stats").json()
+            if ready(stats):
+                return stats
+            if proc is not None and proc.poll() is not None:
+                out, err = proc.communicate()
+                output = (out or "") + (err or "")
+                raise ProcessEnded(f"the run ended before the kill point (exit {proc.returncode}): {output}")
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(STATS_INTERVAL)
+
+
+class ProcessEnded(AssertionError):
+    """The process a test waited to kill ended on its own."""
+
+
 def cloud_token(url: str, user: str, password: str, project_id: str, domain: str = "demo") -> str:
     """A project-scoped IAM token from the local cloud, for a test's own look at the cloud."""
     token: str = httpx.post(
@@ -167,6 +207,7 @@ class PrefectServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120) -> None:
+        seed_database(self.home / "prefect-server" / "prefect.db")  # a restart keeps the database it has
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "IMSFLOW_"))}
         env.update(
             PREFECT_HOME=str(self.home / "prefect-server"),
@@ -357,6 +398,7 @@ def running_stack(home: Path) -> Iterator[Stack]:
         PYTHONUNBUFFERED="1",
     )
     stack = Stack(home=home, prefect_port=prefect_port, cloud_port=cloud_port, env=env)
+    seed_database(home / "prefect" / "prefect.db")  # the server's PREFECT_HOME (process_env)
     try:
         server = stack.start(
             "prefect",

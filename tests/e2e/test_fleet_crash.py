@@ -21,7 +21,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,9 @@ from tests.e2e.stack import (
     local_cloud,
     private_images,
     process_env,
+    until_stats,
 )
+from tests.prefect_home import seed_database
 
 pytestmark = pytest.mark.slow
 
@@ -118,14 +120,8 @@ def _creates(url: str) -> int:
 
 def _kill_when(proc: subprocess.Popen[str], url: str, operation: str, count: int) -> None:
     """SIGKILL the run's process group once the cloud has answered ``count`` ``operation`` calls in all."""
-    deadline = time.monotonic() + 180
-    while cloud_stats(url).get(operation, 0) < count:
-        if proc.poll() is not None:
-            out = proc.communicate()[0]
-            pytest.fail(f"the run ended before the kill point (exit {proc.returncode}): {out}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {count} {operation} within 180 s")
-        time.sleep(0.01)
+    if until_stats(url, lambda stats: stats.get(operation, 0) >= count, timeout=180, proc=proc) is None:
+        pytest.fail(f"no {count} {operation} within 180 s")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
 
@@ -162,6 +158,8 @@ def test_fleet_killed_three_times_with_its_temporary_server_then_rerun_and_a_new
     cloud_url: str, tmp_path: Path
 ) -> None:
     env = _env(cloud_url, tmp_path)  # no PREFECT_API_URL: every run starts its own temporary server
+    # ... on one database (PREFECT_HOME), migrated already: what is tested is a crash, not a first start.
+    seed_database(tmp_path / "prefect" / "prefect.db")
 
     # Slots taken, first ECS looked at, nothing submitted; then two jobs in flight and two lanes about to
     # submit; then the re-run adopted those and made three more.
@@ -193,21 +191,14 @@ def prefect_server(tmp_path: Path) -> Iterator[PrefectServer]:
         server.stop()
 
 
-def _when(check: Callable[[], bool], what: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.01)
-
-
 def test_long_running_server_restarted_mid_fleet_and_a_fleet_killed_on_it(
     cloud_url: str, tmp_path: Path, prefect_server: PrefectServer
 ) -> None:
     env = _env(cloud_url, tmp_path, PREFECT_API_URL=prefect_server.api)
 
     fleet = _fleet(env, "2026-11-27")
-    _when(lambda: _creates(cloud_url) >= 2, "two creates")
+    if until_stats(cloud_url, lambda stats: stats.get("ims.create_image", 0) >= 2, timeout=180) is None:
+        pytest.fail("two creates: not within 180 s")
     prefect_server.stop(signal.SIGKILL)  # mid-fleet: jobs in flight, slots held
     time.sleep(1)  # a real outage, however short: the fleet's calls to the server fail meanwhile
     prefect_server.start()

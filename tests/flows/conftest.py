@@ -9,15 +9,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.prefect_home import seed_database
 from tests.support import LAYOUTS, endpoint_layout
 
 #: Seconds the test server may take to come up. Generous: on a busy 2-core machine it can take minutes
@@ -25,34 +26,34 @@ from tests.support import LAYOUTS, endpoint_layout
 SERVER_STARTUP_TIMEOUT = 120
 
 
-@dataclass
 class FlowTestServer:
     """A Prefect server process of this test run: uvicorn serving Prefect's API on SQLite, as Prefect's
     temporary server and its test harness run it, less the server modules they import into the tests'
-    process just to spawn it (3 to 4 s of CPU per xdist worker)."""
+    process just to spawn it (3 to 4 s of CPU per xdist worker).
 
-    process: subprocess.Popen[bytes]
-    api_url: str
-    database_url: str
+    Its database starts as a copy of the run's migrated template (tests/prefect_home.py); until the template
+    is ready, the launch waits in a thread of its own, so the worker's first tests run meanwhile.
+    """
 
-    @classmethod
-    def spawn(cls) -> FlowTestServer:
-        db_dir = Path(tempfile.mkdtemp(prefix="imsflow-test-server-"))
-        atexit.register(shutil.rmtree, db_dir, ignore_errors=True)
-        database_url = f"sqlite+aiosqlite:///{db_dir / 'prefect-test.db'}"
-        with socket.socket() as probe:  # a free port; the server binds it a moment later
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+    def __init__(self, port: int, database: Path) -> None:
+        self.api_url = f"http://127.0.0.1:{port}/api"
+        self.database_url = f"sqlite+aiosqlite:///{database}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._launch = threading.Thread(target=self._start, args=(port, database), daemon=True)
+        self._launch.start()
+
+    def _start(self, port: int, database: Path) -> None:
+        seed_database(database)
         env = {
             **os.environ,
             # What SubprocessASGIServer sets for Prefect's temporary server: no UI, an ephemeral server.
             "PREFECT_UI_ENABLED": "0",
             "PREFECT__SERVER_EPHEMERAL": "1",
             "PREFECT__SERVER_FINAL": "1",
-            "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url,
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url,
             **_server_environment(),
         }
-        process = subprocess.Popen(
+        self._process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -65,7 +66,21 @@ class FlowTestServer:
             ],
             env=env,
         )
-        server = cls(process, f"http://127.0.0.1:{port}/api", database_url)
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        self._launch.join()
+        assert self._process is not None, "the test server's launch failed (its error is above)"
+        return self._process
+
+    @classmethod
+    def spawn(cls) -> FlowTestServer:
+        db_dir = Path(tempfile.mkdtemp(prefix="imsflow-test-server-"))
+        atexit.register(shutil.rmtree, db_dir, ignore_errors=True)
+        with socket.socket() as probe:  # a free port; the server binds it a moment later
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = cls(port, db_dir / "prefect-test.db")
         atexit.register(server.stop)  # also when the run ends before any flow test
         return server
 
@@ -83,7 +98,8 @@ class FlowTestServer:
         return False
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        self._launch.join()
+        if self._process is not None and self._process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=5)
@@ -100,8 +116,8 @@ UVICORN = ["--host", "127.0.0.1", "--log-level", "error", "--lifespan", "on"]
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the test server's process as soon as the run is known to need it, not at the first flow test.
 
-    Coming up (imports, database migrations) takes about 10 s; the tests collected before tests/flows
-    (tests/cli, tests/client) run meanwhile. :func:`prefect_server` waits for it.
+    Coming up (the template database, imports, block registration) takes seconds; the tests collected
+    before tests/flows (tests/cli, tests/client) run meanwhile. :func:`prefect_server` waits for it.
     """
     here = Path(__file__).parent
     if session.config.option.collectonly or not any(
@@ -209,12 +225,13 @@ BOTH_LAYOUTS = pytest.mark.both_layouts
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every flow test runs with a base URL per service, as on a real cloud; the modules marked
-    ``both_layouts`` (the single flow and the fleet) run again, in the full run, with one base URL for all.
+    ``both_layouts`` (the single flow) run again, in the full run, with one base URL for all.
 
     On a real cloud ECS and IMS are separate hosts whose job paths look alike; a client that works on one
     base URL only (or answers that differ by layout) must fail here, not on a user's first real run. The
     URL building itself is covered layout by layout in tests/client, and every end-to-end test (demo, CLI,
-    README, deployments) runs on one base URL; running all 300-odd flow tests twice added only time.
+    README, deployments, the fleet's crash tests) runs on one base URL; running all 300-odd flow tests twice
+    added only time.
     """
     if "layout" not in metafunc.fixturenames:
         return
