@@ -15,9 +15,9 @@ from localcloud import LocalCloud
 from localcloud.seed import FaultRuleSeed
 from tests.support import cloud_runtime, endpoints, make_cloud, seed_data
 
-#: Also on one base URL for all services (tests/flows/conftest.py: pytest_generate_tests). Fleets of up to 20
-#: ECSs: the full run (CI), not the quick loop.
-pytestmark = [pytest.mark.both_layouts, pytest.mark.slow]
+#: Fleets of up to 20 ECSs: the full run (CI), not the quick loop. One base URL for all services is the
+#: single flow's second layout (test_create_image) and every e2e fleet's (test_fleet_crash, the README).
+pytestmark = pytest.mark.slow
 
 DAY = date(2026, 11, 27)
 
