@@ -4,7 +4,7 @@ temporary local server, configuration through IMSFLOW_* only.
 The failures (running, unknown ECS, wrong password, unreachable endpoint) run on one ``prefect server start``
 of the module (``PREFECT_API_URL``): what they show does not depend on where the run is recorded, and a
 temporary server per run costs seconds of CPU each. The first test runs on temporary servers, as a user's
-first ``imsflow create`` does."""
+``imsflow create`` does by default."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from tests.e2e.stack import (
     process_env,
     wait_for,
 )
+from tests.prefect_home import seed_database
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +85,9 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = process_env(home, url)
+    # The temporary servers (and the demo's) start migrated: the first create on a fresh machine, migrations
+    # included, is the README's (tests/e2e/test_readme.py, on a new PREFECT_HOME).
+    seed_database(home / "prefect" / "prefect.db")
     log = (home / "cloud.log").open("wb")
     cloud = subprocess.Popen(
         [*IMSFLOW, "cloud", "--port", str(port), "--seed", str(seed)],

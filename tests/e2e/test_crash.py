@@ -56,8 +56,9 @@ SEED: dict[str, Any] = {
         {"id": WEB_1, "name": "web-1", "project": "eu-de", "status": "SHUTOFF"},
         {"id": DB_1, "name": "db-1", "project": "eu-de", "status": "ACTIVE"},
     ],
-    # A modest job: long enough to kill mid-poll, short enough for a quick re-run.
-    "timing": {"image_job_seconds": 6, "job_init_seconds": 1},
+    # A modest job: long enough to kill mid-poll (the first poll comes after IMSFLOW_POLL_INITIAL_DELAY, 1 s),
+    # short enough for a quick re-run.
+    "timing": {"image_job_seconds": 3, "job_init_seconds": 0.5},
 }
 IMSFLOW = [sys.executable, "-m", "cli"]
 

@@ -18,6 +18,7 @@ import pytest
 
 from cli import background
 from tests.e2e.stack import IMSFLOW, ROOT
+from tests.prefect_home import seed_database
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +32,9 @@ def home() -> Iterator[Path]:
     # Removed at the end: a server a failed test left behind sees its record go, and stops.
     with tempfile.TemporaryDirectory(prefix="imsflow-demo-server-") as tmp:
         home = Path(tmp)
+        # Migrated already: what is tested is the server's reuse and replacement (a demo's first start on a
+        # fresh machine, migrations included, is test_wheel's).
+        seed_database(home / "prefect" / "prefect.db")
         try:
             yield home
         finally:
