@@ -16,11 +16,13 @@ says so in one line, with what to do, instead of a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
 
 from cli.app import fail, friendly_errors, quiet_prefect, step_printer
 
@@ -106,6 +108,20 @@ def start_prefect_server(*, background: bool = False) -> Callable[[], None]:
     return lambda: wait(thread)
 
 
+#: Hosts of a Prefect server on this machine (``PREFECT_API_URL``).
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def server_is_local() -> bool:
+    """Whether the flow runs on a Prefect server of this machine: the temporary one (no ``PREFECT_API_URL``),
+    the demo's background server, or any on a loopback address. Its 503s are retried in tenths of a second
+    (``runtime.retry``, point 5)."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    return not url or urlsplit(url).hostname in LOOPBACK
+
+
 class ShellFlow:
     """What :func:`flow_from_shell` hands to a command: the settings, the server, running the flow."""
 
@@ -148,12 +164,14 @@ class ShellFlow:
         run fails with its table).
         """
         import runtime
+        from runtime.retry import local_server_backoff
 
         self.server()
         changes: dict[str, object] = {"reporters": reporters if reporters is not None else (step_printer(),)}
         if settings_factory is not None:
             changes["settings_factory"] = settings_factory
-        with runtime.use_runtime(**changes):
+        backoff = local_server_backoff() if server_is_local() else contextlib.nullcontext()
+        with runtime.use_runtime(**changes), backoff:
             state: State[Any] = asyncio.run(flow(*args, return_state=True))
         run_id = state.state_details.flow_run_id
         self.flow_run_id = str(run_id) if run_id is not None else None

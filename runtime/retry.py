@@ -29,6 +29,15 @@ each time), then the run fails with that error.
 That holds for a job's status query (``GET .../jobs/{job_id}``) in poll-job: 1 + 4 absorbed = 5 calls,
 and poll-job is not retried for it; ``tests/flows/test_retry.py`` asserts it.
 
+5. **Prefect's own client retries its server**, not imsflow: a 5xx or a broken connection to the Prefect API
+   is sent again after 2, 4, 8, 16 s (jittered; ``PREFECT_CLIENT_MAX_RETRIES`` times). On a server on this
+   machine (the temporary server ``imsflow`` commands start, or one on 127.0.0.1) those 503s are SQLite's
+   "database is locked": two writes colliding (a fleet's lanes taking slots and ECS locks, the task-run
+   recorder), an upgrade of a deferred read transaction, which SQLite's busy timeout does not cover, so the
+   request fails at once and the next try a moment later goes through. Seconds of backoff there only stall
+   the run: a fleet re-run sat 30 s on one such answer. :func:`local_server_backoff` (used by the CLI for
+   those servers, and by the flow tests) retries them in tenths of a second, with more attempts.
+
 The waits sleep through ``runtime``'s sleep, and so do the retries: Prefect is told to retry at once
 (``retry_delay_seconds=0``) and :func:`retry_if_transient` waits the backoff itself before saying yes. With
 the local cloud's clock installed (``runtime.use_runtime(sleep=..., clock=...)``), every wait is
@@ -38,7 +47,8 @@ virtual. For tests of your own flows without that, :func:`set_testing` makes ret
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,4 +164,52 @@ def transient_retries(retries: int = RETRIES) -> dict[str, Any]:
     }
 
 
-__all__ = ["RETRIES", "is_testing", "retry_if_transient", "set_testing", "transient_retries"]
+#: The backoff of Prefect's client on a server of this machine: a tenth of its own (0.2, 0.4, 0.8 s, ...),
+#: with at least twice its attempts, rides out the same contention (ten tries wait about 3 minutes in all,
+#: more than Prefect's five: a local server restarting is waited for too).
+LOCAL_SERVER_BACKOFF_SCALE = 0.1
+LOCAL_SERVER_MAX_RETRIES = 10
+#: Where ``prefect.client.base`` computes its backoff's jitter (and so the backoff itself).
+JITTER = "clamped_poisson_interval"
+
+
+@contextmanager
+def local_server_backoff() -> Iterator[None]:
+    """Prefect's client retries a Prefect server on this machine in tenths of a second (see 5. above).
+
+    Only the backoff of answers *without* ``Retry-After`` and of broken connections changes (a concurrency
+    limit's 423 ``Retry-After`` is honoured as is). The client computes that backoff in one function it
+    imports by name, ``clamped_poisson_interval`` (Prefect 3.9.1, which pyproject pins): scaled here for the
+    block, restored after it.
+    """
+    import prefect.client.base as client_base
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+    from prefect.utilities.math import clamped_poisson_interval
+
+    # The client module's own reference (it imports the function by name; not re-exported, hence vars()).
+    names = vars(client_base)
+    if names[JITTER] is not clamped_poisson_interval:  # scaled already (an enclosing block): not twice
+        yield
+        return
+
+    def scaled(average_interval: float, clamping_factor: float = 0.3) -> float:
+        return clamped_poisson_interval(average_interval * LOCAL_SERVER_BACKOFF_SCALE, clamping_factor)
+
+    names[JITTER] = scaled
+    try:
+        retries = max(PREFECT_CLIENT_MAX_RETRIES.value(), LOCAL_SERVER_MAX_RETRIES)
+        with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: retries}):
+            yield
+    finally:
+        names[JITTER] = clamped_poisson_interval
+
+
+__all__ = [
+    "LOCAL_SERVER_MAX_RETRIES",
+    "RETRIES",
+    "is_testing",
+    "local_server_backoff",
+    "retry_if_transient",
+    "set_testing",
+    "transient_retries",
+]

@@ -12,12 +12,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from runtime.retry import local_server_backoff
 from tests.prefect_home import seed_database
 from tests.support import LAYOUTS, endpoint_layout
 
@@ -148,7 +148,7 @@ def prefect_server() -> Iterator[FlowTestServer]:
         if not server.wait_until_healthy(SERVER_STARTUP_TIMEOUT):
             raise RuntimeError(f"the Prefect test server exited with {server.process.returncode}")
     with (
-        _local_server_backoff(),
+        local_server_backoff(),  # the test server is local: its 503s retried in tenths of a second
         # The database too: tests look into it (no secret may be stored there).
         temporary_settings(
             updates={
@@ -177,37 +177,6 @@ def _drain_background_workers() -> None:
             await events
 
     run_coro_as_sync(drain())
-
-
-#: Prefect's client backoff on a retryable answer without ``Retry-After`` is 2, 4, 8, ... s (times jitter).
-#: The test server is local: a tenth of that, with twice the attempts, rides out the same contention.
-_BACKOFF_SCALE = 0.1
-_CLIENT_MAX_RETRIES = 10
-
-
-@contextmanager
-def _local_server_backoff() -> Iterator[None]:
-    """Retry the test server's 503s in tenths of a second, not seconds.
-
-    Prefect's SQLite server answers a write that collides with another (the fleet's concurrent slot
-    increments, the task-run recorder) with "database is locked" -> 503; that is a read-to-write upgrade of a
-    deferred transaction, so SQLite's busy timeout does not apply and the request fails at once. The client
-    then sleeps ``2**attempt`` seconds in real time: 2 s, 4 s of a test doing nothing. Only the backoff for
-    answers *without* ``Retry-After`` changes (a concurrency limit's 423 ``Retry-After`` is honoured as is).
-    """
-    import prefect.client.base as client_base
-    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
-    from prefect.utilities.math import clamped_poisson_interval
-
-    def scaled(average_interval: float, clamping_factor: float = 0.3) -> float:
-        return clamped_poisson_interval(average_interval * _BACKOFF_SCALE, clamping_factor)
-
-    # The client's jitter step (prefect.client.base imports it by name) is where its backoff is computed.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(client_base, "clamped_poisson_interval", scaled)
-        # The server settings too: a server the harness starts itself gets them from here.
-        with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: _CLIENT_MAX_RETRIES}):
-            yield
 
 
 @pytest.fixture(autouse=True)
