@@ -23,7 +23,9 @@ on another host no heartbeat for :data:`~runtime.slots.STALE_SECONDS`), and a lo
 attempt of the same flow run is that attempt's, which is over. A dead holder's lock is taken over: the run
 that first creates the tombstone ``imsflow-ecs-<instance id>-gone-<lock id>`` (atomic too) deletes that
 very lock, if it is still there, and all try again; so two runs finding the same dead lock never delete a
-live one. A tombstone left by a taker that died itself is stale after :data:`TAKEOVER_STALE_SECONDS`.
+live one. A tombstone names its taker as a lock names its holder, and one whose taker died (killed in the
+middle of a takeover: its process is gone) is cleared at once, by the same rules; whatever its taker, it is
+stale after :data:`TAKEOVER_STALE_SECONDS` (a takeover takes milliseconds).
 
 **A lost answer is no rival.** Prefect's client sends a request again when the connection broke before the
 answer came (a server restart mid-request), so a create the server did make can come back as "already
@@ -37,10 +39,9 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 import runtime
 from imsflow.errors import EcsNotReadyError
@@ -90,9 +91,21 @@ def lock_name(instance_id: str) -> str:
     return LOCK_PREFIX + instance_id.lower()
 
 
-class _Tombstone(BaseModel):
-    at: datetime
-    taker: str = ""
+class _Tombstone(Holder):
+    """A takeover under way: who is deleting a dead holder's lock (``heartbeat``: since when)."""
+
+    taker: str
+
+    @classmethod
+    def mine(cls) -> _Tombstone:
+        return cls(taker=uuid.uuid4().hex, **cls.here())
+
+    def why_stale(self) -> str | None:
+        """Why no takeover is under way any more (its taker died, or it is too old), or None."""
+        if (_now() - self.heartbeat).total_seconds() > TAKEOVER_STALE_SECONDS:
+            return "too old"
+        # No flow-run lookup: on this host the process decides, elsewhere the age above.
+        return self.why_dead(None, _now())
 
 
 async def _read(client: PrefectClient, name: str) -> tuple[bool, Any]:
@@ -128,13 +141,15 @@ async def _ours_or_cleared(client: PrefectClient, tombstone: str, mine: _Tombsto
     from prefect.exceptions import ObjectNotFound
 
     exists, value = await _read(client, tombstone)
+    if not exists:
+        return False  # gone meanwhile: try again
     try:
-        found = _Tombstone.model_validate(value) if exists else None
+        found = _Tombstone.model_validate(value)
     except ValidationError:
-        found = None
+        found = None  # not one this imsflow wrote (an older one's): its name is imsflow's, so it goes
     if found is not None and found.taker == mine.taker:
         return True
-    if found is not None and (_now() - found.at).total_seconds() > TAKEOVER_STALE_SECONDS:
+    if found is None or found.why_stale() is not None:
         with contextlib.suppress(ObjectNotFound):
             await client.delete_variable_by_name(tombstone)  # a dead taker's
     return False
@@ -148,7 +163,7 @@ async def _take_over(client: PrefectClient, held: EcsLock | None, instance_id: s
     name = lock_name(instance_id)
     # A lock no one can read (not written by imsflow): its name is imsflow's, so it goes.
     tombstone = f"{name}-gone-{held.id if held else 'unreadable'}"
-    mine = _Tombstone(at=_now(), taker=uuid.uuid4().hex)
+    mine = _Tombstone.mine()
     try:
         value = mine.model_dump(mode="json")
         await client.create_variable(VariableCreate(name=tombstone, value=value, tags=["imsflow"]))
