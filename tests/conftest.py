@@ -56,10 +56,39 @@ def pytest_report_header() -> str:
     return f"imsflow test home: {_home}"
 
 
+#: The longest units of work, longest first (worker-seconds of a CI run on 2 cores, 2026-11-28): the e2e stack
+#: (~150), the README (~120), the fleet killed with its temporary server (~100), the CLI and crash modules
+#: (~70 each), PostgreSQL (~60), the fleet on a long-running server (~50). An xdist group or a file.
+LONGEST_FIRST = (
+    "e2e-stack",
+    "tests/e2e/test_readme.py",
+    "tests/e2e/test_fleet_crash.py",
+    "tests/e2e/test_cli.py",
+    "tests/e2e/test_crash.py",
+    "tests/e2e/test_fleet_postgres.py",
+    "fleet-crash-long-running-server",
+)
+
+
+def _unit(item: pytest.Item) -> str:
+    """The unit of work ``item`` belongs to: its xdist group, else its file."""
+    group = item.get_closest_marker("xdist_group")
+    if group is not None:
+        return str(group.args[0] if group.args else group.kwargs.get("name", ""))
+    return item.nodeid.split("::", 1)[0]
+
+
+def _rank(item: pytest.Item) -> tuple[bool, int]:
+    unit = _unit(item)
+    rank = LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
+    return (item.get_closest_marker("slow") is None, rank)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first, otherwise in collection order: with xdist they are the long units of work (a minute
-    or two each), and one started last would leave the other workers idle while it runs alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Slow tests first, the longest units of work first among them (:data:`LONGEST_FIRST`), otherwise in
+    collection order: with xdist one long unit started last would leave the other workers idle while it runs
+    alone (longest processing time first)."""
+    items.sort(key=_rank)
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)

@@ -3,6 +3,8 @@ second (point 5 of the retry story), and the CLI uses it for exactly those serve
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import prefect.client.base as client_base
 import pytest
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
@@ -10,6 +12,15 @@ from prefect.utilities.math import clamped_poisson_interval
 
 from cli.flowrun import server_is_local
 from runtime.retry import JITTER, LOCAL_SERVER_BACKOFF_SCALE, LOCAL_SERVER_MAX_RETRIES, local_server_backoff
+
+
+@pytest.fixture(autouse=True)
+def prefects_own_backoff(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Prefect's own backoff and retry count, whatever the worker ran before (the flow tests' session
+    fixture keeps the local backoff on for the rest of the worker's session)."""
+    monkeypatch.setitem(vars(client_base), JITTER, clamped_poisson_interval)
+    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 5}):
+        yield
 
 
 def backoff(seconds: float) -> float:
