@@ -35,8 +35,10 @@ and poll-job is not retried for it; ``tests/flows/test_retry.py`` asserts it.
    "database is locked": two writes colliding (a fleet's lanes taking slots and ECS locks, the task-run
    recorder), an upgrade of a deferred read transaction, which SQLite's busy timeout does not cover, so the
    request fails at once and the next try a moment later goes through. Seconds of backoff there only stall
-   the run: a fleet re-run sat 30 s on one such answer. :func:`local_server_backoff` (used by the CLI for
-   those servers, and by the flow tests) retries them in tenths of a second, with more attempts.
+   the run (the flow tests sat 2 s, 4 s on them before they retried faster). :func:`local_server_backoff`
+   (used by the CLI for those servers, and by the flow tests) retries them in tenths of a second, with more
+   attempts and no longer in all than Prefect's own: a server that is gone still fails the run within a
+   minute, saying so.
 
 The waits sleep through ``runtime``'s sleep, and so do the retries: Prefect is told to retry at once
 (``retry_delay_seconds=0``) and :func:`retry_if_transient` waits the backoff itself before saying yes. With
@@ -165,10 +167,10 @@ def transient_retries(retries: int = RETRIES) -> dict[str, Any]:
 
 
 #: The backoff of Prefect's client on a server of this machine: a tenth of its own (0.2, 0.4, 0.8 s, ...),
-#: with at least twice its attempts, rides out the same contention (ten tries wait about 3 minutes in all,
-#: more than Prefect's five: a local server restarting is waited for too).
+#: with more attempts, rides out the same contention. Eight tries wait about 51 s in all, Prefect's five
+#: about 62 s: a local server restarting is still waited for, and one that is gone fails the run no later.
 LOCAL_SERVER_BACKOFF_SCALE = 0.1
-LOCAL_SERVER_MAX_RETRIES = 10
+LOCAL_SERVER_MAX_RETRIES = 8
 #: Where ``prefect.client.base`` computes its backoff's jitter (and so the backoff itself).
 JITTER = "clamped_poisson_interval"
 

@@ -68,3 +68,11 @@ def test_a_users_higher_retry_count_is_kept() -> None:
 def test_which_servers_are_local(api_url: str, local: bool) -> None:
     with temporary_settings(updates={PREFECT_API_URL: api_url or None}):
         assert server_is_local() is local
+
+
+def test_a_server_that_is_gone_fails_the_run_no_later_than_with_prefects_own_backoff() -> None:
+    """More, shorter tries, but no longer in all: the client's nominal backoff is 2**try seconds."""
+    ours = sum(LOCAL_SERVER_BACKOFF_SCALE * 2**n for n in range(1, LOCAL_SERVER_MAX_RETRIES + 1))
+    prefects = sum(2**n for n in range(1, 5 + 1))  # PREFECT_CLIENT_MAX_RETRIES' default, 5
+    assert LOCAL_SERVER_MAX_RETRIES > 5
+    assert ours <= prefects
