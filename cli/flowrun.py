@@ -38,6 +38,8 @@ STARTUP_TIMEOUT_SECONDS = 90
 TIMEOUT_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 #: What Prefect's ``SubprocessASGIServer.start`` raises (a ``RuntimeError``) when the server did not come up.
 PREFECT_START_FAILURE = "Timed out while attempting to connect to ephemeral Prefect API server"
+#: What Prefect's client raises (a ``RuntimeError``) when the server of ``PREFECT_API_URL`` does not answer.
+PREFECT_UNREACHABLE = "Failed to reach API at"
 
 
 def startup_timeout() -> int:
@@ -206,6 +208,11 @@ def flow_from_shell(
         try:
             yield ShellFlow()
         except RuntimeError as exc:
+            if PREFECT_UNREACHABLE in str(exc):  # PREFECT_API_URL names a server that does not answer
+                fail(
+                    f"no Prefect server answers at {str(exc).split(PREFECT_UNREACHABLE, 1)[1].strip()}",
+                    hint="start it (`prefect server start`), or unset PREFECT_API_URL for a temporary one",
+                )
             # A server Prefect started on its own (not through ShellFlow.server) with its own timeout.
             if PREFECT_START_FAILURE not in str(exc):
                 raise

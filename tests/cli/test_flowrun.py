@@ -84,6 +84,18 @@ def test_a_server_prefect_started_itself_is_one_line_too(capsys: pytest.CaptureF
     assert "\n" not in shown
 
 
+def test_a_server_that_does_not_answer_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    with pytest.raises(typer.Exit) as exited, flow_from_shell():
+        raise RuntimeError("Failed to reach API at http://127.0.0.1:9/api/")
+    assert exited.value.exit_code == 1
+    shown = capsys.readouterr().err.strip().splitlines()
+    assert shown[0] == "error: no Prefect server answers at http://127.0.0.1:9/api/"
+    assert "prefect server start" in shown[1]
+    assert len(shown) == 2
+
+
 def test_other_runtime_errors_are_not_taken_for_the_server() -> None:
     with pytest.raises(RuntimeError, match="something else"), flow_from_shell():
         raise RuntimeError("something else")
