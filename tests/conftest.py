@@ -99,6 +99,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     are handed out in collection order (``--no-loadscope-reorder``): the slow ones first."""
     if config.getvalue("dist") != "loadgroup":
         return None
+    _check_groups_take()
     from xdist.scheduler import LoadFileScheduling
 
     class FileOrGroup(LoadFileScheduling):  # type: ignore[misc]
@@ -108,6 +109,22 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return nodeid.split("::", 1)[0]
 
     return FileOrGroup(config, log)
+
+
+def _check_groups_take() -> None:
+    """Refuse the pytest that drops ``xdist_group``: pytest-xdist (3.8, the newest as of 2026-11) names a
+    test's group by renaming its node ID to ``ID@NAME``, which :class:`FileOrGroup` reads, and pytest 9.2 no
+    longer reads that rename. The tests of the e2e stack would spread over every worker, each starting a stack
+    of its own, and nothing would say so (pyproject.toml pins pytest below 9.2)."""
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    if Version(pytest.__version__) >= Version("9.2") and Version(version("pytest-xdist")) < Version("3.9"):
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} ignores pytest-xdist {version('pytest-xdist')}'s xdist_group, "
+            "which these tests need: install the versions pyproject.toml pins (pip install -e '.[test]')"
+        )
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
