@@ -155,10 +155,16 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
         }
         timings["kind runs submitted"] = time.monotonic() - submitted
 
+        # Wait through the API on a blank page: a run page left open re-renders its live state in software
+        # (no GPU here) and made Chromium half of this test's CPU. Each page below still has to say it.
+        page.goto("about:blank")
+        for waited in (run, other_run, *kind_runs.values(), failing_run):
+            stack.wait_for_run(waited["id"], timeout=90)
+        timings["submit → all final"] = time.monotonic() - submitted
+
         page.goto(f"{stack.base}/v2/runs/flow-run/{run['id']}")
         main = page.get_by_role("main")
-        expect(main.get_by_text("Completed", exact=True).first).to_be_visible(timeout=60_000)
-        timings["submit → Completed"] = time.monotonic() - submitted
+        expect(main.get_by_text("Completed", exact=True).first).to_be_visible()
 
         page.get_by_role("tab", name="Task Runs").click()
         panel = page.get_by_role("tabpanel")
@@ -172,26 +178,17 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
         shot = tmp_path / "ui-run.png"
         page.screenshot(path=str(shot))
 
-        started_other = time.monotonic()
         page.goto(f"{stack.base}/v2/runs/flow-run/{other_run['id']}")
-        expect(page.get_by_role("main").get_by_text("Completed", exact=True).first).to_be_visible(
-            timeout=60_000
-        )
-        timings["the other ECS's run Completed"] = time.monotonic() - started_other
+        expect(page.get_by_role("main").get_by_text("Completed", exact=True).first).to_be_visible()
 
-        started_kinds = time.monotonic()
         for kind_run in kind_runs.values():
             page.goto(f"{stack.base}/v2/runs/flow-run/{kind_run['id']}")
-            expect(page.get_by_role("main").get_by_text("Completed", exact=True).first).to_be_visible(
-                timeout=60_000
-            )
+            expect(page.get_by_role("main").get_by_text("Completed", exact=True).first).to_be_visible()
         page.get_by_role("tab", name="Task Runs").click()  # the full-ECS run: one request, ECS as it is
         panel = page.get_by_role("tabpanel")
         for step in ("check-ecs-ready", "submit-image", "poll-job"):
             expect(panel.get_by_role("link", name=re.compile(f"^{step}"))).to_be_visible()
-        timings["the kind runs Completed"] = time.monotonic() - started_kinds
 
-        stack.wait_for_run(failing_run["id"], timeout=60)
         page.goto(f"{stack.base}/v2/runs/flow-run/{failing_run['id']}")
         main = page.get_by_role("main")
         expect(main.get_by_text("Failed", exact=True).first).to_be_visible(timeout=30_000)
