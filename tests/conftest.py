@@ -56,30 +56,40 @@ def pytest_report_header() -> str:
     return f"imsflow test home: {_home}"
 
 
-#: The longest units of work, longest first (worker-seconds of a CI run on 2 cores, 2026-11-28): the e2e stack
-#: (~150), the README (~120), the fleet killed with its temporary server (~100), the CLI and crash modules
-#: (~70 each), PostgreSQL (~60), the fleet on a long-running server (~50). An xdist group or a file.
+#: Folders whose tests are one unit of work: tests/e2e/served shares one running stack (its conftest).
+FOLDER_UNITS = ("tests/e2e/served/",)
+#: Files whose tests are each a unit of their own: long tests with function-scoped fixtures only.
+SPLIT_FILES = ("tests/e2e/test_fleet_crash.py",)
+#: The longest units of work, longest first (worker-seconds of a CI run on 2 cores, 2026-11-28): the served
+#: stack (~150), the README (~140), the fleet killed with its temporary server (~85), the CLI and crash
+#: modules (~70-90 each), PostgreSQL (~50-60), the fleet on a long-running server (~50).
+_FLEET_CRASH = "tests/e2e/test_fleet_crash.py::test_"
 LONGEST_FIRST = (
-    "e2e-stack",
+    "tests/e2e/served/",
     "tests/e2e/test_readme.py",
-    "tests/e2e/test_fleet_crash.py",
+    f"{_FLEET_CRASH}fleet_killed_three_times_with_its_temporary_server_then_rerun_and_a_new_fleet",
     "tests/e2e/test_cli.py",
     "tests/e2e/test_crash.py",
     "tests/e2e/test_fleet_postgres.py",
-    "fleet-crash-long-running-server",
+    f"{_FLEET_CRASH}long_running_server_restarted_mid_fleet_and_a_fleet_killed_on_it",
 )
 
 
-def _unit(item: pytest.Item) -> str:
-    """The unit of work ``item`` belongs to: its xdist group, else its file."""
-    group = item.get_closest_marker("xdist_group")
-    if group is not None:
-        return str(group.args[0] if group.args else group.kwargs.get("name", ""))
-    return item.nodeid.split("::", 1)[0]
+def unit_of(nodeid: str) -> str:
+    """The unit of work a test belongs to: its folder (:data:`FOLDER_UNITS`), itself (:data:`SPLIT_FILES`),
+    else its file. A unit runs on one xdist worker, so a module- or session-scoped fixture of it is set up
+    once."""
+    path = nodeid.split("::", 1)[0]
+    for folder in FOLDER_UNITS:
+        if path.startswith(folder):
+            return folder
+    if path in SPLIT_FILES:
+        return nodeid.split("[", 1)[0]
+    return path
 
 
 def _rank(item: pytest.Item) -> tuple[bool, int]:
-    unit = _unit(item)
+    unit = unit_of(item.nodeid)
     rank = LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
     return (item.get_closest_marker("slow") is None, rank)
 
@@ -93,38 +103,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadgroup`` (pyproject's addopts): a test file is one unit of work, so a module-scoped fixture
-    (a wheel build, a local cloud process) is set up on one worker only; tests marked
-    ``xdist_group(NAME)`` (tests/e2e: those on the session's running stack) are one unit across files. Units
-    are handed out in collection order (``--no-loadscope-reorder``): the slow ones first."""
-    if config.getvalue("dist") != "loadgroup":
+    """``--dist loadfile`` (pyproject's addopts), by :func:`unit_of`: a file is a unit of work, so that a
+    module-scoped fixture (a wheel build, a local cloud process) is set up on one worker only; a folder of
+    :data:`FOLDER_UNITS` is one unit, a test of :data:`SPLIT_FILES` a unit of its own. Units are handed out
+    in collection order (``--no-loadscope-reorder``): the slow ones first.
+
+    Not ``xdist_group``: pytest-xdist (3.8) groups by renaming a test's node ID, which pytest 9.2 ignores."""
+    if config.getvalue("dist") != "loadfile":
         return None
-    _check_groups_take()
     from xdist.scheduler import LoadFileScheduling
 
-    class FileOrGroup(LoadFileScheduling):  # type: ignore[misc]
+    class Units(LoadFileScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid.rfind("@") > nodeid.rfind("]"):  # xdist appends "@NAME" to a grouped test's ID
-                return nodeid.rsplit("@", 1)[-1]
-            return nodeid.split("::", 1)[0]
+            return unit_of(nodeid)
 
-    return FileOrGroup(config, log)
-
-
-def _check_groups_take() -> None:
-    """Refuse the pytest that drops ``xdist_group``: pytest-xdist (3.8, the newest as of 2026-11) names a
-    test's group by renaming its node ID to ``ID@NAME``, which :class:`FileOrGroup` reads, and pytest 9.2 no
-    longer reads that rename. The tests of the e2e stack would spread over every worker, each starting a stack
-    of its own, and nothing would say so (pyproject.toml pins pytest below 9.2)."""
-    from importlib.metadata import version
-
-    from packaging.version import Version
-
-    if Version(pytest.__version__) >= Version("9.2") and Version(version("pytest-xdist")) < Version("3.9"):
-        raise pytest.UsageError(
-            f"pytest {pytest.__version__} ignores pytest-xdist {version('pytest-xdist')}'s xdist_group, "
-            "which these tests need: install the versions pyproject.toml pins (pip install -e '.[test]')"
-        )
+    return Units(config, log)
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)

@@ -191,7 +191,6 @@ def prefect_server(tmp_path: Path) -> Iterator[PrefectServer]:
         server.stop()
 
 
-@pytest.mark.xdist_group("fleet-crash-long-running-server")  # a unit of work of its own (tests/conftest.py)
 def test_long_running_server_restarted_mid_fleet_and_a_fleet_killed_on_it(
     cloud_url: str, tmp_path: Path, prefect_server: PrefectServer
 ) -> None:

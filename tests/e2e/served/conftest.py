@@ -1,0 +1,21 @@
+"""One running imsflow installation (Prefect server, local cloud, ``imsflow serve``) for the tests in this
+folder: the deployments as ``imsflow serve`` serves them, driven through the API, the UI and the CLI.
+
+The folder is one unit of work (tests/conftest.py, :data:`~tests.conftest.FOLDER_UNITS`): its tests run on
+one xdist worker, so the stack starts once per run."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.stack import Stack, running_stack
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    with tempfile.TemporaryDirectory(prefix="imsflow-e2e-") as home, running_stack(Path(home)) as running:
+        yield running
