@@ -314,6 +314,21 @@ class Stack:
             check=False,
         )
 
+    def save_credentials_block(self, name: str, username: str, password: str) -> None:
+        """Save an imsflow Credentials block for this stack's local cloud, as an operator does once (in the
+        UI, Blocks → imsflow Credentials, or in Python); ``imsflow blocks register`` must have run."""
+        save = (
+            "from runtime.credentials import ImsflowCredentials as C; "
+            f"url = '{self.cloud_url}'; "
+            "C(profile='local', iam_url=url, ecs_url=url, ims_url=url, "
+            f"domain='demo', username='{username}', password='{password}')"
+            f".save('{name}', overwrite=True)"
+        )
+        saved = subprocess.run(
+            [sys.executable, "-c", save], env=self.env, cwd=ROOT, capture_output=True, check=False
+        )
+        assert saved.returncode == 0, saved.stderr
+
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         """One API call, retried like Prefect's own client does when the server is busy.
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from typing import Any
 
 import pytest
 
-from tests.e2e.stack import DB_1, DEMO_PASSWORD, OPS_PASSWORD, OPS_USER, ROOT, WEB_1, Stack
+from tests.e2e.stack import DB_1, DEMO_PASSWORD, OPS_PASSWORD, OPS_USER, WEB_1, Stack
 
 pytestmark = pytest.mark.slow
 
@@ -131,18 +129,7 @@ def test_a_run_uses_the_credentials_block_it_names(stack: Stack) -> None:
     registered = stack.run_cli("blocks", "register")
     assert registered.returncode == 0, registered.stderr
     assert stack.get("/block_types/slug/imsflow-credentials")["name"] == "imsflow Credentials"
-    # What an operator does once, in the UI (Blocks → imsflow Credentials) or in Python:
-    save = (
-        "from runtime.credentials import ImsflowCredentials as C; "
-        f"url = '{stack.cloud_url}'; "
-        "C(profile='local', iam_url=url, ecs_url=url, ims_url=url, "
-        f"domain='demo', username='{OPS_USER}', password='{OPS_PASSWORD}')"
-        ".save('ops-account', overwrite=True)"
-    )
-    saved = subprocess.run(
-        [sys.executable, "-c", save], env=stack.env, cwd=ROOT, capture_output=True, check=False
-    )
-    assert saved.returncode == 0, saved.stderr
+    stack.save_credentials_block("ops-account", OPS_USER, OPS_PASSWORD)
 
     deployment = stack.deployment("create-image-from-ecs", "create-image")
     run = stack.post(

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from tests.e2e.stack import OPS_PASSWORD, OPS_USER, ROOT, Stack
+from tests.e2e.stack import OPS_PASSWORD, OPS_USER, Stack
 
 pytestmark = pytest.mark.slow
 
 
 def test_doctor_checks_the_named_block(stack: Stack) -> None:
     assert stack.run_cli("blocks", "register").returncode == 0
-    save = (
-        "from runtime.credentials import ImsflowCredentials as C; "
-        f"url = '{stack.cloud_url}'; "
-        "C(profile='local', iam_url=url, ecs_url=url, ims_url=url, "
-        f"domain='demo', username='{OPS_USER}', password='{OPS_PASSWORD}')"
-        ".save('doctor-ops', overwrite=True)"
-    )
-    saved = subprocess.run(
-        [sys.executable, "-c", save], env=stack.env, cwd=ROOT, capture_output=True, check=False
-    )
-    assert saved.returncode == 0, saved.stderr
+    stack.save_credentials_block("doctor-ops", OPS_USER, OPS_PASSWORD)
 
     checked = stack.run_cli("doctor", "--credentials-block", "doctor-ops")
     assert checked.returncode == 0, checked.stdout + checked.stderr
