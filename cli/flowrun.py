@@ -110,18 +110,16 @@ def start_prefect_server(*, background: bool = False) -> Callable[[], None]:
     return lambda: wait(thread)
 
 
-#: Hosts of a Prefect server on this machine (``PREFECT_API_URL``).
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
 def server_is_local() -> bool:
     """Whether the flow runs on a Prefect server of this machine: the temporary one (no ``PREFECT_API_URL``),
     the demo's background server, or any on a loopback address. Its 503s are retried in tenths of a second
     (``runtime.retry``, point 5)."""
     from prefect.settings import PREFECT_API_URL
 
+    from imsflow.settings import is_loopback
+
     url = PREFECT_API_URL.value()
-    return not url or urlsplit(url).hostname in LOOPBACK
+    return not url or is_loopback(urlsplit(url).hostname or "")
 
 
 class ShellFlow:
