@@ -91,6 +91,17 @@ def wait_for(
     raise TimeoutError(f"{what}: not ready after {timeout:.0f} s")
 
 
+def prefect_home(home: Path) -> Path:
+    """The ``PREFECT_HOME`` of the processes of ``home`` (:func:`process_env`)."""
+    return home / "prefect"
+
+
+def seed_prefect_home(home: Path) -> None:
+    """Start ``home``'s Prefect database as a copy of the run's migrated one (tests/prefect_home.py): for
+    tests of something else than a first start on a fresh machine."""
+    seed_database(prefect_home(home) / "prefect.db")
+
+
 def process_env(
     home: Path, cloud_url: str, *, username: str = "demo", password: str = DEMO_PASSWORD, **extra: str
 ) -> dict[str, str]:
@@ -103,7 +114,7 @@ def process_env(
         if not key.startswith(("PREFECT_", "IMSFLOW_")) and key != "VIRTUAL_ENV"
     }
     env.update(
-        PREFECT_HOME=str(home / "prefect"),
+        PREFECT_HOME=str(prefect_home(home)),
         XDG_CONFIG_HOME=str(home / "config"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=PREFECT_STARTUP_TIMEOUT,
@@ -413,7 +424,7 @@ def running_stack(home: Path) -> Iterator[Stack]:
         PYTHONUNBUFFERED="1",
     )
     stack = Stack(home=home, prefect_port=prefect_port, cloud_port=cloud_port, env=env)
-    seed_database(home / "prefect" / "prefect.db")  # the server's PREFECT_HOME (process_env)
+    seed_prefect_home(home)  # the server runs with process_env's PREFECT_HOME
     try:
         server = stack.start(
             "prefect",

@@ -28,9 +28,9 @@ from tests.e2e.stack import (
     free_port,
     prefect_server,
     process_env,
+    seed_prefect_home,
     wait_for,
 )
-from tests.prefect_home import seed_database
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +87,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     env = process_env(home, url)
     # The temporary servers (and the demo's) start migrated: the first create on a fresh machine, migrations
     # included, is the README's (tests/e2e/test_readme.py, on a new PREFECT_HOME).
-    seed_database(home / "prefect" / "prefect.db")
+    seed_prefect_home(home)
     log = (home / "cloud.log").open("wb")
     cloud = subprocess.Popen(
         [*IMSFLOW, "cloud", "--port", str(port), "--seed", str(seed)],

@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from cli import background
-from tests.e2e.stack import IMSFLOW, ROOT
-from tests.prefect_home import seed_database
+from tests.e2e.stack import IMSFLOW, ROOT, prefect_home, seed_prefect_home
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +33,7 @@ def home() -> Iterator[Path]:
         home = Path(tmp)
         # Migrated already: what is tested is the server's reuse and replacement (a demo's first start on a
         # fresh machine, migrations included, is test_wheel's).
-        seed_database(home / "prefect" / "prefect.db")
+        seed_prefect_home(home)
         try:
             yield home
         finally:
@@ -44,7 +43,7 @@ def home() -> Iterator[Path]:
 
 def env(home: Path, **extra: str) -> dict[str, str]:
     out = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "IMSFLOW_"))}
-    out.update(PREFECT_HOME=str(home / "prefect"), XDG_CONFIG_HOME=str(home / "config"), **extra)
+    out.update(PREFECT_HOME=str(prefect_home(home)), XDG_CONFIG_HOME=str(home / "config"), **extra)
     return out
 
 

@@ -36,9 +36,9 @@ from tests.e2e.stack import (
     local_cloud,
     private_images,
     process_env,
+    seed_prefect_home,
     until_stats,
 )
-from tests.prefect_home import seed_database
 
 pytestmark = pytest.mark.slow
 
@@ -159,7 +159,7 @@ def test_fleet_killed_three_times_with_its_temporary_server_then_rerun_and_a_new
 ) -> None:
     env = _env(cloud_url, tmp_path)  # no PREFECT_API_URL: every run starts its own temporary server
     # ... on one database (PREFECT_HOME), migrated already: what is tested is a crash, not a first start.
-    seed_database(tmp_path / "prefect" / "prefect.db")
+    seed_prefect_home(tmp_path)
 
     # Slots taken, first ECS looked at, nothing submitted; then two jobs in flight and two lanes about to
     # submit; then the re-run adopted those and made three more.
