@@ -37,8 +37,8 @@ and poll-job is not retried for it; ``tests/flows/test_retry.py`` asserts it.
    request fails at once and the next try a moment later goes through. Seconds of backoff there only stall
    the run (the flow tests sat 2 s, 4 s on them before they retried faster). :func:`local_server_backoff`
    (used by the CLI for those servers, and by the flow tests) retries them in tenths of a second, with more
-   attempts and no longer in all than Prefect's own: a server that is gone still fails the run within a
-   minute, saying so.
+   attempts and no longer in all than Prefect's own: a server that is gone fails the run no later than it
+   would have, saying so.
 
 The waits sleep through ``runtime``'s sleep, and so do the retries: Prefect is told to retry at once
 (``retry_delay_seconds=0``) and :func:`retry_if_transient` waits the backoff itself before saying yes. With
