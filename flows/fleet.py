@@ -43,6 +43,7 @@ from pydantic import (
 
 import runtime
 from flows.pipeline import image_one_ecs
+from imsflow.client import ssl_context
 from imsflow.errors import (
     DataVolumeNotFoundError,
     ImageQuotaError,
@@ -770,7 +771,9 @@ async def _create_images_for_fleet(params: FleetParams, credentials_block: str |
 
     inner = rt.transport
     if inner is None:
-        inner = httpx.AsyncHTTPTransport(verify=settings.verify_tls, limits=httpx.Limits(max_connections=200))
+        inner = httpx.AsyncHTTPTransport(
+            verify=ssl_context(settings.verify_tls), limits=httpx.Limits(max_connections=200)
+        )
     if params.dry_run:
         # Reads only, and no global limit touched: a dry run changes nothing, Prefect's limits included.
         try:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from imsflow.client import CloudClient, login
+from imsflow.client import CloudClient, login, ssl_context
 from imsflow.errors import ApiError, ImsflowError, JobNotFoundError
 from imsflow.models import IamToken, ImageListQuery
 from imsflow.settings import SERVICES, ImsflowSettings, Service, is_loopback
@@ -302,7 +302,7 @@ class _Doctor:
             self.add("tls", CheckStatus.ok, "; ".join(shown))
 
     async def _handshake(self, host: str, port: int) -> str:
-        context = httpx.create_ssl_context(verify=self.settings.verify_tls)
+        context = ssl_context(self.settings.verify_tls)
         _, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=context, server_hostname=host), timeout=self.timeout
         )

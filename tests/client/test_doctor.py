@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from imsflow.client import CloudClient, ssl_context
 from imsflow.doctor import CHECKS, UNKNOWN_JOB_ID, CheckResult, CheckStatus, run_checks
 from imsflow.settings import ImsflowSettings
 from localcloud import LocalCloud
@@ -325,3 +326,44 @@ def test_the_job_check_names_the_configured_job_api(api: str, path: str) -> None
     job = results["ims-job"]
     assert job.ok, job
     assert job.detail.startswith(f"GET {path} (ims_job_api {api}, IMSFLOW_IMS_JOB_API) answers")
+
+
+def test_one_tls_context_per_process_and_a_new_ca_file_is_honoured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All clients (each task builds one) share one context; a CA set later by SSL_CERT_FILE still counts."""
+    import certifi
+
+    built: list[bool] = []
+    create = httpx.create_ssl_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        built.append(True)
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "create_ssl_context", counted)
+    bundle = tmp_path / "bundle.pem"  # the usual CAs, at a path (a cache key) no other test uses
+    bundle.write_bytes(Path(certifi.where()).read_bytes())
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    clients = [CloudClient(settings_for(verify_tls=True)) for _ in range(3)]
+    assert len(built) == 1, "one context for every client"
+    assert ssl_context(True) is ssl_context(True)
+    assert ssl_context(True).verify_mode is ssl.CERT_REQUIRED
+    assert ssl_context(True).check_hostname
+    assert ssl_context(False).verify_mode is ssl.CERT_NONE
+
+    async def handshake(port: int, context: ssl.SSLContext) -> None:
+        _, writer = await asyncio.open_connection("localhost", port, ssl=context)
+        writer.close()
+
+    async def scenario() -> None:
+        async with tls_server(tmp_path) as port:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await handshake(port, ssl_context(True))
+            monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))  # the listener's certificate
+            await handshake(port, ssl_context(True))  # trusted now: a new context, not the cached one
+
+    asyncio.run(scenario())
+    assert len(built) == 3  # verify=False, then the new CA file
+    del clients
