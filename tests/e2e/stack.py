@@ -330,10 +330,10 @@ class Stack:
         UI, Blocks → imsflow Credentials, or in Python); ``imsflow blocks register`` must have run."""
         save = (
             "from runtime.credentials import ImsflowCredentials as C; "
-            f"url = '{self.cloud_url}'; "
+            f"url = {self.cloud_url!r}; "
             "C(profile='local', iam_url=url, ecs_url=url, ims_url=url, "
-            f"domain='demo', username='{username}', password='{password}')"
-            f".save('{name}', overwrite=True)"
+            f"domain='demo', username={username!r}, password={password!r})"
+            f".save({name!r}, overwrite=True)"
         )
         saved = subprocess.run(
             [sys.executable, "-c", save], env=self.env, cwd=ROOT, capture_output=True, check=False
