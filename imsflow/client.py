@@ -28,6 +28,7 @@ from imsflow.errors import (
     ConfigError,
     ImageNotFoundError,
     JobNotFoundError,
+    TlsVerificationError,
     TransportError,
     UnexpectedResponseError,
     is_gateway_not_found,
@@ -121,6 +122,16 @@ def _ssl_context(verify: bool, cert_file: str | None, cert_dir: str | None) -> s
     # cert_file and cert_dir only key the cache (a changed CA variable gets a new context): httpx reads them.
     del cert_file, cert_dir
     return httpx.create_ssl_context(verify=verify)
+
+
+def _untrusted_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate failure under an httpx error (httpx wraps httpcore's error, which wraps ssl's)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 class _NoTokenAuth(httpx.Auth):
@@ -261,6 +272,12 @@ class CloudClient:
         except httpx.TimeoutException as exc:
             raise TransportError(f"{method} timed out ({type(exc).__name__})", url=url) from exc
         except httpx.RequestError as exc:
+            untrusted = _untrusted_certificate(exc)
+            if untrusted is not None:
+                reason = untrusted.verify_message or str(untrusted)
+                raise TlsVerificationError(
+                    f"{method} failed: certificate not trusted: {reason}", url=url
+                ) from exc
             hint = None
             if isinstance(exc, httpx.ConnectError) and url.startswith(LOCAL_ENDPOINT):
                 # The local profile's default endpoint: nothing answers unless the local cloud was started.

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from imsflow.client import CloudClient, login, ssl_context
-from imsflow.errors import ApiError, ImsflowError, JobNotFoundError
+from imsflow.errors import ApiError, ImsflowError, JobNotFoundError, TlsVerificationError
 from imsflow.models import IamToken, ImageListQuery
 from imsflow.settings import SERVICES, ImsflowSettings, Service, is_loopback
 
@@ -280,10 +280,7 @@ class _Doctor:
                 self.bad_hosts[host] = "tls"
             except ssl.SSLCertVerificationError as exc:
                 failures.append(f"{host}:{port}: certificate not trusted: {exc.verify_message or exc}")
-                hints.append(
-                    "Install the CA (SSL_CERT_FILE), "
-                    "or set IMSFLOW_VERIFY_TLS=false for a test endpoint only."
-                )
+                hints.append(TlsVerificationError.hint)
                 self.bad_hosts[host] = "tls"
             except (OSError, ssl.SSLError) as exc:
                 failures.append(f"{host}:{port}: {type(exc).__name__}: {exc}")

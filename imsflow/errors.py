@@ -6,6 +6,7 @@ Classes are grouped by what a caller does about them, not by which service raise
     ├── ConfigError                    settings are incomplete or unsafe
     ├── InvalidRequestError            client-side validation (names the field and the IMS rule)
     ├── TransportError                 retryable: connect/read failures and timeouts (carries url)
+    │   └── TlsVerificationError       not retryable: the endpoint's certificate is not trusted
     ├── EcsNotReadyError               client-side check: the ECS is not in a state to be imaged
     ├── DataDiskError                  client-side check: the data disks asked for cannot be imaged
     │   ├── NoDataDiskError            the ECS has no data disk (kind system-and-data)
@@ -99,6 +100,7 @@ __all__ = [
     "ShareLimitError",
     "SlotsUnavailableError",
     "ThrottledError",
+    "TlsVerificationError",
     "TokenExpiredError",
     "TokenInvalidError",
     "TransportError",
@@ -179,6 +181,15 @@ class TransportError(ImsflowError):
     def __init__(self, message: str, *, url: str, hint: str | None = None) -> None:
         self.url = url
         super().__init__(f"{message} ({url})", hint=hint)
+
+
+class TlsVerificationError(TransportError):
+    """The endpoint's TLS certificate did not verify: no request was sent, and trying again cannot help."""
+
+    retryable = False
+    hint = (
+        "Install the endpoint's CA (SSL_CERT_FILE), or set IMSFLOW_VERIFY_TLS=false for a test endpoint only."
+    )
 
 
 class EcsNotReadyError(ImsflowError):

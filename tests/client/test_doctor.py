@@ -16,6 +16,7 @@ import pytest
 
 from imsflow.client import CloudClient, ssl_context
 from imsflow.doctor import CHECKS, UNKNOWN_JOB_ID, CheckResult, CheckStatus, run_checks
+from imsflow.errors import TlsVerificationError
 from imsflow.settings import ImsflowSettings
 from localcloud import LocalCloud
 from localcloud.seed import FaultRuleSeed
@@ -367,3 +368,22 @@ def test_one_tls_context_per_process_and_a_new_ca_file_is_honoured(
     asyncio.run(scenario())
     assert len(built) == 3  # verify=False, then the new CA file
     del clients
+
+
+def test_an_untrusted_certificate_is_one_named_error_with_what_to_do_not_retried(tmp_path: Path) -> None:
+    """No request went out and another try cannot help: the tasks must not spend their backoff on it."""
+
+    async def scenario() -> TlsVerificationError:
+        async with tls_server(tmp_path) as port:
+            url = f"https://localhost:{port}"
+            settings = settings_for(iam_url=url, ecs_url=url, ims_url=url, verify_tls=True)
+            async with CloudClient(settings) as client:
+                with pytest.raises(TlsVerificationError) as raised:
+                    await client.iam.list_projects()
+                return raised.value
+
+    error = asyncio.run(scenario())
+    assert str(error).startswith("GET failed: certificate not trusted: self-signed certificate (https://")
+    assert error.retryable is False
+    assert "SSL_CERT_FILE" in error.hint
+    assert "IMSFLOW_VERIFY_TLS" in error.hint

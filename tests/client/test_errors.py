@@ -284,6 +284,7 @@ def test_invalid_request_error_names_field_and_rule() -> None:
     [
         error_for(400, "IMG.0008", "The ECS cannot be used ...", URL, request_id="r", retry_after=2.0),
         TransportError("boom", url=URL),
+        errors.TlsVerificationError("GET failed: certificate not trusted: self-signed certificate", url=URL),
         JobFailedError(job_id="j", error_code=None, fail_reason=None),
         JobTimeoutError(job_id="j", last_status=None, waited_seconds=1.0),
         InvalidRequestError("name", "x", "rule"),
