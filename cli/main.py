@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-from cli.app import app, err
+import typer
+
+from cli.app import app, err, fail
 
 # isort: off
 # Importing a command module registers its commands on ``app``; this order is the order of `imsflow --help`.
@@ -28,7 +31,26 @@ def main() -> None:
     # Masks passwords, SKs and tokens in every log line the command or Prefect writes (flows install it too).
     install_redaction()
     try:
+        check_ca_file()
+    except typer.Exit as exit_:  # outside the app, so typer does not turn it into an exit code itself
+        sys.exit(exit_.exit_code)
+    try:
         app()
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+def check_ca_file() -> None:
+    """Fail in one line when ``SSL_CERT_FILE`` names no file.
+
+    Prefect builds an HTTPS transport while it is imported, and so does every client: each would fail on it
+    with a traceback (Prefect's own logged at import, before any command could say what is wrong).
+    """
+    path = os.environ.get("SSL_CERT_FILE")
+    if path and not os.path.isfile(path):
+        fail(
+            f"SSL_CERT_FILE={path}: no such file",
+            hint="Point SSL_CERT_FILE at a PEM bundle of the CAs to trust, or unset it for the default ones.",
+            code=2,
+        )

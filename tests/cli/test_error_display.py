@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pickle
+import sys
+from pathlib import Path
 
 import pytest
 import typer
 
 from cli.app import friendly_errors
+from cli.main import main
 from imsflow.errors import ImsflowError, JobFailedError, JobTimeoutError, error_for
 
 
@@ -46,3 +49,19 @@ def test_fleet_summary_table_keeps_the_request_id() -> None:
     console = Console(width=400, record=True)
     console.print(summary(FleetResult(rows=[row], wall_seconds=1)))
     assert "[request id req-row]" in console.export_text()
+
+
+def test_a_missing_ca_file_is_one_line_before_any_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Prefect and every client would fail on it with a traceback: the CLI says it first, and nothing runs."""
+    missing = tmp_path / "corporate-ca.pem"
+    monkeypatch.setenv("SSL_CERT_FILE", str(missing))
+    monkeypatch.setattr(sys, "argv", ["imsflow", "config"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    shown = capsys.readouterr()
+    assert shown.out == ""
+    assert shown.err.splitlines()[0] == f"error: SSL_CERT_FILE={missing}: no such file"
+    assert shown.err.splitlines()[1].startswith("hint: Point SSL_CERT_FILE at a PEM bundle")
