@@ -108,23 +108,41 @@ class FlowTestServer:
                 self.process.wait()
 
 
-_early: list[FlowTestServer] = []
+#: The server started ahead of the first flow test (:class:`_StartAhead`): one per process.
+_ahead: list[FlowTestServer] = []
 #: uvicorn's options as Prefect's temporary server passes them.
 UVICORN = ["--host", "127.0.0.1", "--log-level", "error", "--lifespan", "on"]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the test server's process as soon as the run is known to need it, not at the first flow test.
+    """Start the test server's process one test before the first flow test, not at that test itself.
 
-    Coming up (the template database, imports, block registration) takes seconds; the tests collected
-    before tests/flows (tests/cli, tests/client) run meanwhile. :func:`prefect_server` waits for it.
+    Coming up (the template database, imports, block registration) takes seconds, which the test before it
+    covers. Not at collection: in a full run the end-to-end tests come first, for minutes, and an idle Prefect
+    server still costs 4-6 % of a core (uvicorn's and docket's timers), three servers times ~4 minutes.
+    :func:`prefect_server` waits for it, or starts one itself when no test came before.
     """
     here = Path(__file__).parent
     if session.config.option.collectonly or not any(
         here in Path(item.path).parents for item in session.items
     ):
         return
-    _early.append(FlowTestServer.spawn())
+    session.config.pluginmanager.register(_StartAhead(here), "imsflow-flow-server-ahead")
+
+
+class _StartAhead:
+    """Spawns the test server when the next test to run is a flow test (a plugin: a conftest's own
+    ``pytest_runtest_protocol`` is only called for the tests under it)."""
+
+    def __init__(self, flows: Path) -> None:
+        self.flows = flows
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        if _ahead:
+            return
+        if any(i is not None and self.flows in Path(i.path).parents for i in (item, nextitem)):
+            _ahead.append(FlowTestServer.spawn())
 
 
 def _server_environment() -> dict[str, str]:
@@ -142,7 +160,7 @@ def prefect_server() -> Iterator[FlowTestServer]:
     """One Prefect server for all flow tests of this process (starting one costs seconds)."""
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
 
-    server = _early.pop() if _early else FlowTestServer.spawn()
+    server = _ahead[0] if _ahead else FlowTestServer.spawn()
     if not server.wait_until_healthy(SERVER_STARTUP_TIMEOUT):
         server = FlowTestServer.spawn()  # the early one died (its log is above): one more try
         if not server.wait_until_healthy(SERVER_STARTUP_TIMEOUT):
