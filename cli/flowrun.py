@@ -7,9 +7,10 @@
         params = DeleteImageParams(...)
         result = shell.run(delete_image, params, credentials_block)   # step lines, the flow, its result
 
-Without ``PREFECT_API_URL`` Prefect starts a temporary server for the run. On a busy machine that takes longer
-than Prefect's default wait (20 s), so the server is started here, with :data:`STARTUP_TIMEOUT_SECONDS` unless
-the user set ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``; when it still does not come up, the command
+Without ``PREFECT_API_URL`` the run needs a temporary Prefect server. It is started here (``cli.tempserver``:
+the process Prefect would start, without loading Prefect's server code into this one), and waited for with
+:data:`STARTUP_TIMEOUT_SECONDS` unless the user set ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``:
+Prefect's default wait (20 s) is too short on a busy machine. When it still does not come up, the command
 says so in one line, with what to do, instead of a traceback.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -52,62 +52,57 @@ def startup_timeout() -> int:
     return STARTUP_TIMEOUT_SECONDS
 
 
-def server_did_not_start(timeout: int, exc: BaseException) -> NoReturn:
-    """The one line for a temporary server that did not come up (instead of Prefect's traceback)."""
-    exited = " Ephemeral server process exited with code "
-    if PREFECT_START_FAILURE not in str(exc):  # no answer at all, or an error answer to the health check
-        fail(
-            f"Prefect's temporary server did not start: {exc}",
-            hint="start one with `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api",
-        )
-    if exited in str(exc):
-        code = str(exc).split(exited, 1)[1].split(".", 1)[0]
+def server_did_not_start(timeout: float, code: int | None = None) -> NoReturn:
+    """The one line for a temporary server that did not come up: it exited (``code``) or kept silent."""
+    if code is not None:
         fail(
             f"Prefect's temporary server exited with code {code} before it started: run "
             "`prefect server start` to see why, then set PREFECT_API_URL=http://127.0.0.1:4200/api"
         )
     fail(
-        f"Prefect's temporary server did not start within {timeout} s (is the machine busy?): start one with "
-        "`prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api, "
+        f"Prefect's temporary server did not start within {timeout:.0f} s (is the machine busy?): start one "
+        "with `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api, "
         f"or raise {TIMEOUT_SETTING}"
     )
 
 
-def start_prefect_server(*, background: bool = False) -> Callable[[], None]:
-    """Start Prefect's temporary server (when no ``PREFECT_API_URL`` is set) with our startup timeout.
+def _prefect_did_not_start(timeout: float, exc: BaseException) -> NoReturn:
+    """The same line for a temporary server Prefect's client started itself (its ``RuntimeError``)."""
+    exited = " Ephemeral server process exited with code "
+    if exited in str(exc):
+        server_did_not_start(timeout, int(str(exc).split(exited, 1)[1].split(".", 1)[0]))
+    server_did_not_start(timeout)
 
-    Returns a function that waits until the server answers, or says in one line why it did not. With
-    ``background`` the server starts in a thread, so that the wait overlaps the caller's own start-up
-    (imports, a local cloud); the caller must call the returned function before the first flow run.
+
+def start_prefect_server(stack: contextlib.ExitStack) -> Callable[[], None]:
+    """Start a temporary Prefect server (when no ``PREFECT_API_URL`` is set) for the rest of the command.
+
+    The server is spawned at once (``cli.tempserver``) and ``PREFECT_API_URL`` names it from now on (in
+    ``stack``); returns a function that waits until it answers (with :func:`startup_timeout`), or says in
+    one line why it did not. Call that before the first flow run.
     """
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        get_current_settings,
+        temporary_settings,
+    )
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return lambda: None
+    from cli.tempserver import NotStarted, TemporaryServer
+
     timeout = startup_timeout()
-    failure: list[BaseException] = []
+    server = TemporaryServer.start(get_current_settings().to_environment_variables(exclude_unset=True))
+    stack.enter_context(temporary_settings(updates={PREFECT_API_URL: server.api_url}))
 
-    def start() -> None:
-        from prefect.server.api.server import SubprocessASGIServer
-
+    def wait() -> None:
         try:
-            # The one instance Prefect's client uses too: once it runs, the flow run finds it running.
-            SubprocessASGIServer().start(timeout=timeout)
-        except BaseException as exc:  # handed to the caller's thread
-            failure.append(exc)
+            server.wait(timeout)
+        except NotStarted as exc:
+            server_did_not_start(exc.timeout, exc.code)
 
-    def wait(thread: threading.Thread | None = None) -> None:
-        if thread is not None:
-            thread.join()
-        if failure:
-            server_did_not_start(timeout, failure[0])
-
-    if not background:
-        start()
-        return wait
-    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
-    thread.start()
-    return lambda: wait(thread)
+    return wait
 
 
 def server_is_local() -> bool:
@@ -125,7 +120,8 @@ def server_is_local() -> bool:
 class ShellFlow:
     """What :func:`flow_from_shell` hands to a command: the settings, the server, running the flow."""
 
-    def __init__(self) -> None:
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        self._stack = stack
         self._server_ready: Callable[[], None] | None = None
         #: The ID of the last flow run :meth:`run` ran (for a link to it in the UI).
         self.flow_run_id: str | None = None
@@ -137,14 +133,14 @@ class ShellFlow:
         return runtime.settings()
 
     def start_server_early(self) -> None:
-        """Start Prefect's temporary server now, in the background (``imsflow demo``)."""
+        """Start Prefect's temporary server now, and wait for it later (``imsflow demo``)."""
         if self._server_ready is None:
-            self._server_ready = start_prefect_server(background=True)
+            self._server_ready = start_prefect_server(self._stack)
 
     def server(self) -> None:
         """Wait for Prefect's server (starting the temporary one if need be); one line if it does not come."""
         if self._server_ready is None:
-            self._server_ready = start_prefect_server()
+            self._server_ready = start_prefect_server(self._stack)
         self._server_ready()
 
     def run(
@@ -202,9 +198,9 @@ def flow_from_shell(
     quiet_prefect(verbose)
     for name, value in (prefect_env or {}).items():
         os.environ.setdefault(name, value)
-    with friendly_errors():
+    with friendly_errors(), contextlib.ExitStack() as stack:
         try:
-            yield ShellFlow()
+            yield ShellFlow(stack)
         except RuntimeError as exc:
             if PREFECT_UNREACHABLE in str(exc):  # PREFECT_API_URL names a server that does not answer
                 fail(
@@ -216,4 +212,4 @@ def flow_from_shell(
                 raise
             from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
 
-            server_did_not_start(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), exc)
+            _prefect_did_not_start(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), exc)

@@ -203,15 +203,16 @@ def test_the_demo_runs_on_the_running_server_and_links_to_its_run(
 ) -> None:
     """The second demo: the server is found (not spawned), no temporary server starts, the flow runs with the
     server's API URL, and the last lines link to the run in its UI."""
-    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL
 
     from cli.flowrun import ShellFlow
+    from cli.tempserver import TemporaryServer
 
     running = record(home, lookalike.pid, url="http://127.0.0.1:4321")
     monkeypatch.setattr(background, "healthy", lambda url, timeout=2.0: url == running.url)
     temporary: list[object] = []
-    monkeypatch.setattr(SubprocessASGIServer, "start", lambda self, timeout=None: temporary.append(timeout))
+    start = classmethod(lambda cls, settings_env=None: temporary.append(cls))
+    monkeypatch.setattr(TemporaryServer, "start", start)
     seen: list[str | None] = []
 
     class Result:

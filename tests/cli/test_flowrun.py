@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from cli.flowrun import PREFECT_START_FAILURE, STARTUP_TIMEOUT_SECONDS, flow_from_shell, startup_timeout
 from cli.main import app
+from cli.tempserver import NotStarted, TemporaryServer
 from tests.e2e.stack import IMSFLOW
 
 runner = CliRunner()
@@ -20,18 +21,20 @@ IMAGE = "11111111-2222-4333-8444-555555555555"
 
 
 @pytest.fixture
-def server_starts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int | None]]:
+def server_starts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
     """No ``PREFECT_API_URL``: commands start the temporary server; here a fake one that never comes up."""
-    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    timeouts: list[int | None] = []
+    timeouts: list[float] = []
 
-    def start(self: SubprocessASGIServer, timeout: int | None = None) -> None:
-        timeouts.append(timeout)
-        raise RuntimeError(f"{PREFECT_START_FAILURE}.")
+    class Silent:
+        api_url = "http://127.0.0.1:9/api"
 
-    monkeypatch.setattr(SubprocessASGIServer, "start", start)
+        def wait(self, timeout: float) -> None:
+            timeouts.append(timeout)
+            raise NotStarted(timeout, None)
+
+    monkeypatch.setattr(TemporaryServer, "start", classmethod(lambda cls, settings_env=None: Silent()))
     with temporary_settings(updates={PREFECT_API_URL: None}):
         yield timeouts
 
@@ -57,7 +60,7 @@ def test_the_startup_timeout_is_generous_unless_the_user_set_one() -> None:
     ids=lambda command: command[0],
 )
 def test_a_server_that_does_not_start_is_one_line(
-    command: list[str], server_starts: list[int | None], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    command: list[str], server_starts: list[float], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no developer .env
     result = runner.invoke(app, command)
