@@ -115,19 +115,27 @@ UVICORN = ["--host", "127.0.0.1", "--log-level", "error", "--lifespan", "on"]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the test server's process one test before the first flow test, not at that test itself.
+    """Start the test server's process before the first flow test needs it.
 
-    Coming up (the template database, imports, block registration) takes seconds, which the test before it
-    covers. Not at collection: in a full run the end-to-end tests come first, for minutes, and an idle Prefect
-    server still costs 4-6 % of a core (uvicorn's and docket's timers), three servers times ~4 minutes.
-    :func:`prefect_server` waits for it, or starts one itself when no test came before.
+    Coming up (the template database, imports, block registration) takes seconds. In the quick loop the flow
+    tests come within seconds: the server starts now, while the worker's first tests run. In a full run the
+    slow end-to-end tests come first, for minutes, and an idle Prefect server still costs a few percent of a
+    core (uvicorn's and docket's timers): there it starts while the test before the worker's first flow test
+    runs. :func:`prefect_server` waits for it, or starts one itself when no test came before.
     """
     here = Path(__file__).parent
     if session.config.option.collectonly or not any(
         here in Path(item.path).parents for item in session.items
     ):
         return
-    session.config.pluginmanager.register(_StartAhead(here), "imsflow-flow-server-ahead")
+    slow_first = any(
+        item.get_closest_marker("slow") is not None and here not in Path(item.path).parents
+        for item in session.items
+    )
+    if slow_first:
+        session.config.pluginmanager.register(_StartAhead(here), "imsflow-flow-server-ahead")
+    else:
+        _ahead.append(FlowTestServer.spawn())
 
 
 class _StartAhead:
