@@ -88,14 +88,19 @@ class TemporaryServer:
                 threading.Event().wait(0.1)
 
     def stop(self) -> None:
-        """Stop the server (as Prefect stops its own: terminate, then kill after 5 s)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """Stop the server, as Prefect stops its own (:func:`stop_process`)."""
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 5) -> None:
+    """Terminate ``process`` if it runs, and kill it when it has not exited after ``grace`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def serve() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.tempserver import stop_process
 from runtime.retry import local_server_backoff
 from tests.prefect_home import seed_database
 from tests.support import LAYOUTS, endpoint_layout
@@ -99,13 +100,8 @@ class FlowTestServer:
 
     def stop(self) -> None:
         self._launch.join()
-        if self._process is not None and self._process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self._process is not None:
+            stop_process(self._process)
 
 
 #: The server started ahead of the first flow test (:class:`_StartAhead`): one per process.
