@@ -32,7 +32,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 RECORD_NAME = "imsflow-server.json"
 LOCK_NAME = "imsflow-server.lock"
@@ -144,6 +144,33 @@ def api_healthy(api_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def await_health(
+    answers: Callable[[float], bool],
+    alive: Callable[[], bool],
+    *,
+    timeout: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> Literal["healthy", "exited", "silent"]:
+    """Wait until a server answers its health check (``answers(seconds)``): ``"healthy"``; ``"exited"`` once
+    ``alive()`` says its process is gone; ``"silent"`` after ``timeout`` seconds of ``clock``.
+
+    A server on a socket bound before it started (the background one, the temporary one) has it listening
+    from the start: a health check waits in the backlog until the server serves it.
+    """
+    deadline = clock() + timeout
+    while True:
+        remaining = deadline - clock()
+        asked = time.monotonic()
+        if answers(max(0.1, min(1.0, remaining))):
+            return "healthy"
+        if not alive():
+            return "exited"
+        if remaining <= 0:
+            return "silent"
+        if time.monotonic() - asked < 0.1:  # refused at once (not listening yet): do not spin
+            threading.Event().wait(0.1)
+
+
 def find(home: Path | None = None) -> Record | None:
     """The background server of ``home`` if it runs and answers; ``None`` if none (or a stale record)."""
     record = read_record(home or prefect_home())
@@ -177,27 +204,23 @@ class Starting:
         self, timeout: float = STARTUP_TIMEOUT_SECONDS, clock: Callable[[], float] = time.monotonic
     ) -> Record:
         """Wait until the server answers; :class:`ServerError` when it exits or does not answer in time."""
-        deadline = clock() + timeout
-        while True:
-            remaining = deadline - clock()
-            asked = time.monotonic()
-            # The socket listens from the start: a request waits in its backlog until the server serves it.
-            if healthy(self.record.url, timeout=max(0.1, min(1.0, remaining))):
-                return self.record
-            if not ours(self.record.pid):
-                raise ServerError(
-                    f"the background Prefect server exited before it answered{self._log_tail()}",
-                    hint=f"see {Path(self.record.home) / LOG_NAME}; `imsflow demo --temporary-server` runs "
-                    "without it",
-                )
-            if remaining <= 0:
-                raise ServerError(
-                    f"the background Prefect server did not answer within {timeout:.0f} s "
-                    "(is the machine busy?)",
-                    hint=f"see {Path(self.record.home) / LOG_NAME}; `imsflow ui --stop` stops it",
-                )
-            if time.monotonic() - asked < 0.1:  # refused at once (not listening yet): do not spin
-                threading.Event().wait(0.1)
+
+        def answers(wait: float) -> bool:
+            return healthy(self.record.url, timeout=wait)
+
+        outcome = await_health(answers, lambda: ours(self.record.pid), timeout=timeout, clock=clock)
+        if outcome == "exited":
+            raise ServerError(
+                f"the background Prefect server exited before it answered{self._log_tail()}",
+                hint=f"see {Path(self.record.home) / LOG_NAME}; `imsflow demo --temporary-server` runs "
+                "without it",
+            )
+        if outcome == "silent":
+            raise ServerError(
+                f"the background Prefect server did not answer within {timeout:.0f} s (is the machine busy?)",
+                hint=f"see {Path(self.record.home) / LOG_NAME}; `imsflow ui --stop` stops it",
+            )
+        return self.record
 
     def _log_tail(self) -> str:
         with contextlib.suppress(OSError):

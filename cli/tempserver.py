@@ -18,7 +18,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -72,20 +71,19 @@ class TemporaryServer:
 
     def wait(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
         """Return once the server answers; :class:`NotStarted` when it exits or does not answer in time."""
-        from cli.background import api_healthy
+        from cli.background import api_healthy, await_health
 
-        deadline = clock() + timeout
-        while True:
-            remaining = deadline - clock()
-            asked = time.monotonic()
-            if api_healthy(self.api_url, timeout=max(0.1, min(1.0, remaining))):
-                return
-            if (code := self.process.poll()) is not None:
-                raise NotStarted(timeout, code)
-            if remaining <= 0:
-                raise NotStarted(timeout, None)
-            if time.monotonic() - asked < 0.1:  # refused at once: do not spin
-                threading.Event().wait(0.1)
+        def answers(wait: float) -> bool:
+            return api_healthy(self.api_url, timeout=wait)
+
+        def running() -> bool:
+            return self.process.poll() is None
+
+        outcome = await_health(answers, running, timeout=timeout, clock=clock)
+        if outcome == "exited":
+            raise NotStarted(timeout, self.process.returncode)
+        if outcome == "silent":
+            raise NotStarted(timeout, None)
 
     def stop(self) -> None:
         """Stop the server, as Prefect stops its own (:func:`stop_process`)."""
