@@ -1,18 +1,17 @@
-"""``imsflow cloud`` and ``imsflow create`` as a user runs them: separate processes, real HTTP, Prefect's
-temporary local server, configuration through IMSFLOW_* only.
+"""``imsflow cloud`` and ``imsflow create`` as a user runs them: separate processes, real HTTP, configuration
+through IMSFLOW_* only.
 
-The failures (running, unknown ECS, wrong password, unreachable endpoint) run on one ``prefect server start``
-of the module (``PREFECT_API_URL``): what they show does not depend on where the run is recorded, and a
-temporary server per run costs seconds of CPU each. The first test runs on temporary servers, as a user's
-``imsflow create`` does by default."""
+The runs are recorded on one ``prefect server start`` of the module (``PREFECT_API_URL``): what they show does
+not depend on where the run is recorded, and a temporary server per run costs seconds of CPU each. ``imsflow
+create`` on its own temporary server, as a user's first run goes, is the README's (tests/e2e/test_readme.py);
+the demo from a fresh machine is the installed wheel's (tests/e2e/test_wheel.py).
+"""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -28,7 +27,6 @@ from tests.e2e.stack import (
     free_port,
     prefect_server,
     process_env,
-    seed_prefect_home,
     wait_for,
 )
 
@@ -85,9 +83,6 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = process_env(home, url)
-    # The temporary servers (and the demo's) start migrated: the first create on a fresh machine, migrations
-    # included, is the README's (tests/e2e/test_readme.py, on a new PREFECT_HOME).
-    seed_prefect_home(home)
     log = (home / "cloud.log").open("wb")
     cloud = subprocess.Popen(
         [*IMSFLOW, "cloud", "--port", str(port), "--seed", str(seed)],
@@ -123,7 +118,8 @@ def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
     assert DEMO_PASSWORD not in output
 
 
-def test_create_makes_an_active_image_and_the_second_run_reuses_the_token(cli: Cli) -> None:
+def test_create_makes_an_active_image_and_the_second_run_reuses_the_token(on_server: Cli) -> None:
+    cli = on_server
     first = cli.run("create", "--instance-id", WEB_1, "--name", "web-1-golden", "--tag", "env=prod")
     assert first.returncode == 0, first.stderr
     assert_clean(first)
@@ -211,24 +207,3 @@ def test_config_masks_secrets(cli: Cli) -> None:
     assert DEMO_PASSWORD not in result.stdout
     assert "**********" in result.stdout
     assert cli.url in result.stdout
-
-
-def test_demo_prints_an_image_id_without_traceback(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "IMSFLOW_"))}
-    env.update({"PREFECT_HOME": str(tmp_path / "prefect"), "XDG_CONFIG_HOME": str(tmp_path / "config")})
-    try:
-        result = subprocess.run(
-            [*IMSFLOW, "demo"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-    finally:
-        # The demo leaves its Prefect server running for the next one: stop it, as a user would.
-        subprocess.run([*IMSFLOW, "ui", "--stop"], cwd=tmp_path, env=env, capture_output=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    assert "is active" in result.stdout
