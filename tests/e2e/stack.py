@@ -23,7 +23,7 @@ from typing import IO, Any
 import httpx
 import yaml
 
-from tests.prefect_home import seed_database
+from tests.prefect_home import WITHOUT_EVENT_SERVICES, seed_database
 
 ROOT = Path(__file__).resolve().parents[2]
 # The `imsflow` command (the console script runs `cli.main:main`, as `python -m cli` does).
@@ -214,7 +214,8 @@ def private_images(url: str, token: str) -> list[dict[str, Any]]:
 
 class PrefectServer:
     """``prefect server start`` alone (no UI) on a fixed free port and database under ``home``, which a test
-    can kill and start again (a restart keeps its port and database)."""
+    can kill and start again (a restart keeps its port and database). Its tests (the CLI's, the crashes')
+    read no event back: it runs :data:`~tests.prefect_home.WITHOUT_EVENT_SERVICES`."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -230,6 +231,7 @@ class PrefectServer:
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_SERVER_UI_ENABLED="false",
             PREFECT_LOGGING_SERVER_LEVEL="WARNING",
+            **WITHOUT_EVENT_SERVICES,
         )
         command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port"]
         with (self.home / "prefect-server.log").open("ab") as log:

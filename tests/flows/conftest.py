@@ -19,7 +19,7 @@ import pytest
 
 from cli.tempserver import stop_process
 from runtime.retry import local_server_backoff
-from tests.prefect_home import seed_database
+from tests.prefect_home import WITHOUT_EVENT_SERVICES, seed_database
 from tests.support import LAYOUTS, endpoint_layout
 
 #: Seconds the test server may take to come up. Generous: on a busy 2-core machine it can take minutes
@@ -155,8 +155,14 @@ def _server_environment() -> dict[str, str]:
     A fleet waits for slots of its concurrency limit: the server answers 423 with a ``Retry-After`` of the
     limit's average slot occupancy (up to 30 s), and Prefect's client sleeps that long in real time. On the
     local cloud's virtual clock slots free up in milliseconds: a quarter second caps the wait.
+
+    No flow test reads an event back from the server (the events a flow emits are checked where it emits
+    them): :data:`~tests.prefect_home.WITHOUT_EVENT_SERVICES`.
     """
-    return {"PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "0.25"}
+    return {
+        "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "0.25",
+        **WITHOUT_EVENT_SERVICES,
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)
