@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from cli.tempserver import NotStarted, TemporaryServer
 from tests.e2e.stack import ROOT
+from tests.prefect_home import seed_database
 
 
 def _process(code: str) -> subprocess.Popen[bytes]:
@@ -38,10 +40,11 @@ def test_a_silent_server_times_out_by_the_clock() -> None:
 
 
 @pytest.mark.slow
-def test_the_command_starts_a_server_without_loading_prefects_server_code(tmp_path: os.PathLike[str]) -> None:
+def test_the_command_starts_a_server_without_loading_prefects_server_code(tmp_path: Path) -> None:
     """The real thing, in a process of its own as a command runs it: the server answers at the URL Prefect's
     settings now name, and ``prefect.server`` was never imported here (2.7 s of CPU that Prefect's own
-    temporary server costs the command)."""
+    temporary server costs the command). On a migrated database: a first start's migrations are the
+    README's."""
     script = textwrap.dedent(
         """
         import contextlib, sys
@@ -56,6 +59,7 @@ def test_the_command_starts_a_server_without_loading_prefects_server_code(tmp_pa
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "IMSFLOW_"))}
     env.update(PREFECT_HOME=str(tmp_path), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    seed_database(tmp_path / "prefect.db")  # Prefect's default database in PREFECT_HOME
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
     )
