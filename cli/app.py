@@ -7,6 +7,7 @@ This module knows no command: the modules of ``cli.commands`` register theirs on
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,6 +54,9 @@ def quiet_prefect(verbose: bool) -> None:
         return
     for name, value in QUIET_PREFECT.items():
         os.environ.setdefault(name, value)
+    # A log handler that fails (Prefect's, sending logs to a server that has gone) writes "--- Error logging
+    # to API ---" and the error to stderr unless this is off; the command says what went wrong in one line.
+    logging.raiseExceptions = False
 
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:

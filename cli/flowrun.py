@@ -125,6 +125,8 @@ class ShellFlow:
         self._server_ready: Callable[[], None] | None = None
         #: The ID of the last flow run :meth:`run` ran (for a link to it in the UI).
         self.flow_run_id: str | None = None
+        #: The API URL of the temporary server this command started, if it started one.
+        self.temporary_api: str | None = None
 
     def settings(self) -> ImsflowSettings:
         """The settings the flow's tasks will use (``IMSFLOW_*`` and ``.env``)."""
@@ -135,12 +137,17 @@ class ShellFlow:
     def start_server_early(self) -> None:
         """Start Prefect's temporary server now, and wait for it later (``imsflow demo``)."""
         if self._server_ready is None:
+            from prefect.settings import PREFECT_API_URL
+
+            named = PREFECT_API_URL.value()
             self._server_ready = start_prefect_server(self._stack)
+            if not named:  # the command's own server, named for the rest of the command
+                self.temporary_api = PREFECT_API_URL.value() or None
 
     def server(self) -> None:
         """Wait for Prefect's server (starting the temporary one if need be); one line if it does not come."""
-        if self._server_ready is None:
-            self._server_ready = start_prefect_server(self._stack)
+        self.start_server_early()
+        assert self._server_ready is not None
         self._server_ready()
 
     def run(
@@ -199,17 +206,53 @@ def flow_from_shell(
     for name, value in (prefect_env or {}).items():
         os.environ.setdefault(name, value)
     with friendly_errors(), contextlib.ExitStack() as stack:
+        shell = ShellFlow(stack)
         try:
-            yield ShellFlow(stack)
-        except RuntimeError as exc:
-            if PREFECT_UNREACHABLE in str(exc):  # PREFECT_API_URL names a server that does not answer
-                fail(
-                    f"no Prefect server answers at {str(exc).split(PREFECT_UNREACHABLE, 1)[1].strip()}",
-                    hint="start it (`prefect server start`), or unset PREFECT_API_URL for a temporary one",
-                )
+            yield shell
+        except Exception as exc:
+            url = _unreachable_prefect_api(exc)
+            if url is not None:
+                _prefect_unreachable(url, temporary=url.rstrip("/") == str(shell.temporary_api).rstrip("/"))
             # A server Prefect started on its own (not through ShellFlow.server) with its own timeout.
-            if PREFECT_START_FAILURE not in str(exc):
+            if not isinstance(exc, RuntimeError) or PREFECT_START_FAILURE not in str(exc):
                 raise
             from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
 
             _prefect_did_not_start(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), exc)
+
+
+def _unreachable_prefect_api(exc: Exception) -> str | None:
+    """The Prefect API URL that ``exc`` says did not answer, if it says so.
+
+    Prefect's client raises a ``RuntimeError`` when the server does not answer its first call, but a call
+    in the middle of a run that cannot connect (the server was stopped or killed) escapes as httpx's own
+    ``TransportError``. The cloud's calls never do (``imsflow.client`` maps them to named errors), so one
+    whose request went to the Prefect API is the server gone."""
+    if isinstance(exc, RuntimeError) and PREFECT_UNREACHABLE in str(exc):
+        return str(exc).split(PREFECT_UNREACHABLE, 1)[1].strip()
+    import httpx
+
+    if not isinstance(exc, httpx.TransportError):
+        return None
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    try:
+        url = str(exc.request.url)
+    except RuntimeError:  # an error raised with no request
+        return None
+    return api if api and url.startswith(api.rstrip("/")) else None
+
+
+def _prefect_unreachable(url: str, *, temporary: bool) -> NoReturn:
+    if temporary:  # the user named no server: the one this command started went away during the run
+        fail(
+            f"Prefect's temporary server at {url} stopped answering during the run "
+            "(was it killed, or the machine short of memory?)",
+            hint="run the command again; for long runs, start a server that outlives the command "
+            "(`prefect server start`) and set PREFECT_API_URL=http://127.0.0.1:4200/api",
+        )
+    fail(  # PREFECT_API_URL names a server that does not answer
+        f"no Prefect server answers at {url}",
+        hint="start it (`prefect server start`), or unset PREFECT_API_URL for a temporary one",
+    )

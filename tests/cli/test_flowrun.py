@@ -8,10 +8,17 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
-from cli.flowrun import PREFECT_START_FAILURE, STARTUP_TIMEOUT_SECONDS, flow_from_shell, startup_timeout
+from cli.flowrun import (
+    PREFECT_START_FAILURE,
+    STARTUP_TIMEOUT_SECONDS,
+    ShellFlow,
+    flow_from_shell,
+    startup_timeout,
+)
 from cli.main import app
 from cli.tempserver import NotStarted, TemporaryServer
 from tests.e2e.stack import IMSFLOW
@@ -97,6 +104,90 @@ def test_a_server_that_does_not_answer_is_one_line(capsys: pytest.CaptureFixture
     assert shown[0] == "error: no Prefect server answers at http://127.0.0.1:9/api/"
     assert "prefect server start" in shown[1]
     assert len(shown) == 2
+
+
+@pytest.fixture
+def temporary_server_started(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """No ``PREFECT_API_URL``: the command starts its temporary server (a fake that is up at once)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    class Started:
+        api_url = "http://127.0.0.1:9/api"
+
+        def wait(self, timeout: float) -> None:
+            return None
+
+    monkeypatch.setattr(TemporaryServer, "start", classmethod(lambda cls, settings_env=None: Started()))
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        yield Started.api_url
+
+
+def _connect_error(url: str) -> httpx.ConnectError:
+    return httpx.ConnectError("All connection attempts failed", request=httpx.Request("POST", url))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        # a call in the middle of the run (what a killed server gives, tried by hand)
+        _connect_error("http://127.0.0.1:9/api/flow_runs/0f1e/set_state"),
+        # Prefect's own wording, when its first call gets no answer
+        RuntimeError("Failed to reach API at http://127.0.0.1:9/api/"),
+    ],
+    ids=["connect-error", "runtime-error"],
+)
+def test_the_commands_own_server_gone_mid_run_is_one_line_that_blames_no_setting(
+    error: Exception, temporary_server_started: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The temporary server started, then stopped answering: one line, no traceback, and no advice to unset
+    a PREFECT_API_URL the user never set."""
+    import typer
+
+    def run_whose_server_goes(shell: ShellFlow) -> None:
+        shell.server()
+        assert shell.temporary_api == temporary_server_started
+        raise error
+
+    with pytest.raises(typer.Exit) as exited, flow_from_shell() as shell:
+        run_whose_server_goes(shell)
+    assert exited.value.exit_code == 1
+    shown = capsys.readouterr().err.strip().splitlines()
+    assert shown[0].startswith("error: Prefect's temporary server at http://127.0.0.1:9/api")
+    assert shown[0].endswith(
+        " stopped answering during the run (was it killed, or the machine short of memory?)"
+    )
+    assert shown[1].startswith("hint: run the command again")
+    assert "unset PREFECT_API_URL" not in shown[1]
+    assert len(shown) == 2
+
+
+def test_a_named_server_gone_mid_run_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with (
+        temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}),
+        pytest.raises(typer.Exit),
+        flow_from_shell(),
+    ):
+        raise _connect_error("http://127.0.0.1:4200/api/logs/")
+    shown = capsys.readouterr().err.strip().splitlines()
+    assert shown == [
+        "error: no Prefect server answers at http://127.0.0.1:4200/api",
+        "hint: start it (`prefect server start`), or unset PREFECT_API_URL for a temporary one",
+    ]
+
+
+def test_a_connect_error_of_another_host_is_not_taken_for_the_server(temporary_server_started: str) -> None:
+    """Only Prefect's calls: the cloud's never reach here raw (imsflow.client names them), so one that did
+    is a bug and keeps its traceback."""
+
+    def run_whose_cloud_call_escaped(shell: ShellFlow) -> None:
+        shell.server()
+        raise _connect_error("http://127.0.0.1:8780/v3/auth/tokens")
+
+    with pytest.raises(httpx.ConnectError), flow_from_shell() as shell:
+        run_whose_cloud_call_escaped(shell)
 
 
 def test_other_runtime_errors_are_not_taken_for_the_server() -> None:
