@@ -29,6 +29,7 @@ from cli.app import fail, friendly_errors, quiet_prefect, step_printer
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import State
 
+    from cli.tempserver import TemporaryServer
     from imsflow.settings import ImsflowSettings
     from runtime import Reporter
 
@@ -74,12 +75,12 @@ def _prefect_did_not_start(timeout: float, exc: BaseException) -> NoReturn:
     server_did_not_start(timeout)
 
 
-def start_prefect_server(stack: contextlib.ExitStack) -> Callable[[], None]:
+def start_prefect_server(stack: contextlib.ExitStack) -> TemporaryServer | None:
     """Start a temporary Prefect server (when no ``PREFECT_API_URL`` is set) for the rest of the command.
 
     The server is spawned at once (``cli.tempserver``) and ``PREFECT_API_URL`` names it from now on (in
-    ``stack``); returns a function that waits until it answers (with :func:`startup_timeout`), or says in
-    one line why it did not. Call that before the first flow run.
+    ``stack``). Returns it (``None`` when a server is named or temporary ones are off); call
+    :func:`wait_for_server` before the first flow run.
     """
     from prefect.settings import (
         PREFECT_API_URL,
@@ -89,20 +90,22 @@ def start_prefect_server(stack: contextlib.ExitStack) -> Callable[[], None]:
     )
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        return lambda: None
-    from cli.tempserver import NotStarted, TemporaryServer
+        return None
+    from cli.tempserver import TemporaryServer
 
-    timeout = startup_timeout()
     server = TemporaryServer.start(get_current_settings().to_environment_variables(exclude_unset=True))
     stack.enter_context(temporary_settings(updates={PREFECT_API_URL: server.api_url}))
+    return server
 
-    def wait() -> None:
-        try:
-            server.wait(timeout)
-        except NotStarted as exc:
-            server_did_not_start(exc.timeout, exc.code)
 
-    return wait
+def wait_for_server(server: TemporaryServer) -> None:
+    """Return once ``server`` answers (within :func:`startup_timeout`), or say in one line why it did not."""
+    from cli.tempserver import NotStarted
+
+    try:
+        server.wait(startup_timeout())
+    except NotStarted as exc:
+        server_did_not_start(exc.timeout, exc.code)
 
 
 def server_is_local() -> bool:
@@ -122,11 +125,16 @@ class ShellFlow:
 
     def __init__(self, stack: contextlib.ExitStack) -> None:
         self._stack = stack
-        self._server_ready: Callable[[], None] | None = None
+        self._started = False
+        #: The temporary server this command started, if it started one.
+        self._temporary: TemporaryServer | None = None
         #: The ID of the last flow run :meth:`run` ran (for a link to it in the UI).
         self.flow_run_id: str | None = None
-        #: The API URL of the temporary server this command started, if it started one.
-        self.temporary_api: str | None = None
+
+    @property
+    def temporary_api(self) -> str | None:
+        """The API URL of the temporary server this command started, if it started one."""
+        return self._temporary.api_url if self._temporary is not None else None
 
     def settings(self) -> ImsflowSettings:
         """The settings the flow's tasks will use (``IMSFLOW_*`` and ``.env``)."""
@@ -136,19 +144,15 @@ class ShellFlow:
 
     def start_server_early(self) -> None:
         """Start Prefect's temporary server now, and wait for it later (``imsflow demo``)."""
-        if self._server_ready is None:
-            from prefect.settings import PREFECT_API_URL
-
-            named = PREFECT_API_URL.value()
-            self._server_ready = start_prefect_server(self._stack)
-            if not named:  # the command's own server, named for the rest of the command
-                self.temporary_api = PREFECT_API_URL.value() or None
+        if not self._started:
+            self._started = True
+            self._temporary = start_prefect_server(self._stack)
 
     def server(self) -> None:
         """Wait for Prefect's server (starting the temporary one if need be); one line if it does not come."""
         self.start_server_early()
-        assert self._server_ready is not None
-        self._server_ready()
+        if self._temporary is not None:
+            wait_for_server(self._temporary)
 
     def run(
         self,
@@ -212,7 +216,8 @@ def flow_from_shell(
         except Exception as exc:
             url = _unreachable_prefect_api(exc)
             if url is not None:
-                _prefect_unreachable(url, temporary=url.rstrip("/") == str(shell.temporary_api).rstrip("/"))
+                ours = shell.temporary_api
+                _prefect_unreachable(url, temporary=ours is not None and url.rstrip("/") == ours.rstrip("/"))
             # A server Prefect started on its own (not through ShellFlow.server) with its own timeout.
             if not isinstance(exc, RuntimeError) or PREFECT_START_FAILURE not in str(exc):
                 raise

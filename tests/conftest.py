@@ -6,6 +6,7 @@ results (tokens, submission records) would leak between runs and into the develo
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -38,7 +39,11 @@ def fresh_runtime() -> Iterator[None]:
     import runtime  # here, not at the top: it reads nothing of Prefect's, but keep this module first
 
     runtime.reset()
+    # A command run in-process (CliRunner) quiets failing log handlers for the rest of its process
+    # (cli.app.quiet_prefect): the next test gets Python's default back.
+    raise_exceptions = logging.raiseExceptions
     yield
+    logging.raiseExceptions = raise_exceptions
     runtime.reset()
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 #: Settings for a test's Prefect server whose tests read no event back and set up no automation: the
 #: services that only store events, evaluate automations on them and stream them to websocket subscribers
-#: are off. They took a sixth of the server's CPU per create-image run (290 → 247 ms) and, with the fleets'
+#: are off. They took 15 % of the server's CPU per create-image run (290 → 247 ms) and, with the fleets'
 #: many task runs, a seventh of the flow tests' CPU (223 → 181-203 s, tests/flows on 3 workers, side by
 #: side). The task-run recorder stays on: tests read task runs. Not for the servers a user's commands start
 #: (the README's, the demo's, the temporary ones) nor the served stack, whose tests read events and fire an

@@ -48,10 +48,10 @@ def test_the_command_starts_a_server_without_loading_prefects_server_code(tmp_pa
     script = textwrap.dedent(
         """
         import contextlib, sys
-        from cli.flowrun import start_prefect_server
+        from cli.flowrun import start_prefect_server, wait_for_server
         from prefect.settings import PREFECT_API_URL
         with contextlib.ExitStack() as stack:
-            start_prefect_server(stack)()
+            wait_for_server(start_prefect_server(stack))
             from cli.background import api_healthy
             print(api_healthy(PREFECT_API_URL.value()), PREFECT_API_URL.value())
             print(sorted(m for m in sys.modules if m.startswith("prefect.server")))

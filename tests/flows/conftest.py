@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.tempserver import stop_process
+from cli.tempserver import EPHEMERAL_ENV, stop_process
 from runtime.retry import local_server_backoff
 from tests.prefect_home import WITHOUT_EVENT_SERVICES, seed_database
 from tests.support import LAYOUTS, endpoint_layout
@@ -47,10 +47,7 @@ class FlowTestServer:
         seed_database(database)
         env = {
             **os.environ,
-            # What SubprocessASGIServer sets for Prefect's temporary server: no UI, an ephemeral server.
-            "PREFECT_UI_ENABLED": "0",
-            "PREFECT__SERVER_EPHEMERAL": "1",
-            "PREFECT__SERVER_FINAL": "1",
+            **EPHEMERAL_ENV,  # what Prefect sets for its temporary server: no UI, an ephemeral server
             "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url,
             **_server_environment(),
         }
