@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ PROJECT_ID = "0123456789abcdef0123456789abcdef"
 
 try:
     from playwright.sync_api import Page, Response, expect, sync_playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None  # type: ignore[assignment]
 
@@ -54,13 +56,44 @@ pytestmark = [
 ]
 
 
-def _submit(page: Page) -> Response:
+#: Prefect's SQLite server waits up to 60 s for the database lock before it answers a write (its
+#: ``busy_timeout``), and the stack's runs write all the time: on a loaded machine, a Submit can take that
+#: long (CI once saw none within 30 s, the page's default).
+SUBMIT_TIMEOUT_MS = 90_000
+
+
+class ApiCalls:
+    """The page's last calls to Prefect's API, to say what the UI was waiting on when a step times out."""
+
+    def __init__(self, page: Page, base: str, keep: int = 20) -> None:
+        self._api = base + "/api/"
+        self.lines: deque[str] = deque(maxlen=keep)
+        page.on("request", lambda r: self._add(f"> {r.method}", r.url))
+        page.on("response", lambda r: self._add(f"< {r.status} {r.request.method}", r.url))
+        page.on("requestfailed", lambda r: self._add(f"x {r.failure} {r.method}", r.url))
+
+    def _add(self, what: str, url: str) -> None:
+        if url.startswith(self._api):
+            self.lines.append(f"{time.strftime('%H:%M:%S')} {what} /api/{url.removeprefix(self._api)}")
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines) or "(none)"
+
+
+def _submit(page: Page, calls: ApiCalls) -> Response:
     """Press Submit until the run is created (``create_flow_run``'s answer)."""
     for _attempt in range(3):
-        with page.expect_response(
-            lambda r: r.url.endswith("/create_flow_run") and r.request.method == "POST"
-        ) as created:
-            page.get_by_role("button", name="Submit").click()
+        try:
+            with page.expect_response(
+                lambda r: r.url.endswith("/create_flow_run") and r.request.method == "POST",
+                timeout=SUBMIT_TIMEOUT_MS,
+            ) as created:
+                page.get_by_role("button", name="Submit").click()
+        except PlaywrightTimeoutError:
+            waited = SUBMIT_TIMEOUT_MS / 1000
+            raise AssertionError(
+                f"Submit created no run in {waited:.0f} s; the UI's last API calls:\n{calls}"
+            ) from None
         # A busy SQLite server answers 503 and creates nothing; a user would press Submit again.
         if created.value.status != 503:
             break
@@ -69,7 +102,9 @@ def _submit(page: Page) -> Response:
     return created.value
 
 
-def _kind_run(page: Page, stack: Stack, deployment: str, instance_id: str, name: str, kind: str) -> Any:
+def _kind_run(
+    page: Page, calls: ApiCalls, stack: Stack, deployment: str, instance_id: str, name: str, kind: str
+) -> Any:
     """A custom run from the form with *Image kind* chosen (and, for full-ecs, the CBR vault ID)."""
     page.goto(f"{stack.base}/v2/deployments/deployment/{deployment}/run?parameters={{}}")
     page.get_by_role("textbox", name="Instance ID", exact=True).fill(instance_id)
@@ -79,7 +114,7 @@ def _kind_run(page: Page, stack: Stack, deployment: str, instance_id: str, name:
     expect(page.get_by_role("button", name="Select Image kind")).to_have_text(kind)
     if kind == "full-ecs":
         page.get_by_role("textbox", name="CBR vault ID (Optional)").fill(VAULT)
-    run = _submit(page).json()
+    run = _submit(page, calls).json()
     params = run["parameters"]["params"]
     assert (params["instance_id"], params["name"], params["kind"]) == (instance_id, name, kind)
     assert params.get("vault_id") == (VAULT if kind == "full-ecs" else None)
@@ -100,6 +135,7 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
         context.route(lambda url: not url.startswith(stack.base), lambda route: route.abort())
         page = context.new_page()
         page.set_default_timeout(30_000)
+        calls = ApiCalls(page, stack.base)
 
         page.goto(stack.base + "/")
         expect(page).to_have_url(re.compile(r"/v2/"))
@@ -115,7 +151,7 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
         expect(page.get_by_text("ID (UUID) of the ECS whose system disk becomes the image.")).to_be_visible()
         timings["form filled"] = time.monotonic() - started
 
-        run = _submit(page).json()
+        run = _submit(page, calls).json()
         assert run["parameters"]["params"]["instance_id"] == WEB_1
         assert run["parameters"]["params"]["name"] == image_name
         submitted = time.monotonic()
@@ -150,7 +186,7 @@ def test_custom_run_from_the_ui_completes_with_four_steps(stack: Stack, tmp_path
             "full-ecs": (CACHE_1, f"cache-1-full-{stamp}"),
         }
         kind_runs = {
-            kind: _kind_run(page, stack, deployment["id"], instance_id, name, kind)
+            kind: _kind_run(page, calls, stack, deployment["id"], instance_id, name, kind)
             for kind, (instance_id, name) in kinds.items()
         }
         timings["kind runs submitted"] = time.monotonic() - submitted
