@@ -10,13 +10,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from cli.background import api_healthy, await_health
 from cli.tempserver import EPHEMERAL_ENV, stop_process
 from runtime.retry import local_server_backoff
 from tests.prefect_home import WITHOUT_EVENT_SERVICES, seed_database
@@ -84,16 +83,14 @@ class FlowTestServer:
 
     def wait_until_healthy(self, timeout: float) -> bool:
         """True once the server answers /health; False when its process died (then another is started)."""
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=5) as client:
-            while self.process.poll() is None:
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"{self.api_url}/health").status_code == 200:
-                        return True
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the Prefect test server did not answer within {timeout:.0f} s")
-                time.sleep(0.1)
-        return False
+        outcome = await_health(
+            lambda wait: api_healthy(self.api_url, timeout=wait),
+            lambda: self.process.poll() is None,
+            timeout=timeout,
+        )
+        if outcome == "silent":
+            raise RuntimeError(f"the Prefect test server did not answer within {timeout:.0f} s")
+        return outcome == "healthy"
 
     def stop(self) -> None:
         self._launch.join()
