@@ -18,7 +18,7 @@ import pytest
 from cli.background import api_healthy, await_health
 from cli.tempserver import EPHEMERAL_ENV, stop_process
 from runtime.retry import local_server_backoff
-from tests.prefect_home import WITHOUT_EVENT_SERVICES, seed_database
+from tests.prefect_home import BATCHED_TASK_RUN_RECORDER, WITHOUT_EVENT_SERVICES, seed_database
 from tests.support import LAYOUTS, endpoint_layout
 
 #: Seconds the test server may take to come up. Generous: on a busy 2-core machine it can take minutes
@@ -151,11 +151,13 @@ def _server_environment() -> dict[str, str]:
     local cloud's virtual clock slots free up in milliseconds: a quarter second caps the wait.
 
     No flow test reads an event back from the server (the events a flow emits are checked where it emits
-    them): :data:`~tests.prefect_home.WITHOUT_EVENT_SERVICES`.
+    them): :data:`~tests.prefect_home.WITHOUT_EVENT_SERVICES`. Task runs are recorded in batches
+    (:data:`~tests.prefect_home.BATCHED_TASK_RUN_RECORDER`): the tests that read them wait until they are.
     """
     return {
         "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "0.25",
         **WITHOUT_EVENT_SERVICES,
+        **BATCHED_TASK_RUN_RECORDER,
     }
 
 
