@@ -34,12 +34,13 @@ WITHOUT_EVENT_SERVICES = {
     "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
     "PREFECT_SERVER_EVENTS_STREAM_OUT_ENABLED": "false",
 }
-#: Settings for a test's Prefect server that records task runs in batches. Prefect's default writes each
-#: task-run event in a transaction of its own, as it arrives; the flow tests make thousands (fleets, retries),
-#: and on 2 busy cores the recorder fell seconds behind them. Batches of up to 20, flushed at least every
-#: second: tests/flows took 231-237 s of CPU against 261-292 s (3 workers, alternating), 130-133 s of wall
-#: against 165 s. A test that reads task runs back already waits until they are recorded (the recorder
-#: writes them a moment after the run, batched or not). Not for the servers a user's commands start.
+#: Settings for a test's Prefect server that records task runs in batches. Prefect's default writes each task-
+#: run event in a transaction of its own, as it arrives; every flow run makes several (a fleet many), and in
+#: the quick loop the recorder fell 3-4 s behind (a test waited that long for its task run; 0.1 s alone).
+#: Batches of up to 20, flushed at least every second: tests/flows took 231-247 s of CPU against 292 s and
+#: 130-141 s of wall against 165 s (3 workers, side by side). A test that reads task runs back already waits
+#: until they are recorded (the recorder writes them a moment after the run, batched or not). Not for the
+#: servers a user's commands start.
 BATCHED_TASK_RUN_RECORDER = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "20",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",

@@ -58,7 +58,8 @@ pytestmark = [
 
 #: Prefect's SQLite server waits up to 60 s for the database lock before it answers a write (its
 #: ``busy_timeout``), and the stack's runs write all the time: on a loaded machine, a Submit can take that
-#: long (CI once saw none within 30 s, the page's default).
+#: long. A full run on a fresh machine once saw no answer within the page's 30 s default; its cause was not
+#: caught, so a timeout lists the page's last API calls (:class:`ApiCalls`).
 SUBMIT_TIMEOUT_MS = 90_000
 
 
